@@ -1,0 +1,451 @@
+"""The command line: parse, call a manager, render. Errors become one `Error:` line in main()."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import List, Optional
+
+import typer
+
+try:  # newer Typer releases carry their own copy of Click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older Typer depends on Click itself
+    from click import exceptions as click_errors  # type: ignore[no-redef]
+
+from . import __version__, render
+from .errors import InvalidInput, QueuectlError
+from .store.base import Store
+
+app = typer.Typer(
+    help="queuectl: a background job queue for shell commands, on SQLite or MongoDB.\n\n"
+    "Store: --db URL, else $QUEUECTL_DB, else $MONGODB_URI, else ~/.queuectl/queue.db.",
+    no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False, rich_markup_mode=None,
+)
+worker_app = typer.Typer(help="Start, stop and list workers.", no_args_is_help=True)
+dlq_app = typer.Typer(help="The dead letter queue: jobs that used up their retries.",
+                      no_args_is_help=True)
+config_app = typer.Typer(help="Settings shared by every worker of the store.",
+                         no_args_is_help=True)
+app.add_typer(worker_app, name="worker")
+app.add_typer(dlq_app, name="dlq")
+app.add_typer(config_app, name="config")
+
+JSON_OPT = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+
+
+class Context:
+    """Per-invocation state: the store URL, and the store once a command needs it."""
+
+    def __init__(self, db: str | None) -> None:
+        self.db = db
+        self._store: Store | None = None
+
+    @property
+    def url(self) -> str:
+        from .settings import resolve_url
+
+        return resolve_url(self.db)
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            from .store import open_store
+
+            self._store = open_store(self.url)
+        return self._store
+
+
+def _ctx(ctx: typer.Context) -> Context:
+    return ctx.find_root().obj  # type: ignore[no-any-return]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"queuectl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    db: Optional[str] = typer.Option(None, "--db", metavar="URL",
+                                     help="Store URL: mongodb://…, sqlite:///file.db or a path."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """queuectl: a background job queue for shell commands, on SQLite or MongoDB."""
+    ctx.obj = Context(db)
+
+
+# -- enqueue --------------------------------------------------------------------------------
+@app.command()
+def enqueue(
+    ctx: typer.Context,
+    spec: Optional[str] = typer.Argument(None, help="A JSON object, or a plain command."),
+    command: Optional[str] = typer.Option(None, "--command", "-c", help="The shell command."),
+    job_id: Optional[str] = typer.Option(None, "--id", help="Job id (default: generated)."),
+    priority: Optional[int] = typer.Option(None, help="Higher runs first (default 0)."),
+    delay: Optional[float] = typer.Option(None, help="Seconds to wait before it may run."),
+    run_at: Optional[str] = typer.Option(None, "--run-at",
+                                         help="ISO 8601 time to run at; no offset = local."),
+    max_retries: Optional[int] = typer.Option(None, "--max-retries",
+                                              help="Retries after the first attempt."),
+    timeout: Optional[float] = typer.Option(None, help="Seconds before the job is killed."),
+    file: Optional[str] = typer.Option(None, "--file", "-f",
+                                       help="JSON lines file of jobs ('-' = stdin)."),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id(s)."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """Add a job (or a batch of jobs) to the queue.
+
+    Example: queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
+    """
+    from .enqueue_input import merge_options, read_batch, read_spec
+    from .jobs import JobManager
+
+    options = {"id": job_id, "command": command, "priority": priority, "delay": delay,
+               "run_at": run_at, "max_retries": max_retries, "timeout": timeout}
+    if file is not None:
+        if spec is not None or command is not None or job_id is not None:
+            raise InvalidInput("--file takes no SPEC, --command or --id")
+        specs = [(label, merge_options(s, options)) for label, s in read_batch(file)]
+    elif spec is None and command is None:
+        raise InvalidInput('no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"')
+    else:
+        specs = [(None, merge_options(read_spec(spec), options))]
+    jobs = JobManager(_ctx(ctx).store).enqueue(specs)
+    if as_json:
+        docs = [render.job_json(j) for j in jobs]
+        render.emit_json(docs if file is not None else docs[0])
+    elif quiet:
+        typer.echo("\n".join(j.id for j in jobs))
+    elif file is not None:
+        typer.echo(f"Enqueued {len(jobs)} job{'s' if len(jobs) != 1 else ''}")
+    else:
+        typer.echo(f"Enqueued job {jobs[0].id}")
+
+
+# -- read commands --------------------------------------------------------------------------
+@app.command()
+def status(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """Count jobs by state, and active workers.
+
+    Example: queuectl status --json
+    """
+    from .jobs import JobManager
+    from .workers import WorkerManager
+
+    store = _ctx(ctx).store
+    counts = JobManager(store).counts()
+    active = len(WorkerManager(store).active())
+    if as_json:
+        render.emit_json({"jobs": counts, "workers": {"active": active}})
+    else:
+        typer.echo(render.status_text(counts, active))
+
+
+@app.command("list")
+def list_jobs(
+    ctx: typer.Context,
+    state: Optional[str] = typer.Option(None, help="pending|processing|completed|failed|dead"),
+    limit: int = typer.Option(50, help="At most this many jobs."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List jobs: pending and failed in claim order, others most recently updated first.
+
+    Example: queuectl list --state pending --limit 10
+    """
+    from .jobs import JobManager
+
+    jobs = JobManager(_ctx(ctx).store).list(state, limit)
+    if as_json:
+        render.emit_json([render.job_json(j) for j in jobs])
+    elif jobs:
+        typer.echo(render.jobs_table(jobs, state))
+    else:
+        typer.echo(f"No {state + ' ' if state else ''}jobs.")
+
+
+@app.command()
+def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+         as_json: bool = JSON_OPT) -> None:
+    """Print every field of one job.
+
+    Example: queuectl show job1
+    """
+    from .jobs import JobManager
+
+    job = JobManager(_ctx(ctx).store).get(job_id)
+    if as_json:
+        render.emit_json(render.job_json(job))
+    else:
+        typer.echo(render.show_job(job))
+
+
+@app.command()
+def log(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
+        as_json: bool = JSON_OPT) -> None:
+    """Print the captured stdout and stderr of a job's latest attempt.
+
+    Example: queuectl log job1
+    """
+    from .jobs import JobManager
+    from .logview import log_json, log_text
+
+    job = JobManager(_ctx(ctx).store).get(job_id)
+    if as_json:
+        render.emit_json(log_json(job))
+    else:
+        typer.echo(log_text(job))
+
+
+@app.command()
+def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """Counts, durations (mean, p50, p95), success rate, retries and throughput.
+
+    Example: queuectl stats --json
+    """
+    from .jobs import JobManager
+    from .logview import stats_text
+
+    data = JobManager(_ctx(ctx).store).stats()
+    if as_json:
+        render.emit_json(data)
+    else:
+        typer.echo(stats_text(data))
+
+
+@app.command()
+def dashboard(
+    ctx: typer.Context,
+    interval: float = typer.Option(2.0, help="Seconds between refreshes."),
+) -> None:
+    """A live view of jobs and workers, refreshed until Ctrl+C.
+
+    Example: queuectl dashboard --interval 1
+    """
+    from .dashboard import run_dashboard
+
+    if not 0.1 <= interval <= 3600:
+        raise InvalidInput(f"--interval must be between 0.1 and 3600 seconds, got {interval}")
+    run_dashboard(lambda: _ctx(ctx).store, interval)
+
+
+# -- dlq ------------------------------------------------------------------------------------
+@dlq_app.command("list")
+def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """List the jobs in the dead letter queue.
+
+    Example: queuectl dlq list
+    """
+    from .jobs import JobManager
+
+    jobs = JobManager(_ctx(ctx).store).dead()
+    if as_json:
+        render.emit_json([render.job_json(j) for j in jobs])
+    elif jobs:
+        rows = [(render.printable(j.id, 40), j.attempts, render.printable(j.command, 40),
+                 render.printable(j.last_error, 50)) for j in jobs]
+        typer.echo(render.table(rows, ["ID", "Attempts", "Command", "Last Error"]))
+    else:
+        typer.echo("The DLQ is empty.")
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    ctx: typer.Context,
+    job_ids: Optional[List[str]] = typer.Argument(None, metavar="ID...", help="Dead job ids."),
+    all_jobs: bool = typer.Option(False, "--all", help="Retry every dead job."),
+) -> None:
+    """Put dead jobs back to pending with their attempts reset.
+
+    Example: queuectl dlq retry job1 job2   (or: queuectl dlq retry --all)
+    """
+    from .jobs import JobManager
+
+    if bool(job_ids) == all_jobs:
+        raise InvalidInput("give one or more job ids, or --all (not both)")
+    retried, missing = JobManager(_ctx(ctx).store).retry_dead(None if all_jobs else job_ids)
+    for job_id in missing:
+        typer.echo(f"Error: job {job_id!r} is not in the DLQ", err=True)
+    typer.echo(f"Retried {len(retried)} job(s)")
+    if missing:
+        raise typer.Exit(1)
+
+
+# -- config ---------------------------------------------------------------------------------
+@config_app.command("list")
+def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """Print every key with its value (defaults included).
+
+    Example: queuectl config list
+    """
+    from .config import KEYS, ConfigManager
+
+    values = ConfigManager(_ctx(ctx).store).all()
+    if as_json:
+        render.emit_json(values)
+    else:
+        rows = [(k, values[k], KEYS[k].default, KEYS[k].help) for k in KEYS]
+        typer.echo(render.table(rows, ["Key", "Value", "Default", "Meaning"]))
+
+
+@config_app.command("get")
+def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
+    """Print one value.
+
+    Example: queuectl config get max-retries
+    """
+    from .config import ConfigManager, canonical_key
+
+    value = ConfigManager(_ctx(ctx).store).get(key)
+    if as_json:
+        render.emit_json({canonical_key(key): value})
+    else:
+        typer.echo(value)
+
+
+@config_app.command("set")
+def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OPT) -> None:
+    """Set a value; running workers apply it within poll_interval.
+
+    Example: queuectl config set max_retries 5
+    """
+    from .config import ConfigManager
+
+    name, parsed = ConfigManager(_ctx(ctx).store).set(key, value)
+    if as_json:
+        render.emit_json({name: parsed})
+    else:
+        typer.echo(f"{name} = {parsed}")
+
+
+@config_app.command("unset")
+def config_unset(ctx: typer.Context, key: str) -> None:
+    """Go back to the default value.
+
+    Example: queuectl config unset backoff_base
+    """
+    from .config import KEYS, ConfigManager
+
+    name = ConfigManager(_ctx(ctx).store).unset(key)
+    typer.echo(f"{name} = {KEYS[name].default} (default)")
+
+
+# -- workers --------------------------------------------------------------------------------
+@worker_app.command("start")
+def worker_start(
+    ctx: typer.Context,
+    count: int = typer.Option(1, "--count", "-n", help="How many workers (processes)."),
+    burst: bool = typer.Option(False, help="Exit once no job is pending or failed."),
+    detach: bool = typer.Option(False, help="Run in the background, logging to a file."),
+) -> None:
+    """Run workers in the foreground until Ctrl+C (or `queuectl worker stop`).
+
+    Example: queuectl worker start --count 4
+    """
+    from . import supervisor
+
+    if not 1 <= count <= 256:
+        raise InvalidInput(f"--count must be between 1 and 256, got {count}")
+    state = _ctx(ctx)
+    url = state.url
+    state.store  # fail now, in the foreground, if the URL is bad  # noqa: B018
+    if detach:
+        supervisor.detach(url, count, burst)
+    else:
+        raise typer.Exit(supervisor.run(url, count, burst))
+
+
+@worker_app.command("stop")
+def worker_stop(
+    ctx: typer.Context,
+    wait: bool = typer.Option(False, help="Block until every worker has stopped."),
+    timeout: float = typer.Option(60.0, help="With --wait: give up after this many seconds."),
+) -> None:
+    """Ask every running worker of this store, on every machine, to stop gracefully.
+
+    Example: queuectl worker stop --wait --timeout 30
+    """
+    from .workers import WorkerManager
+
+    if timeout <= 0:
+        raise InvalidInput(f"--timeout must be > 0, got {timeout}")
+    manager = WorkerManager(_ctx(ctx).store)
+    asked = manager.request_stop()
+    typer.echo(f"Stop requested for {len(asked)} worker(s)")
+    if wait and asked:
+        deadline = time.monotonic() + timeout
+        ids = {w.id for w in asked}
+        while any(w.id in ids for w in manager.active()):
+            if time.monotonic() > deadline:
+                raise QueuectlError(f"workers still running after {timeout:g}s")
+            time.sleep(0.2)
+        typer.echo("All workers stopped")
+
+
+@worker_app.command("list")
+def worker_list(
+    ctx: typer.Context,
+    include_all: bool = typer.Option(False, "--all", help="Include stopped workers."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List workers with their status, current job and heartbeat age.
+
+    Example: queuectl worker list --all
+    """
+    from .workers import WorkerManager
+
+    workers = WorkerManager(_ctx(ctx).store).list(include_stopped=include_all)
+    now = time.time()
+    if as_json:
+        render.emit_json([render.worker_json(w, now) for w in workers])
+    elif workers:
+        typer.echo(render.workers_table(workers, now))
+    else:
+        typer.echo("No workers." if include_all else "No running workers.")
+
+
+# -- entry point ----------------------------------------------------------------------------
+def _usage_message(exc: click_errors.UsageError) -> str:
+    message = exc.format_message()
+    if exc.ctx is not None:
+        message += f" (see: {exc.ctx.command_path} --help)"
+    return message
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI; every expected error becomes one `Error:` line and an exit code."""
+    from .settings import load_dotenv_file
+
+    load_dotenv_file()
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name="queuectl", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click_errors.UsageError as exc:
+        return _fail(_usage_message(exc), 2)
+    except click_errors.ClickException as exc:
+        return _fail(exc.format_message(), exc.exit_code)
+    except typer.Abort:
+        return _fail("aborted", 130)
+    except QueuectlError as exc:
+        return _fail(str(exc), exc.exit_code)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        return 1
+    except Exception as exc:  # an unexpected error: still one line, unless debugging
+        if os.environ.get("QUEUECTL_DEBUG"):
+            raise
+        return _fail(f"unexpected {type(exc).__name__}: {exc} (QUEUECTL_DEBUG=1 shows more)", 1)
+
+
+def _fail(message: str, code: int) -> int:
+    first = " ".join(str(message).split("\n")).strip()
+    sys.stderr.write(f"Error: {render.printable(first)}\n")
+    return code
+

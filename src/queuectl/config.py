@@ -1,0 +1,117 @@
+"""Configuration keys: names, aliases, defaults, rules; read and written through the store."""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from .errors import InvalidInput
+from .store.base import Store
+
+
+@dataclass(frozen=True)
+class Key:
+    """One configuration key: its type, the rule its value obeys, its default."""
+
+    name: str
+    kind: type
+    rule: str
+    check: Callable[[float], bool]
+    default: float
+    help: str
+
+
+KEYS: dict[str, Key] = {
+    k.name: k
+    for k in (
+        Key("max_retries", int, ">= 0", lambda v: v >= 0, 3, "retries after the first attempt"),
+        Key("backoff_base", float, ">= 1", lambda v: v >= 1, 2, "delay after n-th failure: base**n"),
+        Key("backoff_max", float, "> 0", lambda v: v > 0, 3600, "longest retry delay, seconds"),
+        Key("backoff_jitter", float, "between 0 and 1", lambda v: 0 <= v <= 1, 0,
+            "scale each delay by a random factor in [1-x, 1]"),
+        Key("job_timeout", float, ">= 0 (0 = none)", lambda v: v >= 0, 0,
+            "default job timeout, seconds"),
+        Key("poll_interval", float, "> 0", lambda v: v > 0, 1, "idle worker's poll, seconds"),
+        Key("heartbeat_interval", float, "> 0", lambda v: v > 0, 30,
+            "worker heartbeat and lease renewal, seconds"),
+        Key("stale_after", float, "> heartbeat_interval", lambda v: v > 0, 600,
+            "a lease or worker silent this long is lost, seconds"),
+    )
+}
+# Upper bound on every value, so arithmetic on them (base ** n, timestamps) stays finite.
+MAX_VALUE = 10**9
+
+
+def canonical_key(name: str) -> str:
+    """Accept `max_retries`, `max-retries` and `maxRetries`; reject unknown keys."""
+    snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name.strip()).replace("-", "_").lower()
+    if snake not in KEYS:
+        raise InvalidInput(f"unknown config key {name!r}; keys: {', '.join(KEYS)}")
+    return snake
+
+
+def parse_value(key: str, raw: Any) -> int | float:
+    """Turn user text (or a JSON number) into the key's type, checking its rule."""
+    spec = KEYS[key]
+    text = str(raw).strip()
+    try:
+        if isinstance(raw, bool):
+            raise ValueError
+        value: int | float = int(text) if spec.kind is int else float(text)
+    except ValueError:
+        kind = "an integer" if spec.kind is int else "a number"
+        raise InvalidInput(f"{key} must be {kind}, got {text!r}") from None
+    if not math.isfinite(value) or not spec.check(value) or abs(value) > MAX_VALUE:
+        raise InvalidInput(f"{key} must be {spec.rule} (and at most {MAX_VALUE}), got {text}")
+    if spec.kind is float and float(value).is_integer():
+        value = int(value)
+    return value
+
+
+def _check_pair(values: dict[str, Any]) -> None:
+    if values["stale_after"] <= values["heartbeat_interval"]:
+        raise InvalidInput(
+            f"stale_after ({values['stale_after']}) must be greater than "
+            f"heartbeat_interval ({values['heartbeat_interval']})"
+        )
+
+
+class ConfigManager:
+    """Reads and writes configuration in the store, so every worker shares it."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    def all(self) -> dict[str, Any]:
+        """Every key with its value: the stored one, else the default."""
+        stored = self.store.get_config()
+        values: dict[str, Any] = {}
+        for name, key in KEYS.items():
+            try:
+                values[name] = parse_value(name, stored[name]) if name in stored else key.default
+            except InvalidInput:
+                values[name] = key.default  # a value written by hand that breaks a rule
+        return values
+
+    def get(self, name: str) -> Any:
+        """One key's value."""
+        return self.all()[canonical_key(name)]
+
+    def set(self, name: str, raw: Any) -> tuple[str, Any]:
+        """Validate and store a value; returns the canonical key and the parsed value."""
+        key = canonical_key(name)
+        value = parse_value(key, raw)
+        candidate = {**self.all(), key: value}
+        _check_pair(candidate)
+        self.store.set_config(key, value)
+        return key, value
+
+    def unset(self, name: str) -> str:
+        """Go back to the default value."""
+        key = canonical_key(name)
+        candidate = {**self.all(), key: KEYS[key].default}
+        _check_pair(candidate)
+        self.store.unset_config(key)
+        return key

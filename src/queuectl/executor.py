@@ -1,0 +1,156 @@
+"""Run one shell command: its own process group, a timeout that kills the whole group, and
+stdout/stderr kept as bounded tails."""
+
+from __future__ import annotations
+
+import os
+import selectors
+import signal
+import subprocess
+import threading
+import time
+from dataclasses import dataclass
+from typing import Mapping
+
+TAIL_BYTES = 64 * 1024
+KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the group
+# After the shell exits, a background child may still hold the pipes open; read this long.
+DRAIN_AFTER_EXIT = 0.5
+
+
+@dataclass
+class Result:
+    """What one attempt produced."""
+
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    duration: float
+    error: str | None  # None on success, else the words for last_error
+
+    @property
+    def ok(self) -> bool:
+        """True when the command exited 0."""
+        return self.error is None
+
+
+class Tail:
+    """Keeps the last TAIL_BYTES bytes of a stream and counts what it dropped."""
+
+    def __init__(self, limit: int = TAIL_BYTES) -> None:
+        self.limit = limit
+        self.data = bytearray()
+        self.dropped = 0
+
+    def feed(self, chunk: bytes) -> None:
+        """Append, dropping the oldest bytes past the limit."""
+        self.data += chunk
+        excess = len(self.data) - self.limit
+        if excess > 0:
+            del self.data[:excess]
+            self.dropped += excess
+
+    def text(self) -> str:
+        """The kept bytes as text (invalid UTF-8 replaced), saying when output was cut."""
+        body = bytes(self.data).decode("utf-8", errors="replace")
+        if self.dropped:
+            return f"[queuectl: output cut, first {self.dropped} bytes dropped]\n{body}"
+        return body
+
+
+class Execution:
+    """One running command. `kill()` may be called from any thread or a signal handler."""
+
+    def __init__(self, command: str, timeout: float | None, env: Mapping[str, str]) -> None:
+        self.command = command
+        self.timeout = timeout
+        self.env = env
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.kill_reason: str | None = None
+        self._lock = threading.Lock()
+
+    def kill(self, reason: str) -> None:
+        """Kill the command's whole process group now; `reason` becomes its error."""
+        with self._lock:
+            if self.kill_reason is None:
+                self.kill_reason = reason
+        _signal_group(self.proc, signal.SIGKILL)
+
+    def run(self) -> Result:
+        """Start the command and wait for it, its timeout, or a kill."""
+        started = time.monotonic()
+        try:
+            self.proc = subprocess.Popen(
+                ["/bin/sh", "-c", self.command], stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                env=dict(self.env),
+            )
+        except OSError as exc:
+            return Result(None, "", "", time.monotonic() - started, f"could not start: {exc}")
+        if self.kill_reason:  # killed before the process existed
+            _signal_group(self.proc, signal.SIGKILL)
+        out, err, timed_out = self._collect(started)
+        code = self.proc.wait()
+        duration = time.monotonic() - started
+        return Result(code, out.text(), err.text(), duration,
+                      self._error(code, err, timed_out))
+
+    def _collect(self, started: float) -> tuple[Tail, Tail, bool]:
+        assert self.proc and self.proc.stdout and self.proc.stderr
+        tails = {self.proc.stdout: Tail(), self.proc.stderr: Tail()}
+        deadline = started + self.timeout if self.timeout else None
+        timed_out, term_sent_at, exited_at = False, 0.0, 0.0
+        with selectors.DefaultSelector() as sel:
+            for stream in tails:
+                sel.register(stream, selectors.EVENT_READ)
+            while sel.get_map():
+                now = time.monotonic()
+                if deadline and now >= deadline and not timed_out:
+                    timed_out, term_sent_at = True, now
+                    _signal_group(self.proc, signal.SIGTERM)
+                if timed_out and now - term_sent_at >= KILL_GRACE:
+                    _signal_group(self.proc, signal.SIGKILL)
+                if not exited_at and self.proc.poll() is not None:
+                    exited_at = now
+                if exited_at and now - exited_at > DRAIN_AFTER_EXIT:
+                    break
+                wait = 0.1 if (timed_out or exited_at or self.kill_reason) else 1.0
+                if deadline and not timed_out:
+                    wait = min(wait, max(deadline - now, 0.0))
+                for key, _ in sel.select(wait):
+                    chunk = os.read(key.fd, 65536)
+                    if chunk:
+                        tails[key.fileobj].feed(chunk)  # type: ignore[index]
+                    else:
+                        sel.unregister(key.fileobj)
+        for stream in tails:
+            stream.close()
+        if timed_out:
+            _signal_group(self.proc, signal.SIGKILL)
+        return tails[self.proc.stdout], tails[self.proc.stderr], timed_out
+
+    def _error(self, code: int, err: Tail, timed_out: bool) -> str | None:
+        if self.kill_reason:
+            return self.kill_reason
+        if timed_out:
+            return f"timed out after {self.timeout:g}s"
+        if code == 0:
+            return None
+        if code < 0:
+            try:
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"killed by signal {name}"
+        last_line = bytes(err.data).decode("utf-8", "replace").strip().splitlines()[-1:]
+        detail = f": {last_line[0][:300]}" if last_line else ""
+        return f"exit status {code}{detail}"
+
+
+def _signal_group(proc: subprocess.Popen[bytes] | None, sig: int) -> None:
+    if proc is None:
+        return
+    try:
+        os.killpg(proc.pid, sig)  # the group id is the shell's pid (start_new_session)
+    except (ProcessLookupError, PermissionError):
+        pass

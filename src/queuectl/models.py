@@ -1,0 +1,262 @@
+"""The job: its fields, its states, and the validation of a job spec. Pure: no I/O."""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import time
+from dataclasses import asdict, dataclass, fields
+from datetime import datetime, timezone
+from typing import Any
+
+from .errors import InvalidInput
+
+PENDING, PROCESSING, COMPLETED, FAILED, DEAD = "pending", "processing", "completed", "failed", "dead"
+STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
+READY_STATES = (PENDING, FAILED)
+
+MAX_COMMAND_BYTES = 64 * 1024
+# Integers are kept inside 32 bits so both stores hold them exactly and no overflow can occur.
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
+SPEC_FIELDS = ("id", "command", "max_retries", "priority", "delay", "run_at", "timeout")
+
+# Public fields, in the order `show` prints them (SPEC §4).
+PUBLIC_FIELDS = (
+    "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
+    "created_at", "updated_at", "started_at", "finished_at", "locked_by", "locked_at",
+    "exit_code", "last_error", "stdout", "stderr", "duration",
+)
+TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "locked_at")
+
+
+@dataclass
+class Job:
+    """A job as the stores keep it. Times are seconds since the epoch (UTC), floats."""
+
+    id: str
+    command: str
+    state: str = PENDING
+    attempts: int = 0
+    max_retries: int = 3
+    priority: int = 0
+    timeout: float | None = None
+    run_at: float = 0.0
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    started_at: float | None = None
+    finished_at: float | None = None
+    locked_by: str | None = None
+    locked_at: float | None = None
+    exit_code: int | None = None
+    last_error: str | None = None
+    stdout: str | None = None
+    stderr: str | None = None
+    duration: float | None = None
+    # Internal: enqueue order (a nanosecond stamp), the fencing token of the current claim,
+    # and when that claim's lease was last renewed.
+    seq: int = 0
+    lease_token: str | None = None
+    lease_renewed_at: float | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, internal ones included, as the stores write them."""
+        return asdict(self)
+
+    def public(self) -> dict[str, Any]:
+        """The fields of SPEC §4, raw (times still epoch floats)."""
+        return {name: getattr(self, name) for name in PUBLIC_FIELDS}
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Job:
+        """Build a job from a store record, ignoring keys it does not know (e.g. `_id`)."""
+        known = {f.name for f in fields(cls)}
+        return cls(**{k: v for k, v in record.items() if k in known})
+
+
+JOB_COLUMNS = tuple(f.name for f in fields(Job))
+
+
+_CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_job_id(now: float | None = None) -> str:
+    """A ULID-like id: 10 characters of millisecond time, then 10 random; sorts by time."""
+    ms = int((time.time() if now is None else now) * 1000)
+    rand = int.from_bytes(os.urandom(7), "big")
+    chars = []
+    for value, width in ((ms, 10), (rand, 10)):
+        part = []
+        for _ in range(width):
+            part.append(_CROCKFORD[value & 31])
+            value >>= 5
+        chars.append("".join(reversed(part)))
+    return "".join(chars)
+
+
+def format_time(ts: float | None) -> str | None:
+    """Epoch seconds as ISO 8601 UTC with milliseconds, e.g. 2026-11-22T14:05:09.123Z."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def parse_time(text: str, what: str = "run_at") -> float:
+    """ISO 8601 to epoch seconds; without an offset the time is local (SPEC §5)."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"{what} must be an ISO 8601 time, e.g. 2026-11-22T14:05:00Z")
+    raw = text.strip()
+    if raw.endswith(("Z", "z")):
+        raw = raw[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(raw)
+    except ValueError:
+        raise InvalidInput(
+            f"{what} {text!r} is not an ISO 8601 time; use e.g. 2026-11-22T14:05:00Z"
+        ) from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # local time
+    return parsed.timestamp()
+
+
+def _integer(spec: dict[str, Any], name: str, minimum: int = INT_MIN) -> int | None:
+    value = spec.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise InvalidInput(f"{name} must be an integer, got {value!r}")
+    if not minimum <= value <= INT_MAX:
+        raise InvalidInput(f"{name} must be between {minimum} and {INT_MAX}, got {value}")
+    return value
+
+
+def _seconds(spec: dict[str, Any], name: str, *, positive: bool) -> float | None:
+    value = spec.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInput(f"{name} must be a number of seconds, got {value!r}")
+    rule_ok = value > 0 if positive else value >= 0
+    if not math.isfinite(value) or not rule_ok or value > 10**9:
+        rule = "> 0" if positive else ">= 0"
+        raise InvalidInput(f"{name} must be {rule} and at most 1e9 seconds, got {value!r}")
+    return float(value)
+
+
+def validate_command(command: Any) -> str:
+    """A command is a non-blank string of at most 64 KiB of UTF-8."""
+    if not isinstance(command, str):
+        raise InvalidInput("command is required and must be a string")
+    if not command.strip():
+        raise InvalidInput("command must not be blank")
+    try:
+        size = len(command.encode("utf-8"))
+    except UnicodeEncodeError:
+        raise InvalidInput("command must be valid UTF-8 text") from None
+    if size > MAX_COMMAND_BYTES:
+        raise InvalidInput(f"command is {size} bytes; the limit is {MAX_COMMAND_BYTES} (64 KiB)")
+    if "\x00" in command:
+        raise InvalidInput("command must not contain a NUL character")
+    return command
+
+
+def validate_id(job_id: Any) -> str:
+    """Ids are 1-128 characters of A-Z a-z 0-9 . _ : -"""
+    if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
+        shown = job_id if isinstance(job_id, str) and len(job_id) <= 40 else "given"
+        raise InvalidInput(
+            f"id {shown!r} is not allowed; use 1-128 characters of A-Z a-z 0-9 . _ : -"
+        )
+    return job_id
+
+
+def build_job(
+    spec: dict[str, Any], *, now: float, default_max_retries: int, default_timeout: float
+) -> Job:
+    """Validate a job spec (SPEC §5 `enqueue`) and return the pending job it describes.
+
+    Raises InvalidInput naming the rule that was broken; nothing else is checked here
+    (uniqueness is the store's business).
+    """
+    if not isinstance(spec, dict):
+        raise InvalidInput("a job spec must be a JSON object")
+    unknown = sorted(set(spec) - set(SPEC_FIELDS))
+    if unknown:
+        raise InvalidInput(
+            f"unknown field {unknown[0]!r}; allowed fields: {', '.join(SPEC_FIELDS)}"
+        )
+    command = validate_command(spec.get("command"))
+    job_id = validate_id(spec["id"]) if spec.get("id") is not None else new_job_id(now)
+    max_retries = _integer(spec, "max_retries", minimum=0)
+    priority = _integer(spec, "priority")
+    delay = _seconds(spec, "delay", positive=False)
+    timeout = _seconds(spec, "timeout", positive=True)
+    if spec.get("run_at") is not None and delay is not None:
+        raise InvalidInput("give either delay or run_at, not both")
+    run_at = now + (delay or 0.0)
+    if spec.get("run_at") is not None:
+        run_at = parse_time(spec["run_at"])
+    if timeout is None and default_timeout > 0:
+        timeout = float(default_timeout)
+    return Job(
+        id=job_id,
+        command=command,
+        max_retries=default_max_retries if max_retries is None else max_retries,
+        priority=priority or 0,
+        timeout=timeout,
+        run_at=run_at,
+        created_at=now,
+        updated_at=now,
+    )
+
+
+def check_state(state: str | None) -> str | None:
+    """None or one of the five states; anything else is InvalidInput naming them."""
+    if state is not None and state not in STATES:
+        raise InvalidInput(f"unknown state {state!r}; use one of: {', '.join(STATES)}")
+    return state
+
+
+def to_json_ready(job: Job) -> dict[str, Any]:
+    """The public fields with times as ISO 8601 strings (SPEC §3)."""
+    data = job.public()
+    for name in TIME_FIELDS:
+        data[name] = format_time(data[name])
+    return data
+
+
+
+WORKER_STATUSES = ("idle", "busy", "stopping", "stopped", "lost")
+LIVE_WORKER_STATUSES = ("idle", "busy", "stopping")
+
+
+@dataclass
+class WorkerInfo:
+    """A worker's row in `workers` (SPEC §5 `worker start`)."""
+
+    id: str
+    host: str
+    pid: int
+    status: str = "idle"
+    current_job: str | None = None
+    started_at: float = 0.0
+    last_heartbeat: float = 0.0
+    jobs_done: int = 0
+    jobs_failed: int = 0
+    stop_requested: bool = False
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, as the stores write them."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> WorkerInfo:
+        """Build from a store record, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in record.items() if k in known}
+        data["stop_requested"] = bool(data.get("stop_requested"))
+        return cls(**data)
+
+
+WORKER_COLUMNS = tuple(f.name for f in fields(WorkerInfo))

@@ -1,0 +1,127 @@
+"""Output: tables, JSON documents, safe text, colour (off with NO_COLOR or when not a tty)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+from typing import Any, Iterable, Sequence
+
+from .models import Job, WorkerInfo, format_time, to_json_ready
+
+STATE_COLOURS = {"pending": "33", "processing": "36", "completed": "32", "failed": "35",
+                 "dead": "31", "idle": "32", "busy": "36", "stopping": "33", "lost": "31"}
+
+
+def printable(text: str | None, width: int | None = None) -> str:
+    """Text safe for one terminal line: control characters escaped, cut to `width`."""
+    if text is None:
+        return ""
+    out = []
+    for ch in text:
+        if ch == "\n":
+            out.append("\\n")
+        elif ch == "\t":
+            out.append("\\t")
+        elif ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or 0xD800 <= ord(ch) <= 0xDFFF:
+            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
+        else:
+            out.append(ch)
+    line = "".join(out)
+    if width is not None and len(line) > width:
+        line = line[: max(width - 1, 0)] + "…"
+    return line
+
+
+def safe_block(text: str) -> str:
+    """Multi-line text with terminal control characters escaped (newlines and tabs kept)."""
+    return "\n".join(printable(line).replace("\\t", "\t") for line in text.split("\n"))
+
+
+def use_colour() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set."""
+    return "NO_COLOR" not in os.environ and sys.stdout.isatty()
+
+
+def colour(text: str, key: str) -> str:
+    """Wrap text in the colour for a state, when colour is on."""
+    code = STATE_COLOURS.get(key)
+    return f"\x1b[{code}m{text}\x1b[0m" if code and use_colour() else text
+
+
+def emit_json(document: Any) -> None:
+    """Print one JSON document."""
+    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+
+
+def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
+    """A plain table (tabulate imported only when one is printed)."""
+    from tabulate import tabulate
+
+    return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True)
+
+
+def jobs_table(jobs: Sequence[Job], state: str | None) -> str:
+    """ID, State, Attempts, Priority, Command (shortened), Run At or Updated At."""
+    waiting = state in ("pending", "failed")
+    when = "Run At" if waiting else "Updated At"
+    rows = [
+        (printable(j.id, 40), colour(j.state, j.state), j.attempts, j.priority,
+         printable(j.command, 48), format_time(j.run_at if waiting else j.updated_at))
+        for j in jobs
+    ]
+    return table(rows, ["ID", "State", "Attempts", "Priority", "Command", when])
+
+
+def job_json(job: Job) -> dict[str, Any]:
+    """A job as `--json` prints it."""
+    return to_json_ready(job)
+
+
+def show_job(job: Job) -> str:
+    """Every field of a job, one per line; outputs shown as their first line."""
+    data = to_json_ready(job)
+    width = max(len(k) for k in data)
+    lines = []
+    for key, value in data.items():
+        if key in ("stdout", "stderr") and value:
+            size = len(value.encode("utf-8", "replace"))
+            value = f"{size} bytes (see: queuectl log {job.id})"
+        shown = "-" if value is None else printable(str(value), 200)
+        if key == "state":
+            shown = colour(shown, str(value))
+        lines.append(f"{key.ljust(width)}  {shown}")
+    return "\n".join(lines)
+
+
+def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    """A worker as `worker list --json` prints it."""
+    return {
+        "id": worker.id, "host": worker.host, "pid": worker.pid, "status": worker.status,
+        "current_job": worker.current_job, "started_at": format_time(worker.started_at),
+        "last_heartbeat": format_time(worker.last_heartbeat),
+        "heartbeat_age": round(max(now - worker.last_heartbeat, 0.0), 3),
+        "jobs_done": worker.jobs_done, "jobs_failed": worker.jobs_failed,
+    }
+
+
+def workers_table(workers: Sequence[WorkerInfo], now: float | None = None) -> str:
+    """ID, Host, PID, Status, Current Job, Heartbeat age, Done, Failed."""
+    now = time.time() if now is None else now
+    rows = [
+        (w.id, w.host, w.pid, colour(w.status, w.status), printable(w.current_job or "-", 30),
+         f"{max(now - w.last_heartbeat, 0):.0f}s ago", w.jobs_done, w.jobs_failed)
+        for w in workers
+    ]
+    return table(rows, ["ID", "Host", "PID", "Status", "Current Job", "Heartbeat", "Done",
+                        "Failed"])
+
+
+def status_text(counts: dict[str, int], active: int) -> str:
+    """The `status` summary of SPEC §5."""
+    labels = (("Pending", "pending"), ("Processing", "processing"), ("Completed", "completed"),
+              ("Failed", "failed"), ("Dead (DLQ)", "dead"))
+    lines = [f"{label}: {counts.get(key, 0)}" for label, key in labels]
+    lines.append(f"Active Workers: {active}")
+    return "\n".join(lines)

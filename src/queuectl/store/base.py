@@ -1,0 +1,99 @@
+"""The Store protocol: the persistence primitives every backend provides, each one atomic.
+
+A store keeps and claims jobs; it never decides what state comes next (the managers do).
+Times are epoch seconds (floats) everywhere.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol, Sequence
+
+from ..models import Job, WorkerInfo
+
+
+class Store(Protocol):
+    """What `jobs`, `workers` and `config` managers need from a backend."""
+
+    url: str  # for messages; never holds a password
+
+    # -- jobs ---------------------------------------------------------------------------
+    def insert_jobs(self, jobs: Sequence[Job]) -> None:
+        """Insert all of them or none. A taken id raises DuplicateJob."""
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job with that id, or None."""
+
+    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
+        """Jobs of one state (all if None): pending/failed in claim order, others newest
+        update first."""
+
+    def count_by_state(self) -> dict[str, int]:
+        """Number of jobs in each state that has any."""
+
+    def claim(self, worker_id: str, now: float, lease_token: str) -> Job | None:
+        """Atomically take the next ready job (SPEC §4 order): set it processing under
+        `lease_token`, count the attempt, and return it; None when nothing is ready."""
+
+    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+        """Apply `changes` only if the job is still processing under `lease_token`
+        (the fence). Returns whether they were applied."""
+
+    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
+        """Extend the lease; False when the lease is no longer ours."""
+
+    def stale_jobs(self, cutoff: float) -> list[Job]:
+        """Processing jobs whose lease was last renewed before `cutoff`."""
+
+    def jobs_locked_by(self, worker_id: str) -> list[Job]:
+        """Processing jobs held by that worker."""
+
+    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
+        """Move dead jobs (those ids, or all when None) back to pending with no attempts;
+        returns the ids moved."""
+
+    def next_run_at(self) -> float | None:
+        """The earliest run_at among pending and failed jobs."""
+
+    def job_stats(self, now: float) -> dict[str, Any]:
+        """Duration mean/p50/p95 of completed jobs, retry count, jobs finished in the
+        last minute and hour (keys: mean, p50, p95, retries, completed, finished_ok,
+        last_minute, last_hour)."""
+
+    # -- config -------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Stored config values (keys that were set)."""
+
+    def set_config(self, key: str, value: Any) -> None:
+        """Store one config value."""
+
+    def unset_config(self, key: str) -> None:
+        """Forget one config value."""
+
+    # -- workers ------------------------------------------------------------------------
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Add a worker row."""
+
+    def update_worker(
+        self, worker_id: str, changes: dict[str, Any], increments: dict[str, int] | None = None
+    ) -> None:
+        """Set fields and add to counters of one worker."""
+
+    def get_worker(self, worker_id: str) -> WorkerInfo | None:
+        """One worker, or None."""
+
+    def list_workers(self, statuses: Sequence[str] | None = None) -> list[WorkerInfo]:
+        """Worker rows (only those statuses, when given), newest first."""
+
+    def request_stop(self, worker_ids: Sequence[str]) -> None:
+        """Flag those workers to stop."""
+
+    def mark_workers_lost(self, cutoff: float) -> list[str]:
+        """Live workers whose last heartbeat is before `cutoff` become `lost`; their ids."""
+
+    def close(self) -> None:
+        """Release connections."""
+
+
+def quantile_rank(n: int, q: float) -> int:
+    """Zero-based nearest-rank position of quantile q among n sorted values."""
+    return min(n - 1, max(0, int(q * n + 0.5) - 1)) if n else 0

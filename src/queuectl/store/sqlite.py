@@ -1,0 +1,373 @@
+"""SqliteStore: one file shared by the CLI and every worker process on one machine.
+
+WAL mode lets readers run beside the one writer; every write is a short transaction, and the
+claim is a single UPDATE ... RETURNING inside BEGIN IMMEDIATE, so two workers can never take
+the same job.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from typing import Any, Iterator, Sequence
+
+from ..errors import DuplicateJob, StoreUnavailable
+from .base import quantile_rank
+from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
+
+BUSY_TIMEOUT_MS = 10_000
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    command TEXT NOT NULL,
+    state TEXT NOT NULL,
+    attempts INTEGER NOT NULL,
+    max_retries INTEGER NOT NULL,
+    priority INTEGER NOT NULL,
+    timeout REAL,
+    run_at REAL NOT NULL,
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    started_at REAL,
+    finished_at REAL,
+    locked_by TEXT,
+    locked_at REAL,
+    exit_code INTEGER,
+    last_error TEXT,
+    stdout TEXT,
+    stderr TEXT,
+    duration REAL,
+    seq INTEGER NOT NULL,
+    lease_token TEXT,
+    lease_renewed_at REAL
+);
+-- The claim query's WHERE repeats this partial index's condition word for word, so SQLite
+-- walks the index in claim order and stops at the first ready row.
+CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed');
+CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (run_at) WHERE state IN ('pending', 'failed');
+CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at);
+CREATE INDEX IF NOT EXISTS jobs_state_duration ON jobs (state, duration);
+CREATE INDEX IF NOT EXISTS jobs_state_finished ON jobs (state, finished_at);
+CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_renewed_at) WHERE state = 'processing';
+CREATE INDEX IF NOT EXISTS jobs_locked_by ON jobs (locked_by) WHERE state = 'processing';
+CREATE TABLE IF NOT EXISTS workers (
+    id TEXT PRIMARY KEY,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    status TEXT NOT NULL,
+    current_job TEXT,
+    started_at REAL NOT NULL,
+    last_heartbeat REAL NOT NULL,
+    jobs_done INTEGER NOT NULL DEFAULT 0,
+    jobs_failed INTEGER NOT NULL DEFAULT 0,
+    stop_requested INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
+CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+READY = "state IN ('pending', 'failed')"
+CLAIM_ORDER = "priority DESC, run_at, seq"
+
+
+def create_private_file(path: str) -> None:
+    """Create the database file with mode 0600 whatever the umask, if it is new."""
+    directory = os.path.dirname(os.path.abspath(path))
+    os.makedirs(directory, exist_ok=True)
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        if os.fstat(fd).st_size == 0:
+            os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+
+
+class SqliteStore:
+    """The Store protocol on one SQLite file; each thread gets its own connection."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.url = f"sqlite:///{path}"
+        self._local = threading.local()
+        self._schema_ready = False
+
+    # -- connection -----------------------------------------------------------------------
+    def _conn(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        try:
+            if not os.path.exists(self.path):
+                create_private_file(self.path)
+            conn = sqlite3.connect(
+                self.path, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+                check_same_thread=False,
+            )
+            conn.row_factory = sqlite3.Row
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+                conn.execute("PRAGMA journal_mode = WAL")
+            # NORMAL in WAL mode: a commit survives any process crash; only a power cut can
+            # lose the last few, and it never corrupts the file.
+            conn.execute("PRAGMA synchronous = NORMAL")
+            if not self._schema_ready:
+                conn.executescript(SCHEMA)
+                self._schema_ready = True
+        except (sqlite3.Error, OSError) as exc:
+            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
+        return conn
+
+    @contextmanager
+    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        try:
+            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            try:
+                yield conn
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            conn.execute("COMMIT")
+        except sqlite3.IntegrityError:
+            raise
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._conn().execute(sql, params).fetchall()
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+
+    def close(self) -> None:
+        """Close this thread's connection."""
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- jobs -----------------------------------------------------------------------------
+    def insert_jobs(self, jobs: Sequence[Job]) -> None:
+        """All or nothing, in one transaction."""
+        placeholders = ", ".join("?" for _ in JOB_COLUMNS)
+        sql = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({placeholders})"
+        rows = [tuple(getattr(job, c) for c in JOB_COLUMNS) for job in jobs]
+        try:
+            with self._tx() as conn:
+                conn.executemany(sql, rows)
+        except sqlite3.IntegrityError:
+            taken = self._first_taken([job.id for job in jobs])
+            raise DuplicateJob(taken) from None
+
+    def _first_taken(self, ids: list[str]) -> str:
+        seen: set[str] = set()
+        for job_id in ids:
+            if job_id in seen or self.get_job(job_id) is not None:
+                return job_id
+            seen.add(job_id)
+        return ids[0]
+
+    def get_job(self, job_id: str) -> Job | None:
+        """The job with that id, or None."""
+        rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        return Job.from_record(dict(rows[0])) if rows else None
+
+    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
+        """Pending/failed in claim order; other states newest update first."""
+        if state in ("pending", "failed"):
+            sql = f"SELECT * FROM jobs WHERE state = ? ORDER BY {CLAIM_ORDER} LIMIT ?"
+            params: tuple[Any, ...] = (state, limit)
+        elif state:
+            sql = "SELECT * FROM jobs WHERE state = ? ORDER BY updated_at DESC LIMIT ?"
+            params = (state, limit)
+        else:
+            sql, params = "SELECT * FROM jobs ORDER BY updated_at DESC LIMIT ?", (limit,)
+        return [Job.from_record(dict(r)) for r in self._query(sql, params)]
+
+    def count_by_state(self) -> dict[str, int]:
+        """Number of jobs per state."""
+        rows = self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+        return {r["state"]: r["n"] for r in rows}
+
+    def claim(self, worker_id: str, now: float, lease_token: str) -> Job | None:
+        """One UPDATE ... RETURNING under BEGIN IMMEDIATE: atomic against every process."""
+        sql = f"""
+            UPDATE jobs SET state = 'processing', attempts = attempts + 1,
+                locked_by = ?, locked_at = ?, lease_token = ?, lease_renewed_at = ?,
+                started_at = ?, updated_at = ?
+            WHERE id = (SELECT id FROM jobs WHERE {READY} AND run_at <= ?
+                        ORDER BY {CLAIM_ORDER} LIMIT 1)
+            RETURNING *"""
+        with self._tx() as conn:
+            row = conn.execute(sql, (worker_id, now, lease_token, now, now, now, now)).fetchone()
+        return Job.from_record(dict(row)) if row else None
+
+    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+        """Fenced: applied only while the job is processing under that token."""
+        assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+        sql = (
+            f"UPDATE jobs SET {assignments} "
+            "WHERE id = ? AND state = 'processing' AND lease_token = ?"
+        )
+        with self._tx() as conn:
+            cursor = conn.execute(sql, (*changes.values(), job_id, lease_token))
+        return cursor.rowcount == 1
+
+    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
+        """Extend the lease if it is still ours."""
+        return self.finish(job_id, lease_token, {"lease_renewed_at": now})
+
+    def stale_jobs(self, cutoff: float) -> list[Job]:
+        """Processing jobs whose lease was not renewed since `cutoff`."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE state = 'processing' AND lease_renewed_at < ?", (cutoff,)
+        )
+        return [Job.from_record(dict(r)) for r in rows]
+
+    def jobs_locked_by(self, worker_id: str) -> list[Job]:
+        """Processing jobs held by that worker."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE state = 'processing' AND locked_by = ?", (worker_id,)
+        )
+        return [Job.from_record(dict(r)) for r in rows]
+
+    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
+        """Dead jobs back to pending, attempts reset, last_error kept."""
+        with self._tx() as conn:
+            if job_ids is None:
+                rows = conn.execute("SELECT id FROM jobs WHERE state = 'dead'").fetchall()
+            else:
+                marks = ", ".join("?" for _ in job_ids)
+                rows = conn.execute(
+                    f"SELECT id FROM jobs WHERE state = 'dead' AND id IN ({marks})",
+                    tuple(job_ids),
+                ).fetchall()
+            ids = [r["id"] for r in rows]
+            conn.executemany(
+                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ?, "
+                "locked_by = NULL, locked_at = NULL, lease_token = NULL WHERE id = ?",
+                [(now, now, job_id) for job_id in ids],
+            )
+        return ids
+
+    def next_run_at(self) -> float | None:
+        """Earliest run_at of a ready-or-waiting job."""
+        rows = self._query(f"SELECT MIN(run_at) AS t FROM jobs WHERE {READY}")
+        return rows[0]["t"] if rows else None
+
+    def job_stats(self, now: float) -> dict[str, Any]:
+        """Aggregates computed by SQLite, never by loading jobs."""
+        agg = self._query(
+            "SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
+            "WHERE state = 'completed'"
+        )[0]
+        n, mean = agg["n"], agg["mean"]
+        result: dict[str, Any] = {"mean": mean, "p50": None, "p95": None, "completed_timed": n}
+        for name, q in (("p50", 0.50), ("p95", 0.95)):
+            if n:
+                rows = self._query(
+                    "SELECT duration FROM jobs WHERE state = 'completed' AND duration IS NOT NULL "
+                    "ORDER BY duration LIMIT 1 OFFSET ?",
+                    (quantile_rank(n, q),),
+                )
+                result[name] = rows[0]["duration"]
+        result["retries"] = self._query(
+            "SELECT COALESCE(SUM(attempts - 1), 0) AS r FROM jobs WHERE attempts > 1"
+        )[0]["r"]
+        for name, window in (("last_minute", 60), ("last_hour", 3600)):
+            result[name] = self._query(
+                "SELECT COUNT(*) AS c FROM jobs WHERE state = 'completed' AND finished_at >= ?",
+                (now - window,),
+            )[0]["c"]
+        return result
+
+    # -- config ---------------------------------------------------------------------------
+    def get_config(self) -> dict[str, Any]:
+        """Stored values, JSON-decoded."""
+        return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM config")}
+
+    def set_config(self, key: str, value: Any) -> None:
+        """Upsert one value."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, ?) "
+                "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, json.dumps(value)),
+            )
+
+    def unset_config(self, key: str) -> None:
+        """Delete one value."""
+        with self._tx() as conn:
+            conn.execute("DELETE FROM config WHERE key = ?", (key,))
+
+    # -- workers --------------------------------------------------------------------------
+    def register_worker(self, worker: WorkerInfo) -> None:
+        """Insert a worker row."""
+        marks = ", ".join("?" for _ in WORKER_COLUMNS)
+        with self._tx() as conn:
+            conn.execute(
+                f"INSERT INTO workers ({', '.join(WORKER_COLUMNS)}) VALUES ({marks})",
+                tuple(getattr(worker, c) for c in WORKER_COLUMNS),
+            )
+
+    def update_worker(
+        self, worker_id: str, changes: dict[str, Any], increments: dict[str, int] | None = None
+    ) -> None:
+        """Set fields and bump counters in one statement."""
+        parts = [f"{_column(k, WORKER_COLUMNS)} = ?" for k in changes]
+        values = list(changes.values())
+        for k, v in (increments or {}).items():
+            parts.append(f"{_column(k, WORKER_COLUMNS)} = {k} + ?")
+            values.append(v)
+        if not parts:
+            return
+        with self._tx() as conn:
+            conn.execute(f"UPDATE workers SET {', '.join(parts)} WHERE id = ?", (*values, worker_id))
+
+    def get_worker(self, worker_id: str) -> WorkerInfo | None:
+        """One worker row."""
+        rows = self._query("SELECT * FROM workers WHERE id = ?", (worker_id,))
+        return WorkerInfo.from_record(dict(rows[0])) if rows else None
+
+    def list_workers(self, statuses: Sequence[str] | None = None) -> list[WorkerInfo]:
+        """Worker rows (of those statuses, when given), newest first."""
+        where, params = "", ()
+        if statuses is not None:
+            where = f"WHERE status IN ({', '.join('?' for _ in statuses)})"
+            params = tuple(statuses)
+        rows = self._query(f"SELECT * FROM workers {where} ORDER BY started_at DESC, id", params)
+        return [WorkerInfo.from_record(dict(r)) for r in rows]
+
+    def request_stop(self, worker_ids: Sequence[str]) -> None:
+        """Set the stop flag."""
+        with self._tx() as conn:
+            conn.executemany(
+                "UPDATE workers SET stop_requested = 1 WHERE id = ?", [(w,) for w in worker_ids]
+            )
+
+    def mark_workers_lost(self, cutoff: float) -> list[str]:
+        """Silent live workers become lost."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                "UPDATE workers SET status = 'lost', current_job = NULL "
+                "WHERE status IN ('idle', 'busy', 'stopping') AND last_heartbeat < ? RETURNING id",
+                (cutoff,),
+            ).fetchall()
+        return [r["id"] for r in rows]
+
+
+def _column(name: str, allowed: Sequence[str] = JOB_COLUMNS) -> str:
+    # Column names are interpolated into SQL, so only known ones may pass.
+    if name not in allowed:
+        raise ValueError(f"unknown column {name!r}")
+    return name

@@ -1,0 +1,91 @@
+"""`worker start`: run N worker processes, forward stop signals to them, or detach."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from .errors import QueuectlError
+from .settings import home_dir
+
+START_CHECK_SECONDS = 10.0
+
+
+def _child_env(url: str) -> dict[str, str]:
+    # The URL travels in the environment, not argv, so `ps` never shows a password.
+    env = dict(os.environ, QUEUECTL_DB=url, PYTHONUNBUFFERED="1")
+    package_parent = str(Path(__file__).resolve().parent.parent)
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_parent, env.get("PYTHONPATH")) if p)
+    return env
+
+
+def _spawn(url: str, index: int, burst: bool) -> subprocess.Popen[bytes]:
+    cmd = [sys.executable, "-m", "queuectl.worker_process", "--index", str(index)]
+    if burst:
+        cmd.append("--burst")
+    # Each worker gets its own session: a terminal's Ctrl+C reaches only the supervisor,
+    # which forwards it once, so one Ctrl+C is never seen twice.
+    return subprocess.Popen(cmd, env=_child_env(url), stdin=subprocess.DEVNULL,
+                            start_new_session=True)
+
+
+def run(url: str, count: int, burst: bool) -> int:
+    """Start `count` workers and wait for all of them. 0 after a graceful stop or a burst."""
+    children = [_spawn(url, n, burst) for n in range(1, count + 1)]
+
+    def forward(signum: int, _frame: Any) -> None:
+        for child in children:
+            if child.poll() is None:
+                child.send_signal(signum)
+
+    previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        codes = [child.wait() for child in children]
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+    failed = [(n, c) for n, c in enumerate(codes, start=1) if c != 0]
+    for n, code in failed:
+        sys.stderr.write(f"Error: worker {n} exited with status {code}\n")
+    return 1 if failed else 0
+
+
+def detach(url: str, count: int, burst: bool) -> None:
+    """Start the workers in the background, logging to $QUEUECTL_HOME/logs/, and return once
+    they have registered."""
+    from .store import open_store
+    from .workers import hostname
+
+    logs = home_dir() / "logs"
+    logs.mkdir(mode=0o700, exist_ok=True)
+    os.chmod(logs, 0o700)
+    log_path = logs / f"workers-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.log"
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    cmd = [sys.executable, "-m", "queuectl", "worker", "start", "--count", str(count)]
+    if burst:
+        cmd.append("--burst")
+    started = time.time()
+    proc = subprocess.Popen(cmd, env=_child_env(url), stdin=subprocess.DEVNULL, stdout=fd,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    os.close(fd)
+    store = open_store(url)
+    host, ids = hostname(), []
+    deadline = time.monotonic() + START_CHECK_SECONDS
+    while time.monotonic() < deadline:
+        ids = [w.id for w in store.list_workers()
+               if w.host == host and w.started_at >= started - 1 and w.pid != proc.pid]
+        if len(ids) >= count or proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    if not ids and proc.poll() not in (None, 0):
+        raise QueuectlError(f"the workers failed to start; see {log_path}")
+    print(f"Started {count} worker(s) in the background (supervisor pid {proc.pid})")
+    for worker_id in ids[:count]:
+        print(f"  {worker_id}")
+    print(f"Logs: {log_path}")
+    print("Stop them with: queuectl worker stop")

@@ -1,0 +1,286 @@
+"""One worker: claim a job, run it, record the result; repeat. A heartbeat thread keeps the
+worker's row and its job's lease fresh and runs the reaper."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import select
+import sys
+import threading
+import time
+from typing import Any, Callable
+
+from . import attempts
+from .config import ConfigManager
+from .errors import StoreUnavailable
+from .executor import Execution, Result
+from .models import Job, WorkerInfo
+from .render import printable
+from .store.base import Store
+from .workers import WorkerManager
+
+INTERRUPTED = "interrupted by an immediate shutdown"
+MAX_WRITE_BACKOFF = 10.0
+
+
+class Worker:
+    """A worker bound to one store. `step()` runs one job; `run()` loops until stopped."""
+
+    def __init__(
+        self, store: Store, index: int = 1, *, burst: bool = False,
+        clock: Callable[[], float] = time.time, log: Callable[[str], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.index = index
+        self.burst = burst
+        self.clock = clock
+        self.manager = WorkerManager(store, clock)
+        self.info: WorkerInfo | None = None
+        self.config: dict[str, Any] = {}
+        self.stopping = False
+        self.abort = False
+        self._log = log or _print_line
+        self._lock = threading.Lock()
+        self._current: tuple[Job, Execution] | None = None
+        self._counts = {"jobs_done": 0, "jobs_failed": 0}
+        self._next_refresh = 0.0
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._heartbeat_stop = threading.Event()
+
+    # -- life cycle -----------------------------------------------------------------------
+    def start(self) -> WorkerInfo:
+        """Register, read the config, and reap what dead local workers left behind."""
+        self.config = ConfigManager(self.store).all()
+        self.info = self.manager.register(self.index)
+        self._reap()
+        self.log(f"started (pid {os.getpid()})")
+        return self.info
+
+    def run(self, parent_pid: int | None = None) -> int:
+        """Loop until a stop is requested (or, with burst, no job is left). Returns 0."""
+        if self.info is None:
+            self.start()
+        heartbeat = threading.Thread(target=self._heartbeat_loop, daemon=True)
+        heartbeat.start()
+        failures = 0
+        try:
+            while not self.stopping:
+                try:
+                    self._refresh(parent_pid)
+                    if self.stopping:
+                        break
+                    if not self.step() and not self._idle():
+                        break
+                    failures = 0
+                except StoreUnavailable as exc:
+                    failures += 1
+                    delay = min(0.5 * 2 ** min(failures, 5), MAX_WRITE_BACKOFF)
+                    self.log(f"store unavailable ({exc}); retrying in {delay:g}s")
+                    self._wait(delay)
+        finally:
+            self._heartbeat_stop.set()
+            heartbeat.join(timeout=5)
+            self._finish()
+        return 0
+
+    def request_stop(self, immediate: bool = False) -> None:
+        """Graceful: take no new job, finish the current one. Immediate: kill it too and
+        hand its job back without spending the attempt."""
+        if immediate or self.stopping:
+            self.abort = True
+            with self._lock:
+                current = self._current
+            if current:
+                current[1].kill(INTERRUPTED)
+        self.stopping = True
+        self.wake()
+
+    def wake(self) -> None:
+        """Interrupt an idle wait (safe from a signal handler)."""
+        try:
+            os.write(self._wake_w, b"!")
+        except (BlockingIOError, OSError):
+            pass
+
+    # -- one job --------------------------------------------------------------------------
+    def step(self) -> bool:
+        """Claim one ready job, run it, record the result. False when none was ready."""
+        assert self.info is not None, "call start() first"
+        job = self.store.claim(self.info.id, self.clock(), secrets.token_hex(8))
+        if job is None:
+            return False
+        self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1}): "
+                 f"{printable(job.command, 120)}")
+        env = {**os.environ, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_WORKER_ID": self.info.id,
+               "QUEUECTL_ATTEMPT": str(job.attempts)}
+        execution = Execution(job.command, job.timeout, env)
+        with self._lock:
+            self._current = (job, execution)
+        if self.abort:
+            execution.kill(INTERRUPTED)
+        try:
+            result = execution.run()
+        finally:
+            with self._lock:
+                self._current = None
+        self._settle(job, result, execution)
+        return True
+
+    def _settle(self, job: Job, result: Result, execution: Execution) -> None:
+        if execution.kill_reason == INTERRUPTED:
+            if self._write(lambda: attempts.hand_back(self.store, job, self.clock())):
+                self.log(f"job {job.id} interrupted; returned to pending")
+            return
+        if result.ok:
+            applied = self._write(lambda: attempts.complete(self.store, job, result, self.clock()))
+            if applied:
+                self.log(f"job {job.id} completed in {result.duration:.2f}s")
+                self._count("jobs_done")
+            return
+        error = result.error or "failed"
+        outcome = None
+
+        def record() -> bool:
+            nonlocal outcome
+            ok, outcome = attempts.fail(self.store, job, error, self.config, self.clock(), result)
+            return ok
+
+        if self._write(record) and outcome is not None:
+            self._count("jobs_failed")
+            if outcome.state == "dead":
+                self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
+            else:
+                self.log(f"job {job.id} failed: {printable(error, 200)}; "
+                         f"retry in {outcome.delay:g}s")
+
+    def _write(self, write: Callable[[], bool]) -> bool:
+        """Apply a fenced write, retrying through store outages. A refused write (the lease
+        was taken by the reaper) is logged, not applied."""
+        delay = 0.5
+        while True:
+            try:
+                applied = write()
+                break
+            except StoreUnavailable as exc:
+                if self.abort:
+                    self.log(f"store unavailable ({exc}); giving up the result at shutdown")
+                    return False
+                self.log(f"store unavailable ({exc}); retrying the write in {delay:g}s")
+                self._wait(delay)
+                delay = min(delay * 2, MAX_WRITE_BACKOFF)
+        if not applied:
+            self.log("result refused: the job's lease was lost (it was reclaimed)")
+        return applied
+
+    # -- idle, refresh, heartbeat ---------------------------------------------------------
+    def _idle(self) -> bool:
+        """Wait for work. Returns False when a burst worker has nothing left to wait for."""
+        self._flush_counts()
+        next_run = self.store.next_run_at()
+        if self.burst and next_run is None:
+            return False
+        timeout = float(self.config["poll_interval"])
+        if next_run is not None:
+            timeout = min(timeout, max(next_run - self.clock(), 0.0))
+        self._wait(timeout)
+        return True
+
+    def _wait(self, timeout: float) -> None:
+        readable, _, _ = select.select([self._wake_r], [], [], timeout)
+        if readable:
+            try:
+                while os.read(self._wake_r, 4096):
+                    pass
+            except BlockingIOError:
+                pass
+
+    def _refresh(self, parent_pid: int | None) -> None:
+        """At most once per poll_interval: reload config, look for a stop request."""
+        now = time.monotonic()
+        if now < self._next_refresh:
+            return
+        self.config = ConfigManager(self.store).all()
+        self._next_refresh = now + float(self.config["poll_interval"])
+        assert self.info is not None
+        me = self.store.get_worker(self.info.id)
+        if me is not None and me.stop_requested and not self.stopping:
+            self.log("stop requested through the store")
+            self.request_stop()
+        if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
+            self.log("supervisor exited; stopping")
+            self.request_stop()
+
+    def _heartbeat_loop(self) -> None:
+        while not self._heartbeat_stop.wait(float(self.config["heartbeat_interval"])):
+            try:
+                self.heartbeat()
+            except Exception as exc:  # the heartbeat must outlive any single failure
+                self.log(f"heartbeat failed: {exc}")
+
+    def heartbeat(self) -> None:
+        """Say we are alive, renew the running job's lease (killing the command if the lease
+        is gone), and reap lost workers' jobs."""
+        assert self.info is not None
+        now = self.clock()
+        with self._lock:
+            current = self._current
+        status = "stopping" if self.stopping else ("busy" if current else "idle")
+        self.store.update_worker(
+            self.info.id,
+            {"last_heartbeat": now, "status": status,
+             "current_job": current[0].id if current else None},
+            self._take_counts(),
+        )
+        if current:
+            job, execution = current
+            assert job.lease_token is not None
+            if not self.store.renew_lease(job.id, job.lease_token, now):
+                self.log(f"job {job.id}: lease lost; killing its command")
+                execution.kill("lease lost")
+        self._reap()
+
+    def _reap(self) -> None:
+        for job_id in self.manager.reap(self.config):
+            self.log(f"job {job_id} released from a lost worker")
+
+    def _finish(self) -> None:
+        if self.info is None:
+            return
+        try:
+            self.store.update_worker(
+                self.info.id,
+                {"status": "stopped", "current_job": None, "last_heartbeat": self.clock()},
+                self._take_counts(),
+            )
+        except StoreUnavailable as exc:
+            self.log(f"could not record the stop: {exc}")
+        self.log("stopped")
+
+    # -- counters and log -----------------------------------------------------------------
+    def _count(self, name: str) -> None:
+        with self._lock:
+            self._counts[name] += 1
+
+    def _take_counts(self) -> dict[str, int]:
+        with self._lock:
+            taken = {k: v for k, v in self._counts.items() if v}
+            self._counts = {"jobs_done": 0, "jobs_failed": 0}
+        return taken
+
+    def _flush_counts(self) -> None:
+        counts = self._take_counts()
+        if counts and self.info is not None:
+            self.store.update_worker(self.info.id, {}, counts)
+
+    def log(self, message: str) -> None:
+        """One line per event, prefixed with the worker id."""
+        name = self.info.id if self.info else f"worker {self.index}"
+        self._log(f"[{name}] {message}")
+
+
+def _print_line(line: str) -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,50 @@
+"""Entry point of one worker process (started by the supervisor): signals, then the loop.
+
+Kept apart from the CLI so a worker process imports only what running jobs needs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+
+from .errors import QueuectlError
+from .store import open_store
+from .worker import Worker
+from .workers import WAKE_SIGNAL
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run one worker against the store named by $QUEUECTL_DB until it is stopped."""
+    parser = argparse.ArgumentParser(prog="queuectl-worker")
+    parser.add_argument("--index", type=int, default=1)
+    parser.add_argument("--burst", action="store_true")
+    args = parser.parse_args(argv)
+    parent = os.getppid()
+    try:
+        store = open_store(os.environ["QUEUECTL_DB"])
+        worker = Worker(store, args.index, burst=args.burst)
+
+        def on_stop(signum: int, _frame: object) -> None:
+            if worker.stopping:
+                worker.log("stopping now: killing the running command")
+            else:
+                worker.log("stopping: finishing the current job (Ctrl+C again stops at once)")
+            worker.request_stop()
+
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(WAKE_SIGNAL, lambda _s, _f: worker.wake())
+        worker.start()
+        return worker.run(parent_pid=parent)
+    except QueuectlError as exc:
+        sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
+        return 1
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

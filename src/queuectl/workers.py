@@ -1,0 +1,130 @@
+"""WorkerManager: the registry of workers, stop requests, liveness and the reaper."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import socket
+import time
+from dataclasses import replace
+from typing import Any, Callable
+
+from . import attempts
+from .config import ConfigManager
+from .models import LIVE_WORKER_STATUSES, WorkerInfo
+from .store.base import Store
+
+WAKE_SIGNAL = signal.SIGUSR1
+
+
+def hostname() -> str:
+    """This machine's name, as worker ids and rows use it."""
+    return socket.gethostname()
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether a local process with that pid exists."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def new_worker_id(index: int) -> str:
+    """`<host>:<pid>:<n>-<suffix>`: the suffix makes an id unique across restarts."""
+    return f"{hostname()}:{os.getpid()}:{index}-{secrets.token_hex(2)}"
+
+
+def wake_local_workers(store: Store) -> None:
+    """Nudge idle workers on this machine so they claim at once instead of at their next
+    poll. Best effort: workers elsewhere still find the job by polling."""
+    host = hostname()
+    for worker in store.list_workers(statuses=("idle",)):
+        if worker.host == host:
+            try:
+                os.kill(worker.pid, WAKE_SIGNAL)
+            except (ProcessLookupError, PermissionError):
+                pass
+
+
+class WorkerManager:
+    """Registers workers, reports on them, asks them to stop, and reaps the lost."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+
+    def register(self, index: int) -> WorkerInfo:
+        """Add a new worker row for this process."""
+        now = self.clock()
+        worker = WorkerInfo(id=new_worker_id(index), host=hostname(), pid=os.getpid(),
+                            started_at=now, last_heartbeat=now)
+        self.store.register_worker(worker)
+        return worker
+
+    def list(self, include_stopped: bool = False) -> list[WorkerInfo]:
+        """Workers as users see them: `busy` with its job when it holds one, `lost` when
+        silent for stale_after seconds."""
+        stale_after = ConfigManager(self.store).get("stale_after")
+        now = self.clock()
+        statuses = None if include_stopped else LIVE_WORKER_STATUSES
+        shown = []
+        for worker in self.store.list_workers(statuses=statuses):
+            if worker.status in LIVE_WORKER_STATUSES:
+                if now - worker.last_heartbeat > stale_after:
+                    worker = replace(worker, status="lost", current_job=None)
+                else:
+                    held = self.store.jobs_locked_by(worker.id)
+                    job = held[0].id if held else None
+                    status = "busy" if job and worker.status == "idle" else worker.status
+                    worker = replace(worker, current_job=job, status=status)
+            shown.append(worker)
+        return shown
+
+    def active(self) -> list[WorkerInfo]:
+        """Workers that are idle, busy or stopping and heartbeated within stale_after."""
+        return [w for w in self.list() if w.status in LIVE_WORKER_STATUSES]
+
+    def request_stop(self) -> list[WorkerInfo]:
+        """Ask every active worker to stop: through the store for every machine, and by
+        SIGTERM to the ones on this machine so they react at once."""
+        workers = self.active()
+        self.store.request_stop([w.id for w in workers])
+        host = hostname()
+        for worker in workers:
+            # A second signal means "stop at once" to a worker, so one already stopping
+            # is left to finish its job.
+            if worker.host == host and worker.status != "stopping":
+                try:
+                    os.kill(worker.pid, signal.SIGTERM)
+                except (ProcessLookupError, PermissionError):
+                    pass
+        return workers
+
+    def reap(self, config: dict[str, Any]) -> list[str]:
+        """Release jobs whose lease went silent, at once for workers on this machine whose
+        process is gone; mark silent workers lost. Returns the ids of released jobs."""
+        now = self.clock()
+        cutoff = now - config["stale_after"]
+        released: list[str] = []
+        host = hostname()
+        for worker in self.store.list_workers(statuses=LIVE_WORKER_STATUSES):
+            if worker.host == host and worker.pid != os.getpid() and not pid_alive(worker.pid):
+                self.store.update_worker(worker.id, {"status": "lost", "current_job": None})
+                for job in self.store.jobs_locked_by(worker.id):
+                    ok, _ = attempts.fail(self.store, job, f"worker {worker.id} exited",
+                                          config, now)
+                    if ok:
+                        released.append(job.id)
+        self.store.mark_workers_lost(cutoff)
+        for job in self.store.stale_jobs(cutoff):
+            ok, _ = attempts.fail(
+                self.store, job, f"worker {job.locked_by} stopped heartbeating", config, now
+            )
+            if ok:
+                released.append(job.id)
+        return released
