@@ -24,7 +24,16 @@ def hostname() -> str:
 
 
 def pid_alive(pid: int) -> bool:
-    """Whether a local process with that pid exists."""
+    """Whether a local process with that pid exists and, where /proc tells, is a worker
+    (a pid reused by another program does not keep a dead worker's job locked)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return b"queuectl.worker_process" in handle.read()
+    except FileNotFoundError:
+        if os.path.isdir("/proc/self"):
+            return False
+    except OSError:
+        pass
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -32,6 +41,15 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def signal_worker(worker: WorkerInfo, signum: int) -> None:
+    """Signal a local worker process, never a process that merely reuses its pid."""
+    if worker.host == hostname() and worker.pid != os.getpid() and pid_alive(worker.pid):
+        try:
+            os.kill(worker.pid, signum)
+        except (ProcessLookupError, PermissionError):
+            pass
 
 
 def new_worker_id(index: int) -> str:
@@ -42,13 +60,8 @@ def new_worker_id(index: int) -> str:
 def wake_local_workers(store: Store) -> None:
     """Nudge idle workers on this machine so they claim at once instead of at their next
     poll. Best effort: workers elsewhere still find the job by polling."""
-    host = hostname()
     for worker in store.list_workers(statuses=("idle",)):
-        if worker.host == host:
-            try:
-                os.kill(worker.pid, WAKE_SIGNAL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        signal_worker(worker, WAKE_SIGNAL)
 
 
 class WorkerManager:
@@ -94,15 +107,11 @@ class WorkerManager:
         SIGTERM to the ones on this machine so they react at once."""
         workers = self.active()
         self.store.request_stop([w.id for w in workers])
-        host = hostname()
         for worker in workers:
             # A second signal means "stop at once" to a worker, so one already stopping
             # is left to finish its job.
-            if worker.host == host and worker.status != "stopping":
-                try:
-                    os.kill(worker.pid, signal.SIGTERM)
-                except (ProcessLookupError, PermissionError):
-                    pass
+            if worker.status != "stopping":
+                signal_worker(worker, signal.SIGTERM)
         return workers
 
     def reap(self, config: dict[str, Any]) -> list[str]:

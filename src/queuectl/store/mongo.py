@@ -64,17 +64,21 @@ class MongoStore:
             raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc)}") from None
 
     def _ensure_indexes(self) -> None:
-        self.jobs.create_index(
-            [("state", 1), ("priority", -1), ("run_at", 1), ("seq", 1)], name="claim_order"
-        )
-        self.jobs.create_index([("state", 1), ("updated_at", -1)], name="state_updated")
-        self.jobs.create_index([("updated_at", -1)], name="updated")
-        self.jobs.create_index([("state", 1), ("duration", 1)], name="state_duration")
-        self.jobs.create_index([("state", 1), ("finished_at", 1)], name="state_finished")
-        self.jobs.create_index([("state", 1), ("lease_renewed_at", 1)], name="lease")
-        self.jobs.create_index([("state", 1), ("run_at", 1)], name="state_run_at")
-        self.jobs.create_index([("locked_by", 1)], name="locked_by")
-        self.workers.create_index([("status", 1), ("last_heartbeat", 1)], name="liveness")
+        # create_indexes is idempotent on the server: one round trip per collection.
+        from pymongo import IndexModel
+
+        self.jobs.create_indexes([
+            IndexModel([("state", 1), ("priority", -1), ("run_at", 1), ("seq", 1)],
+                       name="claim_order"),
+            IndexModel([("state", 1), ("run_at", 1)], name="state_run_at"),
+            IndexModel([("state", 1), ("updated_at", -1)], name="state_updated"),
+            IndexModel([("updated_at", -1)], name="updated"),
+            IndexModel([("state", 1), ("duration", 1)], name="state_duration"),
+            IndexModel([("state", 1), ("finished_at", 1)], name="state_finished"),
+            IndexModel([("state", 1), ("lease_renewed_at", 1)], name="lease"),
+            IndexModel([("locked_by", 1)], name="locked_by"),
+        ])
+        self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
         self._indexed = True
 
     def close(self) -> None:

@@ -19,6 +19,7 @@ from .base import quantile_rank
 from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
 
 BUSY_TIMEOUT_MS = 10_000
+SCHEMA_VERSION = 1
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -45,8 +46,10 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_token TEXT,
     lease_renewed_at REAL
 );
--- The claim query's WHERE repeats this partial index's condition word for word, so SQLite
--- walks the index in claim order and stops at the first ready row.
+-- Queries name their index (INDEXED BY): with no ANALYZE statistics SQLite would otherwise
+-- pick a state-prefixed index and sort every ready row. The claim walks jobs_ready in claim
+-- order and stops at the first row whose run_at has come; its WHERE repeats the index's
+-- condition word for word, which is what lets SQLite use a partial index.
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority DESC, run_at, seq)
     WHERE state IN ('pending', 'failed');
 CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (run_at) WHERE state IN ('pending', 'failed');
@@ -121,7 +124,9 @@ class SqliteStore:
             # lose the last few, and it never corrupts the file.
             conn.execute("PRAGMA synchronous = NORMAL")
             if not self._schema_ready:
-                conn.executescript(SCHEMA)
+                # Checking the version first keeps a CLI call on an existing file read-only.
+                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+                    conn.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
                 self._schema_ready = True
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
@@ -185,10 +190,12 @@ class SqliteStore:
     def list_jobs(self, state: str | None, limit: int) -> list[Job]:
         """Pending/failed in claim order; other states newest update first."""
         if state in ("pending", "failed"):
-            sql = f"SELECT * FROM jobs WHERE state = ? ORDER BY {CLAIM_ORDER} LIMIT ?"
+            sql = (f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
+                   f"ORDER BY {CLAIM_ORDER} LIMIT ?")
             params: tuple[Any, ...] = (state, limit)
         elif state:
-            sql = "SELECT * FROM jobs WHERE state = ? ORDER BY updated_at DESC LIMIT ?"
+            sql = ("SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
+                   "ORDER BY updated_at DESC LIMIT ?")
             params = (state, limit)
         else:
             sql, params = "SELECT * FROM jobs ORDER BY updated_at DESC LIMIT ?", (limit,)
@@ -205,7 +212,7 @@ class SqliteStore:
             UPDATE jobs SET state = 'processing', attempts = attempts + 1,
                 locked_by = ?, locked_at = ?, lease_token = ?, lease_renewed_at = ?,
                 started_at = ?, updated_at = ?
-            WHERE id = (SELECT id FROM jobs WHERE {READY} AND run_at <= ?
+            WHERE id = (SELECT id FROM jobs INDEXED BY jobs_ready WHERE {READY} AND run_at <= ?
                         ORDER BY {CLAIM_ORDER} LIMIT 1)
             RETURNING *"""
         with self._tx() as conn:
@@ -262,7 +269,7 @@ class SqliteStore:
 
     def next_run_at(self) -> float | None:
         """Earliest run_at of a ready-or-waiting job."""
-        rows = self._query(f"SELECT MIN(run_at) AS t FROM jobs WHERE {READY}")
+        rows = self._query(f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_waiting WHERE {READY}")
         return rows[0]["t"] if rows else None
 
     def job_stats(self, now: float) -> dict[str, Any]:
@@ -276,7 +283,8 @@ class SqliteStore:
         for name, q in (("p50", 0.50), ("p95", 0.95)):
             if n:
                 rows = self._query(
-                    "SELECT duration FROM jobs WHERE state = 'completed' AND duration IS NOT NULL "
+                    "SELECT duration FROM jobs INDEXED BY jobs_state_duration "
+                    "WHERE state = 'completed' AND duration IS NOT NULL "
                     "ORDER BY duration LIMIT 1 OFFSET ?",
                     (quantile_rank(n, q),),
                 )
@@ -286,7 +294,8 @@ class SqliteStore:
         )[0]["r"]
         for name, window in (("last_minute", 60), ("last_hour", 3600)):
             result[name] = self._query(
-                "SELECT COUNT(*) AS c FROM jobs WHERE state = 'completed' AND finished_at >= ?",
+                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_state_finished "
+                "WHERE state = 'completed' AND finished_at >= ?",
                 (now - window,),
             )[0]["c"]
         return result
