@@ -18,8 +18,9 @@ UNLOCK = {"locked_by": None, "locked_at": None, "lease_token": None, "lease_rene
 
 
 def _outputs(result: Result | None, now: float) -> dict[str, Any]:
-    if result is None:
-        return {"finished_at": now}
+    if result is None:  # the attempt was lost: its output never reached the store
+        return {"exit_code": None, "stdout": None, "stderr": None, "duration": None,
+                "finished_at": now}
     return {
         "exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr,
         "duration": round(result.duration, 6), "finished_at": now,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, List, Sequence
 
 from .config import ConfigManager
 from .errors import DuplicateJob, InvalidInput, JobNotFound
@@ -20,13 +20,13 @@ class JobManager:
         self.store = store
         self.clock = clock
 
-    def build(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> list[Job]:
+    def build(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> List[Job]:
         """Validate every spec before anything is written. Each spec comes with a label
         (e.g. "line 3") that prefixes its error, or None for a single job."""
         config = ConfigManager(self.store).all()
         now = self.clock()
         base_seq = time.time_ns()
-        jobs: list[Job] = []
+        jobs: List[Job] = []
         seen: set[str] = set()
         for index, (label, spec) in enumerate(specs):
             try:
@@ -45,7 +45,7 @@ class JobManager:
             raise InvalidInput("no job to enqueue: the batch is empty")
         return jobs
 
-    def enqueue(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> list[Job]:
+    def enqueue(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> List[Job]:
         """Validate, then insert all jobs atomically, then wake idle local workers."""
         jobs = self.build(specs)
         self.store.insert_jobs(jobs)
@@ -61,7 +61,7 @@ class JobManager:
             raise JobNotFound(job_id)
         return job
 
-    def list(self, state: str | None = None, limit: int = 50) -> list[Job]:
+    def list(self, state: str | None = None, limit: int = 50) -> List[Job]:
         """Jobs of one state (or all), in the order SPEC §5 `list` gives."""
         check_state(state)
         if limit < 1:
@@ -73,14 +73,14 @@ class JobManager:
         counted = self.store.count_by_state()
         return {state: counted.get(state, 0) for state in STATES}
 
-    def dead(self, limit: int = 1000) -> list[Job]:
+    def dead(self, limit: int = 1000) -> List[Job]:
         """Jobs in the DLQ, most recently failed first."""
         return self.store.list_jobs(DEAD, limit)
 
-    def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[list[str], list[str]]:
+    def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[List[str], List[str]]:
         """Put DLQ jobs back to pending. Returns (retried, not in the DLQ)."""
-        retried = self.store.retry_dead(list(dict.fromkeys(job_ids)) if job_ids else None,
-                                        self.clock())
+        wanted = list(dict.fromkeys(job_ids)) if job_ids is not None else None
+        retried = self.store.retry_dead(wanted, self.clock())
         missing = [i for i in dict.fromkeys(job_ids or []) if i not in set(retried)]
         if retried:
             from .workers import wake_local_workers

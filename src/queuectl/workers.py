@@ -8,7 +8,7 @@ import signal
 import socket
 import time
 from dataclasses import replace
-from typing import Any, Callable
+from typing import Any, Callable, List
 
 from . import attempts
 from .config import ConfigManager
@@ -79,7 +79,7 @@ class WorkerManager:
         self.store.register_worker(worker)
         return worker
 
-    def list(self, include_stopped: bool = False) -> list[WorkerInfo]:
+    def list(self, include_stopped: bool = False) -> List[WorkerInfo]:
         """Workers as users see them: `busy` with its job when it holds one, `lost` when
         silent for stale_after seconds."""
         stale_after = ConfigManager(self.store).get("stale_after")
@@ -98,11 +98,11 @@ class WorkerManager:
             shown.append(worker)
         return shown
 
-    def active(self) -> list[WorkerInfo]:
+    def active(self) -> List[WorkerInfo]:
         """Workers that are idle, busy or stopping and heartbeated within stale_after."""
         return [w for w in self.list() if w.status in LIVE_WORKER_STATUSES]
 
-    def request_stop(self) -> list[WorkerInfo]:
+    def request_stop(self) -> List[WorkerInfo]:
         """Ask every active worker to stop: through the store for every machine, and by
         SIGTERM to the ones on this machine so they react at once."""
         workers = self.active()
@@ -114,12 +114,12 @@ class WorkerManager:
                 signal_worker(worker, signal.SIGTERM)
         return workers
 
-    def reap(self, config: dict[str, Any]) -> list[str]:
+    def reap(self, config: dict[str, Any]) -> List[str]:
         """Release jobs whose lease went silent, at once for workers on this machine whose
         process is gone; mark silent workers lost. Returns the ids of released jobs."""
         now = self.clock()
         cutoff = now - config["stale_after"]
-        released: list[str] = []
+        released: List[str] = []
         host = hostname()
         for worker in self.store.list_workers(statuses=LIVE_WORKER_STATUSES):
             if worker.host == host and worker.pid != os.getpid() and not pid_alive(worker.pid):

@@ -6,6 +6,7 @@ Times are epoch seconds (floats) everywhere.
 
 from __future__ import annotations
 
+import math
 from typing import Any, Protocol, Sequence
 
 from ..models import Job, WorkerInfo
@@ -96,4 +97,4 @@ class Store(Protocol):
 
 def quantile_rank(n: int, q: float) -> int:
     """Zero-based nearest-rank position of quantile q among n sorted values."""
-    return min(n - 1, max(0, int(q * n + 0.5) - 1)) if n else 0
+    return min(n - 1, max(0, math.ceil(q * n) - 1)) if n else 0

@@ -310,7 +310,7 @@ def connect(url: str, masked: str) -> MongoStore:
     from pymongo import MongoClient
     from pymongo.errors import ConfigurationError, InvalidURI
 
-    options = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000}
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": 5000, "connectTimeoutMS": 5000}
     lowered = url.lower()
     kwargs = {k: v for k, v in options.items() if k.lower() not in lowered}
     try:

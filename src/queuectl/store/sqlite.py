@@ -350,10 +350,9 @@ class SqliteStore:
 
     def list_workers(self, statuses: Sequence[str] | None = None) -> list[WorkerInfo]:
         """Worker rows (of those statuses, when given), newest first."""
-        where, params = "", ()
+        where, params = "", tuple(statuses or ())
         if statuses is not None:
             where = f"WHERE status IN ({', '.join('?' for _ in statuses)})"
-            params = tuple(statuses)
         rows = self._query(f"SELECT * FROM workers {where} ORDER BY started_at DESC, id", params)
         return [WorkerInfo.from_record(dict(r)) for r in rows]
 

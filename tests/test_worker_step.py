@@ -1,0 +1,326 @@
+"""The worker, one step at a time, on every store: real tiny shell commands, a fake clock for
+everything time decides (backoff, leases), and the reaper and fence around it."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from queuectl.config import ConfigManager
+from queuectl.jobs import JobManager
+from queuectl.models import WorkerInfo
+from queuectl.worker import Worker
+from queuectl.workers import WorkerManager, hostname, pid_alive
+
+REFUSED = "result refused: the job's lease was lost (it was reclaimed)"
+DEADLINE = 10.0  # seconds any wait in this file may take before the test fails
+
+
+@pytest.fixture
+def lines() -> list[str]:
+    """The worker's log, one string per line."""
+    return []
+
+
+@pytest.fixture
+def make_worker(store, clock, lines):
+    """Build and start workers logging into `lines`, their time given by `clock`."""
+
+    def make(log=None, **options) -> Worker:
+        worker = Worker(store, clock=clock, log=log or lines.append, **options)
+        worker.start()
+        return worker
+
+    return make
+
+
+def add(store, clock, *specs: dict) -> list[str]:
+    """Enqueue jobs. Inserted directly rather than through JobManager.enqueue so no wake-up
+    signal is aimed at the idle worker rows this test process registers."""
+    jobs = JobManager(store, clock).build([(f"line {n}", s) for n, s in enumerate(specs, 1)])
+    store.insert_jobs(jobs)
+    return [job.id for job in jobs]
+
+
+def wait_until(condition, what: str) -> None:
+    """Poll a condition, failing the test if it does not hold within DEADLINE."""
+    deadline = time.monotonic() + DEADLINE
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.01)
+
+
+def in_background(action) -> threading.Thread:
+    """Run `action` in a daemon thread (what a signal handler or heartbeat would do)."""
+    thread = threading.Thread(target=action, daemon=True)
+    thread.start()
+    return thread
+
+
+# -- start, success, failure -------------------------------------------------------------------
+
+
+def test_start_registers_the_worker(store, make_worker, lines):
+    worker = make_worker()
+    row = store.get_worker(worker.info.id)
+    assert re.fullmatch(rf"{re.escape(hostname())}:{os.getpid()}:1-[0-9a-f]{{4}}", row.id)
+    assert (row.host, row.pid, row.status, row.current_job) == (hostname(), os.getpid(),
+                                                                "idle", None)
+    assert lines == [f"[{row.id}] started (pid {os.getpid()})"]
+    assert make_worker().info.id != row.id
+
+
+def test_a_succeeding_command_completes(store, clock, make_worker, lines):
+    first, second = add(store, clock, {"command": "echo hello", "id": "j1"},
+                        {"command": "true", "id": "j2"})
+    worker = make_worker()
+    wid = worker.info.id
+    assert worker.step() is True
+    job = store.get_job(first)
+    assert (job.state, job.attempts, job.exit_code) == ("completed", 1, 0)
+    assert (job.stdout, job.stderr, job.last_error) == ("hello\n", "", None)
+    assert isinstance(job.duration, float) and 0 < job.duration < DEADLINE
+    assert job.started_at == job.finished_at == job.updated_at == clock()
+    assert job.locked_by is None and job.lease_token is None
+    assert store.get_job(second).state == "pending"  # one job per step: no prefetch
+    assert lines[1] == f"[{wid}] job j1 started (attempt 1/4): echo hello"
+    assert re.fullmatch(rf"\[{re.escape(wid)}\] job j1 completed in \d+\.\d\ds", lines[2])
+    worker.heartbeat()
+    assert (store.get_worker(wid).jobs_done, store.get_worker(wid).jobs_failed) == (1, 0)
+
+
+def test_nothing_ready_means_no_step(store, clock, make_worker):
+    add(store, clock, {"command": "true", "delay": 5})
+    worker = make_worker()
+    assert worker.step() is False
+    clock.advance(5)
+    assert worker.step() is True
+
+
+def test_failures_back_off_2_4_8_then_the_dlq(store, clock, make_worker, lines):
+    [job_id] = add(store, clock, {"command": "false", "id": "j1", "max_retries": 3})
+    worker = make_worker()
+    wid = worker.info.id
+    for attempt, delay in ((1, 2), (2, 4), (3, 8)):
+        assert worker.step() is True
+        job = store.get_job(job_id)
+        assert (job.state, job.attempts, job.run_at) == ("failed", attempt, clock() + delay)
+        assert (job.exit_code, job.last_error) == (1, "exit status 1")
+        assert lines[-2] == f"[{wid}] job j1 started (attempt {attempt}/4): false"
+        assert lines[-1] == f"[{wid}] job j1 failed: exit status 1; retry in {delay}s"
+        clock.advance(delay - 0.5)
+        assert worker.step() is False, "a retry must wait for its run_at"
+        clock.advance(0.5)
+    assert worker.step() is True
+    job = store.get_job(job_id)
+    assert (job.state, job.attempts, job.last_error) == ("dead", 4, "exit status 1")
+    assert lines[-1] == f"[{wid}] job j1 failed: exit status 1; moved to DLQ"
+    assert worker.step() is False
+    assert store.next_run_at() is None
+    worker.heartbeat()
+    assert store.get_worker(wid).jobs_failed == 4
+
+
+def test_failure_records_the_exit_status_and_stderr(store, clock, make_worker):
+    ids = add(store, clock, {"command": "echo out; echo oops >&2; exit 3"},
+              {"command": "no_such_command_queuectl_test"})
+    worker = make_worker()
+    assert worker.step() and worker.step()
+    code3, missing = (store.get_job(i) for i in ids)
+    assert (code3.exit_code, code3.stdout, code3.stderr) == (3, "out\n", "oops\n")
+    assert code3.last_error == "exit status 3: oops"
+    assert missing.exit_code == 127
+    assert re.fullmatch(r"exit status 127: .*no_such_command_queuectl_test.*not found",
+                        missing.last_error)
+
+
+def test_a_timed_out_command_is_killed_and_fails(store, clock, make_worker, lines):
+    [job_id] = add(store, clock, {"command": "sleep 5", "timeout": 0.3})
+    worker = make_worker()
+    started = time.monotonic()
+    assert worker.step() is True
+    assert time.monotonic() - started < 4
+    job = store.get_job(job_id)
+    assert (job.state, job.last_error) == ("failed", "timed out after 0.3s")
+    assert lines[-1].endswith(f"job {job_id} failed: timed out after 0.3s; retry in 2s")
+
+
+def test_config_changes_are_picked_up(store, clock, make_worker):
+    [job_id] = add(store, clock, {"command": "false"})
+    worker = make_worker()
+    worker.step()
+    assert store.get_job(job_id).run_at == clock() + 2
+    ConfigManager(store).set("backoff_base", "3")
+    worker._refresh(None)
+    clock.advance(2)
+    worker.step()
+    assert store.get_job(job_id).run_at == clock() + 9
+
+
+# -- the fence and the reaper ------------------------------------------------------------------
+
+
+def test_a_reclaimed_job_refuses_the_old_workers_result(store, clock, make_worker, lines):
+    [job_id] = add(store, clock, {"command": "echo late", "id": "j1"})
+    released: list[str] = []
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "job j1 started" in line:
+            # While the command runs, the worker goes silent past stale_after: the reaper
+            # releases the job and another worker takes it.
+            clock.advance(601)
+            released.extend(WorkerManager(store, clock).reap(ConfigManager(store).all()))
+            clock.advance(2)
+            assert store.claim("other", clock(), "other-token").id == job_id
+
+    worker = make_worker(log=log)
+    assert worker.step() is True
+    assert released == [job_id]
+    job = store.get_job(job_id)
+    assert (job.state, job.locked_by, job.lease_token, job.attempts) == (
+        "processing", "other", "other-token", 2)
+    assert job.last_error == f"worker {worker.info.id} stopped heartbeating"
+    assert job.stdout is None and job.exit_code is None
+    assert lines[-1] == f"[{worker.info.id}] {REFUSED}"
+    worker.heartbeat()
+    assert store.get_worker(worker.info.id).jobs_done == 0
+
+
+def test_a_lost_lease_kills_the_running_command(store, clock, make_worker, lines, tmp_path):
+    marker = tmp_path / "running"
+    [job_id] = add(store, clock, {"command": f"touch {marker}; sleep 5", "id": "j1"})
+    worker = make_worker()
+
+    def lose_the_lease() -> None:
+        wait_until(marker.exists, "the command to start")
+        clock.advance(601)
+        WorkerManager(store, clock).reap(ConfigManager(store).all())
+        worker.heartbeat()  # what the heartbeat thread does every heartbeat_interval
+
+    helper = in_background(lose_the_lease)
+    started = time.monotonic()
+    assert worker.step() is True
+    assert time.monotonic() - started < 4
+    helper.join(DEADLINE)
+    wid = worker.info.id
+    assert f"[{wid}] job j1: lease lost; killing its command" in lines
+    assert lines[-1] == f"[{wid}] {REFUSED}"
+    job = store.get_job(job_id)
+    assert (job.state, job.attempts) == ("failed", 1)
+    assert job.last_error == f"worker {wid} stopped heartbeating"
+
+
+def test_the_reaper_releases_jobs_of_silent_workers(store, clock):
+    def remote(worker_id: str) -> WorkerInfo:
+        return WorkerInfo(id=worker_id, host="far.example", pid=1, status="busy",
+                          started_at=clock(), last_heartbeat=clock())
+
+    a, b, c = add(store, clock, {"command": "true", "id": "a", "max_retries": 3},
+                  {"command": "true", "id": "b", "max_retries": 0}, {"command": "true", "id": "c"})
+    store.register_worker(remote("far:1:1-aaaa"))
+    store.register_worker(remote("far:2:1-bbbb"))
+    store.claim("far:1:1-aaaa", clock(), "t-a")
+    store.claim("far:1:1-aaaa", clock(), "t-b")
+    store.claim("far:2:1-bbbb", clock(), "t-c")
+    reaper = WorkerManager(store, clock)
+    clock.advance(300)
+    store.update_worker("far:2:1-bbbb", {"last_heartbeat": clock()})
+    assert store.renew_lease(c, "t-c", clock())
+    assert reaper.reap(ConfigManager(store).all()) == []
+    clock.advance(301)  # far:1 has been silent 601 s, far:2 only 301 s
+    assert sorted(reaper.reap(ConfigManager(store).all())) == [a, b]
+    job_a, job_b, job_c = (store.get_job(i) for i in (a, b, c))
+    assert (job_a.state, job_a.attempts, job_a.run_at) == ("failed", 1, clock() + 2)
+    assert job_a.last_error == "worker far:1:1-aaaa stopped heartbeating"
+    assert job_a.locked_by is None and job_a.lease_token is None
+    assert (job_b.state, job_b.attempts) == ("dead", 1)
+    assert (job_c.state, job_c.locked_by) == ("processing", "far:2:1-bbbb")
+    assert store.get_worker("far:1:1-aaaa").status == "lost"
+    assert store.get_worker("far:2:1-bbbb").status == "busy"
+    assert reaper.reap(ConfigManager(store).all()) == []  # a second reaper finds nothing
+    assert store.get_job(a).attempts == 1
+
+
+def test_a_dead_local_worker_process_loses_its_job_at_once(store, clock, make_worker, lines):
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    assert not pid_alive(gone.pid)
+    dead_id = f"{hostname()}:{gone.pid}:1-dead"
+    store.register_worker(WorkerInfo(id=dead_id, host=hostname(), pid=gone.pid, status="busy",
+                                     started_at=clock(), last_heartbeat=clock()))
+    [job_id] = add(store, clock, {"command": "true"})
+    store.claim(dead_id, clock(), "tok")
+    worker = make_worker()  # start() reaps, with no time passing at all
+    job = store.get_job(job_id)
+    assert (job.state, job.attempts, job.last_error) == ("failed", 1, f"worker {dead_id} exited")
+    assert store.get_worker(dead_id).status == "lost"
+    assert f"[{worker.info.id}] job {job_id} released from a lost worker" in lines
+
+
+# -- stopping ----------------------------------------------------------------------------------
+
+
+def test_burst_run_works_off_the_queue_then_stops(store, clock, make_worker, lines):
+    ids = add(store, clock, *({"command": "true"} for _ in range(3)))
+    worker = make_worker(burst=True)
+    assert worker.run() == 0
+    assert {store.get_job(i).state for i in ids} == {"completed"}
+    row = store.get_worker(worker.info.id)
+    assert (row.status, row.jobs_done, row.current_job) == ("stopped", 3, None)
+    assert lines[-1] == f"[{worker.info.id}] stopped"
+
+
+def test_a_stop_requested_through_the_store_is_noticed(store, clock, make_worker, lines):
+    [job_id] = add(store, clock, {"command": "true"})
+    worker = make_worker(burst=True)
+    store.request_stop([worker.info.id])
+    assert worker.run() == 0
+    assert store.get_job(job_id).state == "pending"
+    assert store.get_worker(worker.info.id).status == "stopped"
+    assert f"[{worker.info.id}] stop requested through the store" in lines
+
+
+def test_an_immediate_stop_hands_the_job_back(store, clock, make_worker, lines):
+    [job_id] = add(store, clock, {"command": "sleep 5", "max_retries": 0})
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "started (attempt" in line:
+            worker.request_stop(immediate=True)  # a second Ctrl+C just as the job begins
+
+    worker = make_worker(log=log)
+    started = time.monotonic()
+    assert worker.step() is True
+    assert time.monotonic() - started < 4
+    job = store.get_job(job_id)
+    assert (job.state, job.attempts, job.run_at) == ("pending", 0, clock())
+    assert job.locked_by is None and job.lease_token is None and job.last_error is None
+    assert lines[-1] == f"[{worker.info.id}] job {job_id} interrupted; returned to pending"
+    assert worker.stopping
+
+
+def test_an_immediate_stop_kills_a_running_command(store, clock, make_worker, tmp_path: Path):
+    marker = tmp_path / "running"
+    [job_id] = add(store, clock, {"command": f"touch {marker}; sleep 5", "max_retries": 0})
+    worker = make_worker()
+
+    def interrupt() -> None:
+        wait_until(marker.exists, "the command to start")
+        worker.request_stop(immediate=True)
+
+    helper = in_background(interrupt)
+    started = time.monotonic()
+    assert worker.step() is True
+    assert time.monotonic() - started < 4
+    helper.join(DEADLINE)
+    job = store.get_job(job_id)
+    assert (job.state, job.attempts) == ("pending", 0)
+    clock.advance(1)
+    assert store.claim("next", clock(), "tok").id == job_id  # claimable again at once
