@@ -5,7 +5,8 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import List, Optional
+import traceback
+from typing import Any, List, Optional
 
 import typer
 
@@ -16,6 +17,7 @@ except ImportError:  # pragma: no cover - older Typer depends on Click itself
 
 from . import __version__, render
 from .errors import InvalidInput, QueuectlError
+from .models import Job, shown
 from .store.base import Store
 
 app = typer.Typer(
@@ -108,22 +110,30 @@ def enqueue(
 
     options = {"id": job_id, "command": command, "priority": priority, "delay": delay,
                "run_at": run_at, "max_retries": max_retries, "timeout": timeout}
+    specs: list[tuple[str | None, dict[str, Any]]]
     if file is not None:
         if spec is not None or command is not None or job_id is not None:
             raise InvalidInput("--file takes no SPEC, --command or --id")
         specs = [(label, merge_options(s, options)) for label, s in read_batch(file)]
     elif spec is None and command is None:
-        raise InvalidInput('no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"')
+        raise InvalidInput(
+            'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
+        )
     else:
         specs = [(None, merge_options(read_spec(spec), options))]
     jobs = JobManager(_ctx(ctx).store).enqueue(specs)
-    if as_json:
+    _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
+
+
+def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool) -> None:
+    if as_json:  # an object for one job, an array for a batch (even of one)
         docs = [render.job_json(j) for j in jobs]
-        render.emit_json(docs if file is not None else docs[0])
+        render.emit_json(docs if batch else docs[0])
     elif quiet:
         typer.echo("\n".join(j.id for j in jobs))
-    elif file is not None:
-        typer.echo(f"Enqueued {len(jobs)} job{'s' if len(jobs) != 1 else ''}")
+    elif batch:
+        # Always "jobs": SPEC §5 fixes this line for scripts that parse it.
+        typer.echo(f"Enqueued {len(jobs)} jobs")
     else:
         typer.echo(f"Enqueued job {jobs[0].id}")
 
@@ -160,7 +170,8 @@ def list_jobs(
     """
     from .jobs import JobManager
 
-    jobs = JobManager(_ctx(ctx).store).list(state, limit)
+    # Both stores hold LIMIT as a 64-bit integer; nobody lists more rows than this anyway.
+    jobs = JobManager(_ctx(ctx).store).list(state, min(limit, 2**31 - 1))
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
@@ -269,10 +280,12 @@ def dlq_retry(
     if bool(job_ids) == all_jobs:
         raise InvalidInput("give one or more job ids, or --all (not both)")
     retried, missing = JobManager(_ctx(ctx).store).retry_dead(None if all_jobs else job_ids)
-    for job_id in missing:
-        typer.echo(f"Error: job {job_id!r} is not in the DLQ", err=True)
     typer.echo(f"Retried {len(retried)} job(s)")
     if missing:
+        listed = ", ".join(shown(job_id, 60) for job_id in missing[:20])
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        subject = "job {} is" if len(missing) == 1 else "jobs {} are"
+        _fail(f"{subject.format(listed + more)} not in the DLQ (left unchanged)", 1)
         raise typer.Exit(1)
 
 
@@ -308,7 +321,8 @@ def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
         typer.echo(value)
 
 
-@config_app.command("set")
+# A VALUE such as -1 must reach the rule check, not be taken for an unknown option.
+@config_app.command("set", context_settings={"ignore_unknown_options": True})
 def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OPT) -> None:
     """Set a value; running workers apply it within poll_interval.
 
@@ -372,8 +386,8 @@ def worker_stop(
     """
     from .workers import WorkerManager
 
-    if timeout <= 0:
-        raise InvalidInput(f"--timeout must be > 0, got {timeout}")
+    if not 0 < timeout <= 10**6:  # also refuses nan, which would make --wait endless
+        raise InvalidInput(f"--timeout must be > 0 and at most 1000000 seconds, got {timeout}")
     manager = WorkerManager(_ctx(ctx).store)
     asked = manager.request_stop()
     typer.echo(f"Stop requested for {len(asked)} worker(s)")
@@ -410,6 +424,11 @@ def worker_list(
 
 
 # -- entry point ----------------------------------------------------------------------------
+# Click 8.2+ raises this UsageError subclass, whose message is the help, for a bare group.
+NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", None)
+MAX_ERROR = 1000  # characters: an `Error:` line stays one readable line whatever the input
+
+
 def _usage_message(exc: click_errors.UsageError) -> str:
     message = exc.format_message()
     if exc.ctx is not None:
@@ -427,12 +446,17 @@ def main(argv: list[str] | None = None) -> int:
         result = command.main(args=argv, prog_name="queuectl", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except click_errors.UsageError as exc:
+        if NO_ARGS_IS_HELP is not None and isinstance(exc, NO_ARGS_IS_HELP):
+            typer.echo(exc.format_message())  # `queuectl` or `queuectl worker` alone: the help
+            return 0
         return _fail(_usage_message(exc), 2)
     except click_errors.ClickException as exc:
         return _fail(exc.format_message(), exc.exit_code)
     except typer.Abort:
         return _fail("aborted", 130)
     except QueuectlError as exc:
+        if os.environ.get("QUEUECTL_DEBUG"):
+            traceback.print_exc()
         return _fail(str(exc), exc.exit_code)
     except KeyboardInterrupt:
         return 130
@@ -445,7 +469,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _fail(message: str, code: int) -> int:
+    """Write one `Error:` line (never longer than MAX_ERROR characters) and return `code`."""
     first = " ".join(str(message).split("\n")).strip()
-    sys.stderr.write(f"Error: {render.printable(first)}\n")
+    sys.stderr.write(f"Error: {render.printable(first, MAX_ERROR)}\n")
     return code
 

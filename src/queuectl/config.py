@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import InvalidInput
+from .models import shown
 from .store.base import Store
 
 
@@ -27,7 +28,8 @@ KEYS: dict[str, Key] = {
     k.name: k
     for k in (
         Key("max_retries", int, ">= 0", lambda v: v >= 0, 3, "retries after the first attempt"),
-        Key("backoff_base", float, ">= 1", lambda v: v >= 1, 2, "delay after n-th failure: base**n"),
+        Key("backoff_base", float, ">= 1", lambda v: v >= 1, 2,
+            "delay after n-th failure: base**n"),
         Key("backoff_max", float, "> 0", lambda v: v > 0, 3600, "longest retry delay, seconds"),
         Key("backoff_jitter", float, "between 0 and 1", lambda v: 0 <= v <= 1, 0,
             "scale each delay by a random factor in [1-x, 1]"),
@@ -48,7 +50,7 @@ def canonical_key(name: str) -> str:
     """Accept `max_retries`, `max-retries` and `maxRetries`; reject unknown keys."""
     snake = re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name.strip()).replace("-", "_").lower()
     if snake not in KEYS:
-        raise InvalidInput(f"unknown config key {name!r}; keys: {', '.join(KEYS)}")
+        raise InvalidInput(f"unknown config key {shown(name, 40)}; keys: {', '.join(KEYS)}")
     return snake
 
 
@@ -62,9 +64,11 @@ def parse_value(key: str, raw: Any) -> int | float:
         value: int | float = int(text) if spec.kind is int else float(text)
     except ValueError:
         kind = "an integer" if spec.kind is int else "a number"
-        raise InvalidInput(f"{key} must be {kind}, got {text!r}") from None
+        raise InvalidInput(f"{key} must be {kind}, got {shown(text)}") from None
     if not math.isfinite(value) or not spec.check(value) or abs(value) > MAX_VALUE:
-        raise InvalidInput(f"{key} must be {spec.rule} (and at most {MAX_VALUE}), got {text}")
+        raise InvalidInput(
+            f"{key} must be {spec.rule} (and at most {MAX_VALUE}), got {shown(text)}"
+        )
     if spec.kind is float and float(value).is_integer():
         value = int(value)
     return value

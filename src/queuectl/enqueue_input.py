@@ -58,6 +58,8 @@ def read_batch(path: str) -> Iterator[tuple[str, dict[str, Any]]]:
     except UnicodeDecodeError as exc:
         line = data[: exc.start].count(b"\n") + 1
         raise InvalidInput(f"line {line}: not valid UTF-8") from None
-    for number, line in enumerate(text.splitlines(), start=1):
+    # Only "\n" ends a line: str.splitlines() would also split at U+2028, U+0085 and other
+    # characters that JSON allows raw inside a string. A "\r" left by CRLF is JSON whitespace.
+    for number, line in enumerate(text.split("\n"), start=1):
         if line.strip():
             yield f"line {number}", _parse_object(line, f"line {number}")

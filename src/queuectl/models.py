@@ -12,7 +12,8 @@ from typing import Any
 
 from .errors import InvalidInput
 
-PENDING, PROCESSING, COMPLETED, FAILED, DEAD = "pending", "processing", "completed", "failed", "dead"
+PENDING, PROCESSING, COMPLETED = "pending", "processing", "completed"
+FAILED, DEAD = "failed", "dead"
 STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
 READY_STATES = (PENDING, FAILED)
 
@@ -29,6 +30,14 @@ PUBLIC_FIELDS = (
     "exit_code", "last_error", "stdout", "stderr", "duration",
 )
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "locked_at")
+# run_at must be a time every store, and format_time, can hold: 1970-01-01 up to 9999-12-30 UTC.
+MAX_TIME = 253402128000.0
+
+
+def shown(value: Any, limit: int = 60) -> str:
+    """repr() of a value the user gave, cut so that an error message stays one short line."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 @dataclass
@@ -111,13 +120,16 @@ def parse_time(text: str, what: str = "run_at") -> float:
         raw = raw[:-1] + "+00:00"
     try:
         parsed = datetime.fromisoformat(raw)
-    except ValueError:
+        if parsed.tzinfo is None:
+            parsed = parsed.astimezone()  # local time
+        stamp = parsed.timestamp()
+    except (ValueError, OverflowError, OSError):
         raise InvalidInput(
-            f"{what} {text!r} is not an ISO 8601 time; use e.g. 2026-11-22T14:05:00Z"
+            f"{what} {shown(text)} is not an ISO 8601 time; use e.g. 2026-11-22T14:05:00Z"
         ) from None
-    if parsed.tzinfo is None:
-        parsed = parsed.astimezone()  # local time
-    return parsed.timestamp()
+    if not 0 <= stamp <= MAX_TIME:
+        raise InvalidInput(f"{what} {shown(text)} must be between 1970-01-01 and 9999-12-30")
+    return stamp
 
 
 def _integer(spec: dict[str, Any], name: str, minimum: int = INT_MIN) -> int | None:
@@ -125,9 +137,11 @@ def _integer(spec: dict[str, Any], name: str, minimum: int = INT_MIN) -> int | N
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, int):
-        raise InvalidInput(f"{name} must be an integer, got {value!r}")
+        raise InvalidInput(f"{name} must be an integer, got {shown(value)}")
     if not minimum <= value <= INT_MAX:
-        raise InvalidInput(f"{name} must be between {minimum} and {INT_MAX}, got {value}")
+        raise InvalidInput(
+            f"{name} must be between {minimum} and {INT_MAX}, got {shown(value, 30)}"
+        )
     return value
 
 
@@ -136,11 +150,11 @@ def _seconds(spec: dict[str, Any], name: str, *, positive: bool) -> float | None
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidInput(f"{name} must be a number of seconds, got {value!r}")
+        raise InvalidInput(f"{name} must be a number of seconds, got {shown(value)}")
     rule_ok = value > 0 if positive else value >= 0
     if not math.isfinite(value) or not rule_ok or value > 10**9:
         rule = "> 0" if positive else ">= 0"
-        raise InvalidInput(f"{name} must be {rule} and at most 1e9 seconds, got {value!r}")
+        raise InvalidInput(f"{name} must be {rule} and at most 1e9 seconds, got {shown(value)}")
     return float(value)
 
 
@@ -164,9 +178,8 @@ def validate_command(command: Any) -> str:
 def validate_id(job_id: Any) -> str:
     """Ids are 1-128 characters of A-Z a-z 0-9 . _ : -"""
     if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
-        shown = job_id if isinstance(job_id, str) and len(job_id) <= 40 else "given"
         raise InvalidInput(
-            f"id {shown!r} is not allowed; use 1-128 characters of A-Z a-z 0-9 . _ : -"
+            f"id {shown(job_id, 50)} is not allowed; use 1-128 characters of A-Z a-z 0-9 . _ : -"
         )
     return job_id
 
@@ -184,7 +197,7 @@ def build_job(
     unknown = sorted(set(spec) - set(SPEC_FIELDS))
     if unknown:
         raise InvalidInput(
-            f"unknown field {unknown[0]!r}; allowed fields: {', '.join(SPEC_FIELDS)}"
+            f"unknown field {shown(unknown[0], 40)}; allowed fields: {', '.join(SPEC_FIELDS)}"
         )
     command = validate_command(spec.get("command"))
     job_id = validate_id(spec["id"]) if spec.get("id") is not None else new_job_id(now)
@@ -214,7 +227,7 @@ def build_job(
 def check_state(state: str | None) -> str | None:
     """None or one of the five states; anything else is InvalidInput naming them."""
     if state is not None and state not in STATES:
-        raise InvalidInput(f"unknown state {state!r}; use one of: {', '.join(STATES)}")
+        raise InvalidInput(f"unknown state {shown(state, 40)}; use one of: {', '.join(STATES)}")
     return state
 
 

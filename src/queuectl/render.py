@@ -4,11 +4,20 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 import time
 from typing import Any, Iterable, Sequence
 
 from .models import Job, WorkerInfo, format_time, to_json_ready
+
+# Characters a terminal may act on rather than show: C0/C1 controls, DEL, lone surrogates, line
+# and paragraph separators, and bidirectional overrides (which can make text read reversed).
+_RISKY = "\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069"
+_UNSAFE = re.compile(f"[\x00-\x1f{_RISKY}]")
+# json.dumps already escapes C0 controls inside strings; outside them it writes only newlines.
+_UNSAFE_IN_JSON = re.compile(f"[{_RISKY}]")
+_UNSAFE_IN_BLOCK = re.compile(f"[\x00-\x08\x0b-\x1f{_RISKY}]")  # keeps \t and \n
 
 STATE_COLOURS = {"pending": "33", "processing": "36", "completed": "32", "failed": "35",
                  "dead": "31", "idle": "32", "busy": "36", "stopping": "33", "lost": "31"}
@@ -18,25 +27,22 @@ def printable(text: str | None, width: int | None = None) -> str:
     """Text safe for one terminal line: control characters escaped, cut to `width`."""
     if text is None:
         return ""
-    out = []
-    for ch in text:
-        if ch == "\n":
-            out.append("\\n")
-        elif ch == "\t":
-            out.append("\\t")
-        elif ord(ch) < 32 or 0x7F <= ord(ch) < 0xA0 or 0xD800 <= ord(ch) <= 0xDFFF:
-            out.append(f"\\x{ord(ch):02x}" if ord(ch) < 256 else f"\\u{ord(ch):04x}")
-        else:
-            out.append(ch)
-    line = "".join(out)
+    line = _UNSAFE.sub(_escape, text)
     if width is not None and len(line) > width:
         line = line[: max(width - 1, 0)] + "…"
     return line
 
 
+def _escape(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    if code in (0x0A, 0x09):
+        return "\\n" if code == 0x0A else "\\t"
+    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
+
+
 def safe_block(text: str) -> str:
     """Multi-line text with terminal control characters escaped (newlines and tabs kept)."""
-    return "\n".join(printable(line).replace("\\t", "\t") for line in text.split("\n"))
+    return _UNSAFE_IN_BLOCK.sub(_escape, text)
 
 
 def use_colour() -> bool:
@@ -51,8 +57,10 @@ def colour(text: str, key: str) -> str:
 
 
 def emit_json(document: Any) -> None:
-    """Print one JSON document."""
-    sys.stdout.write(json.dumps(document, indent=2, ensure_ascii=False) + "\n")
+    """Print one JSON document. Characters a terminal could act on are written as \\u escapes
+    (json leaves DEL, C1 controls and bidi overrides raw when ensure_ascii is off)."""
+    text = json.dumps(document, indent=2, ensure_ascii=False)
+    sys.stdout.write(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
