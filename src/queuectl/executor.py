@@ -67,7 +67,8 @@ class Execution:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.kill_reason: str | None = None
-        self._lock = threading.Lock()
+        # Re-entrant: a signal handler may call kill() while the main thread is inside it.
+        self._lock = threading.RLock()
 
     def kill(self, reason: str) -> None:
         """Kill the command's whole process group now; `reason` becomes its error."""

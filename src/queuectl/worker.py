@@ -41,14 +41,23 @@ class Worker:
         self.stopping = False
         self.abort = False
         self._log = log or _print_line
-        self._lock = threading.Lock()
+        # Re-entrant: the signal handler (request_stop) runs on the main thread and may
+        # interrupt it while it holds this lock.
+        self._lock = threading.RLock()
         self._current: tuple[Job, Execution] | None = None
+        # The claimed job until its result is written: its lease is renewed all that time, so
+        # a slow write (a store outage) does not let the reaper take it back from us.
+        self._held: Job | None = None
         self._counts = {"jobs_done": 0, "jobs_failed": 0}
         self._next_refresh = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._heartbeat_stop = threading.Event()
+        # A pipe, like the wake pipe: writing to it is safe from a signal handler.
+        self._beat_r, self._beat_w = os.pipe()
+        for fd in (self._beat_r, self._beat_w):
+            os.set_blocking(fd, False)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
@@ -82,6 +91,7 @@ class Worker:
                     self._wait(delay)
         finally:
             self._heartbeat_stop.set()
+            _poke(self._beat_w)
             heartbeat.join(timeout=5)
             self._finish()
         return 0
@@ -96,14 +106,14 @@ class Worker:
             if current:
                 current[1].kill(INTERRUPTED)
         self.stopping = True
+        # Show `stopping` in the store now, not at the next heartbeat: `worker stop` signals
+        # only workers not yet stopping, and a second signal would mean "stop at once".
+        _poke(self._beat_w)
         self.wake()
 
     def wake(self) -> None:
         """Interrupt an idle wait (safe from a signal handler)."""
-        try:
-            os.write(self._wake_w, b"!")
-        except (BlockingIOError, OSError):
-            pass
+        _poke(self._wake_w)
 
     # -- one job --------------------------------------------------------------------------
     def step(self) -> bool:
@@ -118,15 +128,19 @@ class Worker:
                "QUEUECTL_ATTEMPT": str(job.attempts)}
         execution = Execution(job.command, job.timeout, env)
         with self._lock:
-            self._current = (job, execution)
+            self._current, self._held = (job, execution), job
         if self.abort:
             execution.kill(INTERRUPTED)
         try:
-            result = execution.run()
+            try:
+                result = execution.run()
+            finally:
+                with self._lock:
+                    self._current = None
+            self._settle(job, result, execution)
         finally:
             with self._lock:
-                self._current = None
-        self._settle(job, result, execution)
+                self._held = None
         return True
 
     def _settle(self, job: Job, result: Result, execution: Execution) -> None:
@@ -189,13 +203,7 @@ class Worker:
         return True
 
     def _wait(self, timeout: float) -> None:
-        readable, _, _ = select.select([self._wake_r], [], [], timeout)
-        if readable:
-            try:
-                while os.read(self._wake_r, 4096):
-                    pass
-            except BlockingIOError:
-                pass
+        _sleep_on(self._wake_r, timeout)
 
     def _refresh(self, parent_pid: int | None) -> None:
         """At most once per poll_interval: reload config, look for a stop request."""
@@ -214,7 +222,10 @@ class Worker:
             self.request_stop()
 
     def _heartbeat_loop(self) -> None:
-        while not self._heartbeat_stop.wait(float(self.config["heartbeat_interval"])):
+        while not self._heartbeat_stop.is_set():
+            _sleep_on(self._beat_r, float(self.config["heartbeat_interval"]))
+            if self._heartbeat_stop.is_set():
+                break
             try:
                 self.heartbeat()
             except Exception as exc:  # the heartbeat must outlive any single failure
@@ -226,20 +237,21 @@ class Worker:
         assert self.info is not None
         now = self.clock()
         with self._lock:
-            current = self._current
-        status = "stopping" if self.stopping else ("busy" if current else "idle")
+            current, held = self._current, self._held
+        status = "stopping" if self.stopping else ("busy" if held else "idle")
         self.store.update_worker(
             self.info.id,
             {"last_heartbeat": now, "status": status,
-             "current_job": current[0].id if current else None},
+             "current_job": held.id if held else None},
             self._take_counts(),
         )
-        if current:
-            job, execution = current
-            assert job.lease_token is not None
-            if not self.store.renew_lease(job.id, job.lease_token, now):
-                self.log(f"job {job.id}: lease lost; killing its command")
-                execution.kill("lease lost")
+        if held:
+            assert held.lease_token is not None
+            # Renewed before reaping, so our own reaper never sees our lease as stale.
+            renewed = self.store.renew_lease(held.id, held.lease_token, now)
+            if not renewed and current and current[0] is held:
+                self.log(f"job {held.id}: lease lost; killing its command")
+                current[1].kill("lease lost")
         self._reap()
 
     def _reap(self) -> None:
@@ -279,6 +291,25 @@ class Worker:
         """One line per event, prefixed with the worker id."""
         name = self.info.id if self.info else f"worker {self.index}"
         self._log(f"[{name}] {message}")
+
+
+def _poke(fd: int) -> None:
+    """Wake whoever sleeps on the pipe whose write end is `fd`; safe in a signal handler."""
+    try:
+        os.write(fd, b"!")
+    except (BlockingIOError, OSError):
+        pass
+
+
+def _sleep_on(fd: int, timeout: float) -> None:
+    """Sleep up to `timeout` seconds, or until the pipe whose read end is `fd` is poked."""
+    readable, _, _ = select.select([fd], [], [], timeout)
+    if readable:
+        try:
+            while os.read(fd, 4096):
+                pass
+        except BlockingIOError:
+            pass
 
 
 def _print_line(line: str) -> None:

@@ -38,7 +38,14 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(WAKE_SIGNAL, lambda _s, _f: worker.wake())
         worker.start()
-        return worker.run(parent_pid=parent)
+        try:
+            return worker.run(parent_pid=parent)
+        finally:
+            # A stop or wake signal may still arrive (`worker stop` read us as active just
+            # before we stopped). While the interpreter shuts down it restores the default
+            # handlers, which would kill the process and turn a clean exit into a failure.
+            for signum in (signal.SIGINT, signal.SIGTERM, WAKE_SIGNAL):
+                signal.signal(signum, signal.SIG_IGN)
     except QueuectlError as exc:
         sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
         return 1
