@@ -68,6 +68,9 @@ def test_sigkilled_worker_job_is_released_at_once_and_completed_by_another(q):
     assert lost["attempts"] == 1
     assert victim["id"] in lost["last_error"] and "exited" in lost["last_error"]
     assert lost["locked_by"] is None
+    # The dead worker's command (still sleeping in its own session) was killed with it,
+    # so the retry never runs beside it.
+    assert job_processes(job_id) == []
     # ... and the retry runs on the new worker.
     assert second.wait(20) == 0
     job = q.job(job_id)

@@ -64,6 +64,31 @@ def wake_local_workers(store: Store) -> None:
         signal_worker(worker, WAKE_SIGNAL)
 
 
+def kill_orphaned_commands(worker_id: str) -> int:
+    """Kill the process groups of commands a dead local worker left running (found by the
+    QUEUECTL_WORKER_ID their environment carries), so a released job never runs twice at
+    once on this machine. Linux only (/proc); elsewhere a no-op. Returns groups killed."""
+    marker = f"QUEUECTL_WORKER_ID={worker_id}".encode()
+    groups = set()
+    try:
+        pids = [int(name) for name in os.listdir("/proc") if name.isdigit()]
+    except OSError:
+        return 0
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as handle:
+                if marker in handle.read().split(b"\0"):
+                    groups.add(os.getpgid(pid))
+        except OSError:
+            continue  # gone, or another user's process
+    for group in groups - {os.getpgid(0)}:
+        try:
+            os.killpg(group, signal.SIGKILL)
+        except OSError:
+            pass
+    return len(groups)
+
+
 class WorkerManager:
     """Registers workers, reports on them, asks them to stop, and reaps the lost."""
 
@@ -124,6 +149,7 @@ class WorkerManager:
         for worker in self.store.list_workers(statuses=LIVE_WORKER_STATUSES):
             if worker.host == host and worker.pid != os.getpid() and not pid_alive(worker.pid):
                 self.store.update_worker(worker.id, {"status": "lost", "current_job": None})
+                kill_orphaned_commands(worker.id)
                 for job in self.store.jobs_locked_by(worker.id):
                     ok, _ = attempts.fail(self.store, job, f"worker {worker.id} exited",
                                           config, now)
