@@ -128,10 +128,10 @@ def make_cli(kind: str, tmp_path: Path, capsys, monkeypatch) -> Iterator[Cli]:
     client = mongomock.MongoClient()
     opened: list[str] = []
 
-    def connect(url: str, masked: str) -> mongo.MongoStore:
+    def connect(url: str, masked: str, secret: str | None = None) -> mongo.MongoStore:
         opened.append(masked)
         name = url.rsplit("/", 1)[-1].split("?")[0] or "queuectl"
-        return mongo.MongoStore(client, name, masked)
+        return mongo.MongoStore(client, name, masked, secret)
 
     # open_store() imports `connect` when it meets a mongodb:// URL, so the CLI gets a
     # MongoStore on this shared in-memory server instead of a real client.

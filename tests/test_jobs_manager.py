@@ -233,3 +233,24 @@ def test_stats_shape_and_figures(jobs, store, clock):
     assert stats["success_rate"] == pytest.approx(3 / 4)
     assert stats["retries"] == 1
     assert stats["throughput"] == {"last_minute": 2, "last_hour": 3}
+
+
+class _WorkersUnreadable:
+    """A store whose worker table fails to answer, as during a brief outage."""
+
+    def __init__(self, store):
+        self._store = store
+
+    def __getattr__(self, name):
+        return getattr(self._store, name)
+
+    def list_workers(self, statuses=None):
+        from queuectl.errors import StoreUnavailable
+
+        raise StoreUnavailable("worker table unreachable")
+
+
+def test_enqueue_succeeds_when_waking_workers_fails(store, clock):
+    # The jobs are stored: reporting failure now would invite a retry that duplicates them.
+    enqueued = JobManager(_WorkersUnreadable(store), clock).enqueue(one({"command": "true"}))
+    assert store.get_job(enqueued[0].id) is not None

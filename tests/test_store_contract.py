@@ -130,6 +130,13 @@ def test_other_states_and_all_are_listed_newest_update_first(store):
     assert store.list_jobs("failed", 50) == []
 
 
+def test_equal_update_times_list_the_latest_enqueued_first(store):
+    # A batch shares one updated_at; both stores must break the tie the same way.
+    store.insert_jobs([job(i, state="dead") for i in ("c", "a", "b", "d")])
+    assert ids(store.list_jobs("dead", 50)) == ["d", "b", "a", "c"]
+    assert ids(store.list_jobs(None, 50)) == ["d", "b", "a", "c"]
+
+
 def test_count_by_state_counts_only_present_states(store):
     assert store.count_by_state() == {}
     store.insert_jobs([job("a"), job("b"), job("c", state="dead"), job("d", state="failed")])

@@ -16,7 +16,7 @@ from queuectl.config import ConfigManager
 from queuectl.jobs import JobManager
 from queuectl.models import WorkerInfo
 from queuectl.worker import Worker
-from queuectl.workers import WorkerManager, hostname, pid_alive
+from queuectl.workers import WorkerManager, hostname, machine_key, pid_alive
 
 REFUSED = "result refused: the job's lease was lost (it was reclaimed)"
 DEADLINE = 10.0  # seconds any wait in this file may take before the test fails
@@ -254,7 +254,8 @@ def test_a_dead_local_worker_process_loses_its_job_at_once(store, clock, make_wo
     assert not pid_alive(gone.pid)
     dead_id = f"{hostname()}:{gone.pid}:1-dead"
     store.register_worker(WorkerInfo(id=dead_id, host=hostname(), pid=gone.pid, status="busy",
-                                     started_at=clock(), last_heartbeat=clock()))
+                                     started_at=clock(), last_heartbeat=clock(),
+                                     machine=machine_key()))
     [job_id] = add(store, clock, {"command": "true"})
     store.claim(dead_id, clock(), "tok")
     worker = make_worker()  # start() reaps, with no time passing at all
@@ -262,6 +263,37 @@ def test_a_dead_local_worker_process_loses_its_job_at_once(store, clock, make_wo
     assert (job.state, job.attempts, job.last_error) == ("failed", 1, f"worker {dead_id} exited")
     assert store.get_worker(dead_id).status == "lost"
     assert f"[{worker.info.id}] job {job_id} released from a lost worker" in lines
+
+
+def test_a_same_named_host_in_another_pid_namespace_is_not_judged_by_pid(store, clock,
+                                                                          make_worker):
+    # Containers sharing the host's network share its hostname, not its pids.
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    other_id = f"{hostname()}:{gone.pid}:1-twin"
+    store.register_worker(WorkerInfo(id=other_id, host=hostname(), pid=gone.pid, status="busy",
+                                     started_at=clock(), last_heartbeat=clock(),
+                                     machine=machine_key() + "-another-namespace"))
+    [job_id] = add(store, clock, {"command": "true"})
+    store.claim(other_id, clock(), "tok")
+    make_worker()
+    assert store.get_job(job_id).state == "processing"
+    assert store.get_worker(other_id).status == "busy"
+
+
+def test_the_reaper_judges_leases_by_the_current_config(store, clock, make_worker):
+    # A worker whose config was read long ago must not release a healthy job after
+    # stale_after was raised.
+    ConfigManager(store).set("stale_after", 60)
+    reaper = make_worker()
+    store.register_worker(WorkerInfo(id="far:1:1-aaaa", host="far.example", pid=1,
+                                     status="busy", started_at=clock(), last_heartbeat=clock()))
+    [job_id] = add(store, clock, {"command": "true"})
+    store.claim("far:1:1-aaaa", clock(), "tok")
+    ConfigManager(store).set("stale_after", 3600)
+    clock.advance(120)  # stale by the old setting, fresh by the new one
+    reaper.heartbeat()
+    assert store.get_job(job_id).state == "processing"
 
 
 # -- stopping ----------------------------------------------------------------------------------

@@ -71,9 +71,11 @@ class Execution:
         self._lock = threading.RLock()
 
     def kill(self, reason: str) -> None:
-        """Kill the command's whole process group now; `reason` becomes its error."""
+        """Kill the command's whole process group now; `reason` becomes its error unless
+        the command had already exited (its result stands; only stragglers are killed)."""
         with self._lock:
-            if self.kill_reason is None:
+            finished = self.proc is not None and self.proc.poll() is not None
+            if self.kill_reason is None and not finished:
                 self.kill_reason = reason
         _signal_group(self.proc, signal.SIGKILL)
 
@@ -90,45 +92,69 @@ class Execution:
             return Result(None, "", "", time.monotonic() - started, f"could not start: {exc}")
         if self.kill_reason:  # killed before the process existed
             _signal_group(self.proc, signal.SIGKILL)
-        out, err, timed_out = self._collect(started)
+        out, err, timed_out = self._supervise(started)
         code = self.proc.wait()
         duration = time.monotonic() - started
         return Result(code, out.text(), err.text(), duration,
                       self._error(code, err, timed_out))
 
-    def _collect(self, started: float) -> tuple[Tail, Tail, bool]:
+    def _supervise(self, started: float) -> tuple[Tail, Tail, bool]:
+        """Read both pipes until the shell has exited and they are drained, enforcing the
+        deadline on the process itself (a command may close its pipes and keep running)."""
         assert self.proc and self.proc.stdout and self.proc.stderr
         tails = {self.proc.stdout: Tail(), self.proc.stderr: Tail()}
         deadline = started + self.timeout if self.timeout else None
-        timed_out, term_sent_at, exited_at = False, 0.0, 0.0
+        timed_out, term_at, exited_at = False, 0.0, None
+        exit_fd = _exit_fd(self.proc.pid)
         with selectors.DefaultSelector() as sel:
             for stream in tails:
                 sel.register(stream, selectors.EVENT_READ)
-            while sel.get_map():
+            if exit_fd is not None:
+                sel.register(exit_fd, selectors.EVENT_READ)
+            while True:
                 now = time.monotonic()
-                if deadline and now >= deadline and not timed_out:
-                    timed_out, term_sent_at = True, now
-                    _signal_group(self.proc, signal.SIGTERM)
-                if timed_out and now - term_sent_at >= KILL_GRACE:
-                    _signal_group(self.proc, signal.SIGKILL)
-                if not exited_at and self.proc.poll() is not None:
+                if exited_at is None and self.proc.poll() is not None:
                     exited_at = now
-                if exited_at and now - exited_at > DRAIN_AFTER_EXIT:
+                    if exit_fd is not None:
+                        sel.unregister(exit_fd)
+                pipes_open = any(key.fileobj in tails for key in sel.get_map().values())
+                if exited_at is not None and (
+                    not pipes_open or now - exited_at > DRAIN_AFTER_EXIT
+                ):
                     break
-                wait = 0.1 if (timed_out or exited_at or self.kill_reason) else 1.0
-                if deadline and not timed_out:
-                    wait = min(wait, max(deadline - now, 0.0))
-                for key, _ in sel.select(wait):
-                    chunk = os.read(key.fd, 65536)
-                    if chunk:
-                        tails[key.fileobj].feed(chunk)  # type: ignore[index]
-                    else:
-                        sel.unregister(key.fileobj)
+                if exited_at is None and deadline is not None and now >= deadline:
+                    if not timed_out:
+                        timed_out, term_at = True, now
+                        _signal_group(self.proc, signal.SIGTERM)
+                    elif now - term_at >= KILL_GRACE:
+                        _signal_group(self.proc, signal.SIGKILL)
+                for key, _ in sel.select(self._next_wait(now, deadline, term_at, exited_at,
+                                                         exit_fd is not None)):
+                    if key.fileobj in tails:
+                        chunk = os.read(key.fd, 65536)
+                        if chunk:
+                            tails[key.fileobj].feed(chunk)  # type: ignore[index]
+                        else:
+                            sel.unregister(key.fileobj)
+        if exit_fd is not None:
+            os.close(exit_fd)
         for stream in tails:
             stream.close()
         if timed_out:
-            _signal_group(self.proc, signal.SIGKILL)
+            _signal_group(self.proc, signal.SIGKILL)  # stragglers that ignored SIGTERM
         return tails[self.proc.stdout], tails[self.proc.stderr], timed_out
+
+    def _next_wait(self, now: float, deadline: float | None, term_at: float,
+                   exited_at: float | None, sees_exit: bool) -> float:
+        # Without a pidfd the exit is only seen by polling, so poll often.
+        wait = 1.0 if sees_exit and not self.kill_reason else 0.05
+        if exited_at is not None:
+            return max(min(wait, exited_at + DRAIN_AFTER_EXIT - now), 0.0)
+        if term_at:
+            return max(min(wait, term_at + KILL_GRACE - now), 0.01)
+        if deadline is not None:
+            return max(min(wait, deadline - now), 0.0)
+        return wait
 
     def _error(self, code: int, err: Tail, timed_out: bool) -> str | None:
         if self.kill_reason:
@@ -146,6 +172,14 @@ class Execution:
         last_line = bytes(err.data).decode("utf-8", "replace").strip().splitlines()[-1:]
         detail = f": {last_line[0][:300]}" if last_line else ""
         return f"exit status {code}{detail}"
+
+
+def _exit_fd(pid: int) -> int | None:
+    """A descriptor that becomes readable when the process exits (Linux pidfd), or None."""
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
 
 
 def _signal_group(proc: subprocess.Popen[bytes] | None, sig: int) -> None:

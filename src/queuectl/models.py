@@ -258,6 +258,9 @@ class WorkerInfo:
     jobs_done: int = 0
     jobs_failed: int = 0
     stop_requested: bool = False
+    # Internal: which machine and pid namespace `pid` belongs to (hostnames can repeat, e.g.
+    # containers sharing the host's network), so only a true neighbour judges its pid.
+    machine: str = ""
 
     def to_record(self) -> dict[str, Any]:
         """Every field, as the stores write them."""

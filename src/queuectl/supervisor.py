@@ -43,7 +43,12 @@ def run(url: str, count: int, burst: bool) -> int:
             if child.poll() is None:
                 child.send_signal(signum)
 
+    # SIGHUP (the terminal closed) is a stop request like SIGTERM.
+    def hang_up(_signum: int, frame: Any) -> None:
+        forward(signal.SIGTERM, frame)
+
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
         codes = [child.wait() for child in children]
     finally:
@@ -78,14 +83,27 @@ def detach(url: str, count: int, burst: bool) -> None:
     deadline = time.monotonic() + START_CHECK_SECONDS
     while time.monotonic() < deadline:
         ids = [w.id for w in store.list_workers()
-               if w.host == host and w.started_at >= started - 1 and w.pid != proc.pid]
+               if w.host == host and w.started_at >= started - 1
+               and _parent_of(w.pid) in (proc.pid, None)]
         if len(ids) >= count or proc.poll() is not None:
             break
         time.sleep(0.1)
-    if not ids and proc.poll() not in (None, 0):
-        raise QueuectlError(f"the workers failed to start; see {log_path}")
-    print(f"Started {count} worker(s) in the background (supervisor pid {proc.pid})")
-    for worker_id in ids[:count]:
+    if not ids:
+        raise QueuectlError(f"no worker registered within {START_CHECK_SECONDS:g}s; "
+                            f"see {log_path}")
+    print(f"Started {len(ids)} of {count} worker(s) in the background "
+          f"(supervisor pid {proc.pid})")
+    for worker_id in ids:
         print(f"  {worker_id}")
     print(f"Logs: {log_path}")
     print("Stop them with: queuectl worker stop")
+
+
+def _parent_of(pid: int) -> int | None:
+    """The parent pid of a local process, from /proc (None where /proc is not there)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as handle:
+            # The command name may hold spaces or parentheses: fields follow the last ')'.
+            return int(handle.read().rsplit(b")", 1)[1].split()[1])
+    except (OSError, IndexError, ValueError):
+        return None

@@ -159,6 +159,7 @@ class Worker:
 
         def record() -> bool:
             nonlocal outcome
+            self.config = ConfigManager(self.store).all()  # the job may have run for long
             ok, outcome = attempts.fail(self.store, job, error, self.config, self.clock(), result)
             return ok
 
@@ -239,12 +240,8 @@ class Worker:
         with self._lock:
             current, held = self._current, self._held
         status = "stopping" if self.stopping else ("busy" if held else "idle")
-        self.store.update_worker(
-            self.info.id,
-            {"last_heartbeat": now, "status": status,
-             "current_job": held.id if held else None},
-            self._take_counts(),
-        )
+        self._update_row({"last_heartbeat": now, "status": status,
+                          "current_job": held.id if held else None})
         if held:
             assert held.lease_token is not None
             # Renewed before reaping, so our own reaper never sees our lease as stale.
@@ -255,6 +252,9 @@ class Worker:
         self._reap()
 
     def _reap(self) -> None:
+        # Fresh config: judging other workers' leases by a stale_after read before a long
+        # job began would release healthy jobs after the setting was raised.
+        self.config = ConfigManager(self.store).all()
         for job_id in self.manager.reap(self.config):
             self.log(f"job {job_id} released from a lost worker")
 
@@ -262,10 +262,8 @@ class Worker:
         if self.info is None:
             return
         try:
-            self.store.update_worker(
-                self.info.id,
-                {"status": "stopped", "current_job": None, "last_heartbeat": self.clock()},
-                self._take_counts(),
+            self._update_row(
+                {"status": "stopped", "current_job": None, "last_heartbeat": self.clock()}
             )
         except StoreUnavailable as exc:
             self.log(f"could not record the stop: {exc}")
@@ -283,9 +281,23 @@ class Worker:
         return taken
 
     def _flush_counts(self) -> None:
+        with self._lock:
+            dirty = any(self._counts.values())
+        if dirty:
+            self._update_row({})
+
+    def _update_row(self, changes: dict[str, Any]) -> None:
+        """Write our row with the counters gathered since the last write; counters whose
+        write failed are kept for the next one."""
+        assert self.info is not None
         counts = self._take_counts()
-        if counts and self.info is not None:
-            self.store.update_worker(self.info.id, {}, counts)
+        try:
+            self.store.update_worker(self.info.id, changes, counts)
+        except StoreUnavailable:
+            with self._lock:
+                for name, value in counts.items():
+                    self._counts[name] += value
+            raise
 
     def log(self, message: str) -> None:
         """One line per event, prefixed with the worker id."""
@@ -313,5 +325,10 @@ def _sleep_on(fd: int, timeout: float) -> None:
 
 
 def _print_line(line: str) -> None:
-    sys.stdout.write(line + "\n")
-    sys.stdout.flush()
+    # A closed terminal or pipe must not stop the worker: its log is a courtesy, the store
+    # is the record.
+    try:
+        sys.stdout.write(line + "\n")
+        sys.stdout.flush()
+    except (OSError, ValueError):
+        pass

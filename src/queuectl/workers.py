@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 import secrets
 import signal
@@ -12,6 +13,7 @@ from typing import Any, Callable, List
 
 from . import attempts
 from .config import ConfigManager
+from .errors import QueuectlError
 from .models import LIVE_WORKER_STATUSES, WorkerInfo
 from .store.base import Store
 
@@ -21,6 +23,25 @@ WAKE_SIGNAL = signal.SIGUSR1
 def hostname() -> str:
     """This machine's name, as worker ids and rows use it."""
     return socket.gethostname()
+
+
+@functools.lru_cache(maxsize=1)
+def machine_key() -> str:
+    """Who can see our pids: the host name plus, where Linux tells, the boot id and the pid
+    namespace. Two containers with one hostname get different keys."""
+    parts = [hostname()]
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as handle:
+            parts.append(handle.read().strip())
+        parts.append(str(os.stat("/proc/self/ns/pid").st_ino))
+    except OSError:
+        pass
+    return "/".join(parts)
+
+
+def is_neighbour(worker: WorkerInfo) -> bool:
+    """Whether that worker's pid is a pid of this machine and namespace (and not us)."""
+    return worker.machine == machine_key() and worker.pid != os.getpid()
 
 
 def pid_alive(pid: int) -> bool:
@@ -45,7 +66,7 @@ def pid_alive(pid: int) -> bool:
 
 def signal_worker(worker: WorkerInfo, signum: int) -> None:
     """Signal a local worker process, never a process that merely reuses its pid."""
-    if worker.host == hostname() and worker.pid != os.getpid() and pid_alive(worker.pid):
+    if is_neighbour(worker) and pid_alive(worker.pid):
         try:
             os.kill(worker.pid, signum)
         except (ProcessLookupError, PermissionError):
@@ -60,7 +81,11 @@ def new_worker_id(index: int) -> str:
 def wake_local_workers(store: Store) -> None:
     """Nudge idle workers on this machine so they claim at once instead of at their next
     poll. Best effort: workers elsewhere still find the job by polling."""
-    for worker in store.list_workers(statuses=("idle",)):
+    try:
+        idle = store.list_workers(statuses=("idle",))
+    except QueuectlError:
+        return  # the caller's change is stored; failing its command now would be a lie
+    for worker in idle:
         signal_worker(worker, WAKE_SIGNAL)
 
 
@@ -100,6 +125,7 @@ class WorkerManager:
         """Add a new worker row for this process."""
         now = self.clock()
         worker = WorkerInfo(id=new_worker_id(index), host=hostname(), pid=os.getpid(),
+                            machine=machine_key(),
                             started_at=now, last_heartbeat=now)
         self.store.register_worker(worker)
         return worker
@@ -145,9 +171,8 @@ class WorkerManager:
         now = self.clock()
         cutoff = now - config["stale_after"]
         released: List[str] = []
-        host = hostname()
         for worker in self.store.list_workers(statuses=LIVE_WORKER_STATUSES):
-            if worker.host == host and worker.pid != os.getpid() and not pid_alive(worker.pid):
+            if is_neighbour(worker) and not pid_alive(worker.pid):
                 self.store.update_worker(worker.id, {"status": "lost", "current_job": None})
                 kill_orphaned_commands(worker.id)
                 for job in self.store.jobs_locked_by(worker.id):

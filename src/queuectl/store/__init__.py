@@ -11,9 +11,36 @@ from .base import Store
 MONGO_SCHEMES = ("mongodb://", "mongodb+srv://")
 
 
+def _split_userinfo(url: str) -> tuple[str, str, str] | None:
+    """(scheme://, user-info, rest) of a URL that has user-info, else None. The user-info
+    ends at the URL's last '@', so a password with an unescaped '@', '/' or '?' is still
+    masked whole (an '@' in the options can only make the mask wider, never leak)."""
+    match = re.match(r"^([a-zA-Z][a-zA-Z0-9+.-]*://)(.*)$", url, re.DOTALL)
+    if not match:
+        return None
+    scheme, rest = match.groups()
+    at = rest.rfind("@")
+    if at == -1:
+        return None
+    return scheme, rest[:at], rest[at:]
+
+
 def mask_url(url: str) -> str:
     """The URL with any password replaced by ***, safe to print."""
-    return re.sub(r"(://[^:/@]*:)[^@/]*@", r"\1***@", url)
+    parts = _split_userinfo(url)
+    if parts is None:
+        return url
+    scheme, userinfo, rest = parts
+    user, has_password, _ = userinfo.partition(":")
+    return f"{scheme}{user}{':***' if has_password else ''}{rest}"
+
+
+def url_password(url: str) -> str | None:
+    """The URL's password, so messages from a driver can be scrubbed of it."""
+    parts = _split_userinfo(url)
+    if parts is None or ":" not in parts[1]:
+        return None
+    return parts[1].split(":", 1)[1] or None
 
 
 def sqlite_path(url: str) -> str:
@@ -35,7 +62,7 @@ def open_store(url: str) -> Store:
     if url.startswith(MONGO_SCHEMES):
         from .mongo import connect
 
-        return connect(url, mask_url(url))
+        return connect(url, mask_url(url), url_password(url))
     if re.match(r"^[a-zA-Z][a-zA-Z0-9+.-]*://", url) and not url.startswith("sqlite://"):
         raise InvalidInput(
             f"unsupported store URL {mask_url(url)!r}; use mongodb://, mongodb+srv://, "

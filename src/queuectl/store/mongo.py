@@ -7,6 +7,7 @@ mongomock. pymongo is imported only here, and only when a MongoDB URL is used.
 
 from __future__ import annotations
 
+import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
@@ -41,8 +42,11 @@ def _worker(doc: dict[str, Any]) -> WorkerInfo:
 class MongoStore:
     """The Store protocol on a MongoDB database (`jobs`, `workers`, `config`)."""
 
-    def __init__(self, client: Any, db_name: str, url: str = "mongodb://") -> None:
+    def __init__(
+        self, client: Any, db_name: str, url: str = "mongodb://", secret: str | None = None
+    ) -> None:
         self.client = client
+        self._secret = secret  # scrubbed from every message
         self.db = client[db_name]
         self.url = url
         self.jobs = self.db["jobs"]
@@ -61,25 +65,36 @@ class MongoStore:
         except DuplicateKeyError:
             raise
         except PyMongoError as exc:
-            raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc)}") from None
+            raise StoreUnavailable(
+                f"MongoDB at {self.url}: {_short(exc, self._secret)}"
+            ) from None
 
     def _ensure_indexes(self) -> None:
         # create_indexes is idempotent on the server: one round trip per collection.
         from pymongo import IndexModel
+        from pymongo.errors import OperationFailure
+
+        try:
+            self._create_indexes(IndexModel)
+        except OperationFailure as exc:
+            if exc.code != 13:  # 13 = Unauthorized: a read-only user can still watch
+                raise
+        self._indexed = True
+
+    def _create_indexes(self, IndexModel: Any) -> None:  # noqa: N803
 
         self.jobs.create_indexes([
             IndexModel([("state", 1), ("priority", -1), ("run_at", 1), ("seq", 1)],
                        name="claim_order"),
             IndexModel([("state", 1), ("run_at", 1)], name="state_run_at"),
-            IndexModel([("state", 1), ("updated_at", -1)], name="state_updated"),
-            IndexModel([("updated_at", -1)], name="updated"),
+            IndexModel([("state", 1), ("updated_at", -1), ("seq", -1)], name="state_updated"),
+            IndexModel([("updated_at", -1), ("seq", -1)], name="updated"),
             IndexModel([("state", 1), ("duration", 1)], name="state_duration"),
             IndexModel([("state", 1), ("finished_at", 1)], name="state_finished"),
             IndexModel([("state", 1), ("lease_renewed_at", 1)], name="lease"),
             IndexModel([("locked_by", 1)], name="locked_by"),
         ])
         self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
-        self._indexed = True
 
     def close(self) -> None:
         """Close the client."""
@@ -102,8 +117,9 @@ class MongoStore:
                 self.jobs.insert_many([_job_doc(job) for job in jobs], ordered=True)
             except (BulkWriteError, DuplicateKeyError) as exc:
                 inserted = _inserted_count(exc)
-                if inserted:
-                    self.jobs.delete_many({"_id": {"$in": ids[:inserted]}})
+                if inserted:  # never remove one a worker has already claimed
+                    self.jobs.delete_many({"_id": {"$in": ids[:inserted]}, "state": "pending",
+                                           "attempts": 0})
                 raise DuplicateJob(ids[inserted] if inserted < len(ids) else ids[0]) from None
 
     def get_job(self, job_id: str) -> Job | None:
@@ -114,7 +130,7 @@ class MongoStore:
     def list_jobs(self, state: str | None, limit: int) -> list[Job]:
         """Pending/failed in claim order; other states newest update first."""
         query = {"state": state} if state else {}
-        sort = CLAIM_SORT if state in ("pending", "failed") else [("updated_at", -1)]
+        sort = CLAIM_SORT if state in ("pending", "failed") else [("updated_at", -1), ("seq", -1)]
         with self._errors():
             docs = list(self.jobs.find(query).sort(sort).limit(limit))
         return [j for j in map(_job, docs) if j is not None]
@@ -170,22 +186,20 @@ class MongoStore:
         return [j for j in map(_job, docs) if j is not None]
 
     def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
-        """Dead jobs back to pending; each move is conditioned on the job still being dead."""
+        """Dead jobs back to pending, in one update conditioned on each still being dead."""
         query: dict[str, Any] = {"state": "dead"}
         if job_ids is not None:
             query["_id"] = {"$in": list(job_ids)}
-        moved = []
         with self._errors():
-            for doc in self.jobs.find(query, {"_id": 1}):
-                result = self.jobs.update_one(
-                    {"_id": doc["_id"], "state": "dead"},
+            ids = [doc["_id"] for doc in self.jobs.find(query, {"_id": 1})]
+            if ids:
+                self.jobs.update_many(
+                    {"_id": {"$in": ids}, "state": "dead"},
                     {"$set": {"state": "pending", "attempts": 0, "run_at": now,
                               "updated_at": now, "locked_by": None, "locked_at": None,
                               "lease_token": None}},
                 )
-                if result.modified_count:
-                    moved.append(doc["_id"])
-        return moved
+        return ids
 
     def next_run_at(self) -> float | None:
         """Earliest run_at of a ready-or-waiting job."""
@@ -299,12 +313,21 @@ def _inserted_count(exc: Exception) -> int:
     return int(details.get("nInserted", 0))
 
 
-def _short(exc: Exception) -> str:
-    text = str(exc).split(", Timeout:")[0].split(", Topology Description")[0].split(" (configured timeouts")[0]
+def _short(exc: Exception, secret: str | None = None) -> str:
+    """The driver's message without its topology dump, and never with the password
+    (raw or percent-decoded)."""
+    text = str(exc)
+    for cut in (", Timeout:", ", Topology Description", " (configured timeouts"):
+        text = text.split(cut)[0]
+    if secret:
+        from urllib.parse import unquote
+
+        for form in {secret, unquote(secret)}:
+            text = text.replace(form, "***")
     return text.strip() or type(exc).__name__
 
 
-def connect(url: str, masked: str) -> MongoStore:
+def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
     """Build a MongoStore for a mongodb:// or mongodb+srv:// URL; lazy, so nothing touches
     the network until the first command. Reports an unreachable server within ~5 s."""
     from pymongo import MongoClient
@@ -312,14 +335,26 @@ def connect(url: str, masked: str) -> MongoStore:
 
     # Start-up and the first round trip add ~1 s, so an unreachable server is reported in
     # about 5 s in all (SPEC §3), not pymongo's 30 s. A URL's own settings win.
-    options: dict[str, Any] = {"serverSelectionTimeoutMS": 4000, "connectTimeoutMS": 4000}
+    # socketTimeoutMS bounds every operation, so a network partition cannot hold a worker
+    # inside the driver for minutes (it is far below stale_after).
+    options: dict[str, Any] = {"serverSelectionTimeoutMS": 4000, "connectTimeoutMS": 4000,
+                               "socketTimeoutMS": 30000}
     lowered = url.lower()
     kwargs = {k: v for k, v in options.items() if k.lower() not in lowered}
     try:
-        client: Any = MongoClient(url, connect=False, **kwargs)
+        with warnings.catch_warnings():
+            # pymongo only warns about an unknown URL option; a typo should be an error.
+            warnings.simplefilter("error", UserWarning)
+            client: Any = MongoClient(url, connect=False, **kwargs)
         db_name = client.get_default_database(default="queuectl").name
-    except (ConfigurationError, InvalidURI, ValueError) as exc:
+    except (ConfigurationError, InvalidURI, ValueError, UserWarning) as exc:
         from ..errors import InvalidInput
 
-        raise InvalidInput(f"bad MongoDB URL {masked}: {_short(exc)}") from None
-    return MongoStore(client, db_name, masked)
+        # A parse error may quote any fragment of a mangled password, so with a password
+        # in the URL only a generic hint is given.
+        detail = (
+            "check its syntax; special characters in the user name or password must be "
+            "percent-encoded" if secret else _short(exc)
+        )
+        raise InvalidInput(f"bad MongoDB URL {masked}: {detail}") from None
+    return MongoStore(client, db_name, masked, secret)

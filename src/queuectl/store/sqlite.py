@@ -55,8 +55,8 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority DESC, run_at, seq)
     WHERE state IN ('pending', 'failed');
 CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (run_at) WHERE state IN ('pending', 'failed');
-CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at);
-CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at);
+CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at, seq);
+CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at, seq);
 CREATE INDEX IF NOT EXISTS jobs_state_duration ON jobs (state, duration);
 CREATE INDEX IF NOT EXISTS jobs_state_finished ON jobs (state, finished_at);
 CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_renewed_at) WHERE state = 'processing';
@@ -71,7 +71,8 @@ CREATE TABLE IF NOT EXISTS workers (
     last_heartbeat REAL NOT NULL,
     jobs_done INTEGER NOT NULL DEFAULT 0,
     jobs_failed INTEGER NOT NULL DEFAULT 0,
-    stop_requested INTEGER NOT NULL DEFAULT 0
+    stop_requested INTEGER NOT NULL DEFAULT 0,
+    machine TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -120,6 +121,11 @@ class SqliteStore:
         return conn
 
     def _connect(self) -> sqlite3.Connection:
+        if sqlite3.sqlite_version_info < (3, 35, 0):
+            raise StoreUnavailable(
+                f"SQLite {sqlite3.sqlite_version} is too old: queuectl needs 3.35 or newer "
+                "(UPDATE ... RETURNING); use a newer Python build or a MongoDB URL"
+            )
         try:
             if not os.path.exists(self.path):
                 create_private_file(self.path)
@@ -207,10 +213,11 @@ class SqliteStore:
             params: tuple[Any, ...] = (state, limit)
         elif state:
             sql = ("SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
-                   "ORDER BY updated_at DESC LIMIT ?")
+                   "ORDER BY updated_at DESC, seq DESC LIMIT ?")
             params = (state, limit)
         else:
-            sql, params = "SELECT * FROM jobs ORDER BY updated_at DESC LIMIT ?", (limit,)
+            sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
+            params = (limit,)
         return [Job.from_record(dict(r)) for r in self._query(sql, params)]
 
     def count_by_state(self) -> dict[str, int]:
