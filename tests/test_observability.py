@@ -30,7 +30,8 @@ def run_cli(store, home, monkeypatch, capsys):
     """queuectl.cli.main on the test's store: returns (exit code, stdout, stderr)."""
     if isinstance(store, MongoStore):
         url = "mongodb://test.invalid/queuectl_test"
-        monkeypatch.setattr("queuectl.store.mongo.connect", lambda _url, _masked, _secret=None: store)
+        monkeypatch.setattr("queuectl.store.mongo.connect",
+                            lambda _url, _masked, _secret=None: store)
     else:
         url = store.path
 

@@ -33,7 +33,6 @@ def test_mask_url_and_password(url, masked, password):
 def test_a_mangled_url_with_a_password_reports_no_fragment_of_it(url, home, capsys):
     assert main(["--db", url, "status"]) == 2
     err = capsys.readouterr().err
-    secret = url_password(url)
     assert err.startswith("Error: bad MongoDB URL") and err.count("\n") == 1
     assert "Kq7" not in err and "Wv9x" not in err, err
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 import traceback
 from typing import Any, List, Optional
 
@@ -16,9 +15,11 @@ except ImportError:  # pragma: no cover - older Typer depends on Click itself
     from click import exceptions as click_errors  # type: ignore[no-redef]
 
 from . import __version__, render
+from .cli_config import config_app
+from .cli_context import JSON_OPT, Context, command_context
+from .cli_workers import worker_app
 from .errors import InvalidInput, QueuectlError
 from .models import Job, shown
-from .store.base import Store
 
 app = typer.Typer(
     help="queuectl: a background job queue for shell commands, on SQLite or MongoDB.\n\n"
@@ -26,43 +27,11 @@ app = typer.Typer(
     no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False, rich_markup_mode=None,
 )
-worker_app = typer.Typer(help="Start, stop and list workers.", no_args_is_help=True)
 dlq_app = typer.Typer(help="The dead letter queue: jobs that used up their retries.",
                       no_args_is_help=True)
-config_app = typer.Typer(help="Settings shared by every worker of the store.",
-                         no_args_is_help=True)
 app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
-
-JSON_OPT = typer.Option(False, "--json", help="Print one JSON document instead of text.")
-
-
-class Context:
-    """Per-invocation state: the store URL, and the store once a command needs it."""
-
-    def __init__(self, db: str | None) -> None:
-        self.db = db
-        self._store: Store | None = None
-
-    @property
-    def url(self) -> str:
-        from .settings import resolve_url
-
-        return resolve_url(self.db)
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            from .store import open_store
-
-            self._store = open_store(self.url)
-        return self._store
-
-
-def _ctx(ctx: typer.Context) -> Context:
-    return ctx.find_root().obj  # type: ignore[no-any-return]
-
 
 def _version(value: bool) -> None:
     if value:
@@ -121,7 +90,7 @@ def enqueue(
         )
     else:
         specs = [(None, merge_options(read_spec(spec), options))]
-    jobs = JobManager(_ctx(ctx).store).enqueue(specs)
+    jobs = JobManager(command_context(ctx).store).enqueue(specs)
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
 
 
@@ -148,7 +117,7 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     from .jobs import JobManager
     from .workers import WorkerManager
 
-    store = _ctx(ctx).store
+    store = command_context(ctx).store
     counts = JobManager(store).counts()
     active = len(WorkerManager(store).active())
     if as_json:
@@ -171,7 +140,7 @@ def list_jobs(
     from .jobs import JobManager
 
     # Both stores hold LIMIT as a 64-bit integer; nobody lists more rows than this anyway.
-    jobs = JobManager(_ctx(ctx).store).list(state, min(limit, 2**31 - 1))
+    jobs = JobManager(command_context(ctx).store).list(state, min(limit, 2**31 - 1))
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
@@ -189,7 +158,7 @@ def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
     """
     from .jobs import JobManager
 
-    job = JobManager(_ctx(ctx).store).get(job_id)
+    job = JobManager(command_context(ctx).store).get(job_id)
     if as_json:
         render.emit_json(render.job_json(job))
     else:
@@ -206,7 +175,7 @@ def log(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
     from .jobs import JobManager
     from .logview import log_json, log_text
 
-    job = JobManager(_ctx(ctx).store).get(job_id)
+    job = JobManager(command_context(ctx).store).get(job_id)
     if as_json:
         render.emit_json(log_json(job))
     else:
@@ -222,7 +191,7 @@ def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     from .jobs import JobManager
     from .logview import stats_text
 
-    data = JobManager(_ctx(ctx).store).stats()
+    data = JobManager(command_context(ctx).store).stats()
     if as_json:
         render.emit_json(data)
     else:
@@ -242,7 +211,7 @@ def dashboard(
 
     if not 0.1 <= interval <= 3600:
         raise InvalidInput(f"--interval must be between 0.1 and 3600 seconds, got {interval}")
-    run_dashboard(lambda: _ctx(ctx).store, interval)
+    run_dashboard(lambda: command_context(ctx).store, interval)
 
 
 # -- dlq ------------------------------------------------------------------------------------
@@ -254,7 +223,7 @@ def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """
     from .jobs import JobManager
 
-    jobs = JobManager(_ctx(ctx).store).dead()
+    jobs = JobManager(command_context(ctx).store).dead()
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
@@ -279,7 +248,8 @@ def dlq_retry(
 
     if bool(job_ids) == all_jobs:
         raise InvalidInput("give one or more job ids, or --all (not both)")
-    retried, missing = JobManager(_ctx(ctx).store).retry_dead(None if all_jobs else job_ids)
+    manager = JobManager(command_context(ctx).store)
+    retried, missing = manager.retry_dead(None if all_jobs else job_ids)
     typer.echo(f"Retried {len(retried)} job(s)")
     if missing:
         listed = ", ".join(shown(job_id, 60) for job_id in missing[:20])
@@ -290,139 +260,6 @@ def dlq_retry(
 
 
 # -- config ---------------------------------------------------------------------------------
-@config_app.command("list")
-def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
-    """Print every key with its value (defaults included).
-
-    Example: queuectl config list
-    """
-    from .config import KEYS, ConfigManager
-
-    values = ConfigManager(_ctx(ctx).store).all()
-    if as_json:
-        render.emit_json(values)
-    else:
-        rows = [(k, values[k], KEYS[k].default, KEYS[k].help) for k in KEYS]
-        typer.echo(render.table(rows, ["Key", "Value", "Default", "Meaning"]))
-
-
-@config_app.command("get")
-def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
-    """Print one value.
-
-    Example: queuectl config get max-retries
-    """
-    from .config import ConfigManager, canonical_key
-
-    value = ConfigManager(_ctx(ctx).store).get(key)
-    if as_json:
-        render.emit_json({canonical_key(key): value})
-    else:
-        typer.echo(value)
-
-
-# A VALUE such as -1 must reach the rule check, not be taken for an unknown option.
-@config_app.command("set", context_settings={"ignore_unknown_options": True})
-def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OPT) -> None:
-    """Set a value; running workers apply it within poll_interval.
-
-    Example: queuectl config set max_retries 5
-    """
-    from .config import ConfigManager
-
-    name, parsed = ConfigManager(_ctx(ctx).store).set(key, value)
-    if as_json:
-        render.emit_json({name: parsed})
-    else:
-        typer.echo(f"{name} = {parsed}")
-
-
-@config_app.command("unset")
-def config_unset(ctx: typer.Context, key: str) -> None:
-    """Go back to the default value.
-
-    Example: queuectl config unset backoff_base
-    """
-    from .config import KEYS, ConfigManager
-
-    name = ConfigManager(_ctx(ctx).store).unset(key)
-    typer.echo(f"{name} = {KEYS[name].default} (default)")
-
-
-# -- workers --------------------------------------------------------------------------------
-@worker_app.command("start")
-def worker_start(
-    ctx: typer.Context,
-    count: int = typer.Option(1, "--count", "-n", help="How many workers (processes)."),
-    burst: bool = typer.Option(False, help="Exit once no job is pending or failed."),
-    detach: bool = typer.Option(False, help="Run in the background, logging to a file."),
-) -> None:
-    """Run workers in the foreground until Ctrl+C (or `queuectl worker stop`).
-
-    Example: queuectl worker start --count 4
-    """
-    from . import supervisor
-
-    if not 1 <= count <= 256:
-        raise InvalidInput(f"--count must be between 1 and 256, got {count}")
-    state = _ctx(ctx)
-    url = state.url
-    state.store  # fail now, in the foreground, if the URL is bad  # noqa: B018
-    if detach:
-        supervisor.detach(url, count, burst)
-    else:
-        raise typer.Exit(supervisor.run(url, count, burst))
-
-
-@worker_app.command("stop")
-def worker_stop(
-    ctx: typer.Context,
-    wait: bool = typer.Option(False, help="Block until every worker has stopped."),
-    timeout: float = typer.Option(60.0, help="With --wait: give up after this many seconds."),
-) -> None:
-    """Ask every running worker of this store, on every machine, to stop gracefully.
-
-    Example: queuectl worker stop --wait --timeout 30
-    """
-    from .workers import WorkerManager
-
-    if not 0 < timeout <= 10**6:  # also refuses nan, which would make --wait endless
-        raise InvalidInput(f"--timeout must be > 0 and at most 1000000 seconds, got {timeout}")
-    manager = WorkerManager(_ctx(ctx).store)
-    asked = manager.request_stop()
-    typer.echo(f"Stop requested for {len(asked)} worker(s)")
-    if wait and asked:
-        deadline = time.monotonic() + timeout
-        ids = {w.id for w in asked}
-        while any(w.id in ids for w in manager.active()):
-            if time.monotonic() > deadline:
-                raise QueuectlError(f"workers still running after {timeout:g}s")
-            time.sleep(0.2)
-        typer.echo("All workers stopped")
-
-
-@worker_app.command("list")
-def worker_list(
-    ctx: typer.Context,
-    include_all: bool = typer.Option(False, "--all", help="Include stopped workers."),
-    as_json: bool = JSON_OPT,
-) -> None:
-    """List workers with their status, current job and heartbeat age.
-
-    Example: queuectl worker list --all
-    """
-    from .workers import WorkerManager
-
-    workers = WorkerManager(_ctx(ctx).store).list(include_stopped=include_all)
-    now = time.time()
-    if as_json:
-        render.emit_json([render.worker_json(w, now) for w in workers])
-    elif workers:
-        typer.echo(render.workers_table(workers, now))
-    else:
-        typer.echo("No workers." if include_all else "No running workers.")
-
-
 # -- entry point ----------------------------------------------------------------------------
 # Click 8.2+ raises this UsageError subclass, whose message is the help, for a bare group.
 NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", None)

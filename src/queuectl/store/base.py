@@ -56,9 +56,9 @@ class Store(Protocol):
         """The earliest run_at among pending and failed jobs."""
 
     def job_stats(self, now: float) -> dict[str, Any]:
-        """Duration mean/p50/p95 of completed jobs, retry count, jobs finished in the
-        last minute and hour (keys: mean, p50, p95, retries, completed, finished_ok,
-        last_minute, last_hour)."""
+        """Duration mean/p50/p95 (nearest rank) of completed jobs, the retries spent over
+        all jobs, and jobs completed in the last minute and hour (keys: mean, p50, p95,
+        completed_timed, retries, last_minute, last_hour)."""
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -162,6 +162,13 @@ class MongoStore:
 
     def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
         """Fenced: the filter holds the lease token, so a stale worker matches nothing."""
+        return self._fenced_update(job_id, lease_token, changes)
+
+    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
+        """Extend the lease if it is still ours."""
+        return self._fenced_update(job_id, lease_token, {"lease_renewed_at": now})
+
+    def _fenced_update(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
         with self._errors():
             result = self.jobs.update_one(
                 {"_id": job_id, "state": "processing", "lease_token": lease_token},
@@ -169,14 +176,12 @@ class MongoStore:
             )
         return result.matched_count == 1
 
-    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
-        """Extend the lease if it is still ours."""
-        return self.finish(job_id, lease_token, {"lease_renewed_at": now})
-
     def stale_jobs(self, cutoff: float) -> list[Job]:
         """Processing jobs whose lease was not renewed since `cutoff`."""
         with self._errors():
-            docs = list(self.jobs.find({"state": "processing", "lease_renewed_at": {"$lt": cutoff}}))
+            docs = list(self.jobs.find(
+                {"state": "processing", "lease_renewed_at": {"$lt": cutoff}}
+            ))
         return [j for j in map(_job, docs) if j is not None]
 
     def jobs_locked_by(self, worker_id: str) -> list[Job]:

@@ -15,8 +15,8 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from ..errors import DuplicateJob, StoreUnavailable
-from .base import quantile_rank
 from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
+from .base import quantile_rank
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
@@ -151,10 +151,12 @@ class SqliteStore:
         return conn
 
     @contextmanager
-    def _tx(self, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that holds the write lock from its start (BEGIN IMMEDIATE),
+        so its reads are never of a snapshot another writer has moved past."""
         conn = self._conn()
         try:
-            conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+            conn.execute("BEGIN IMMEDIATE")
             try:
                 yield conn
             except BaseException:
@@ -240,6 +242,13 @@ class SqliteStore:
 
     def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
         """Fenced: applied only while the job is processing under that token."""
+        return self._fenced_update(job_id, lease_token, changes)
+
+    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
+        """Extend the lease if it is still ours."""
+        return self._fenced_update(job_id, lease_token, {"lease_renewed_at": now})
+
+    def _fenced_update(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
         assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
         sql = (
             f"UPDATE jobs SET {assignments} "
@@ -248,10 +257,6 @@ class SqliteStore:
         with self._tx() as conn:
             cursor = conn.execute(sql, (*changes.values(), job_id, lease_token))
         return cursor.rowcount == 1
-
-    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
-        """Extend the lease if it is still ours."""
-        return self.finish(job_id, lease_token, {"lease_renewed_at": now})
 
     def stale_jobs(self, cutoff: float) -> list[Job]:
         """Processing jobs whose lease was not renewed since `cutoff`."""
@@ -288,7 +293,9 @@ class SqliteStore:
 
     def next_run_at(self) -> float | None:
         """Earliest run_at of a ready-or-waiting job."""
-        rows = self._query(f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_waiting WHERE {READY}")
+        rows = self._query(
+            f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_waiting WHERE {READY}"
+        )
         return rows[0]["t"] if rows else None
 
     def job_stats(self, now: float) -> dict[str, Any]:
@@ -360,7 +367,9 @@ class SqliteStore:
         if not parts:
             return
         with self._tx() as conn:
-            conn.execute(f"UPDATE workers SET {', '.join(parts)} WHERE id = ?", (*values, worker_id))
+            conn.execute(
+                f"UPDATE workers SET {', '.join(parts)} WHERE id = ?", (*values, worker_id)
+            )
 
     def get_worker(self, worker_id: str) -> WorkerInfo | None:
         """One worker row."""

@@ -1,0 +1,86 @@
+"""`queuectl worker …`: start, stop and list workers."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from . import render
+from .cli_context import JSON_OPT, command_context
+from .errors import InvalidInput, QueuectlError
+
+worker_app = typer.Typer(help="Start, stop and list workers.", no_args_is_help=True)
+
+
+@worker_app.command("start")
+def worker_start(
+    ctx: typer.Context,
+    count: int = typer.Option(1, "--count", "-n", help="How many workers (processes)."),
+    burst: bool = typer.Option(False, help="Exit once no job is pending or failed."),
+    detach: bool = typer.Option(False, help="Run in the background, logging to a file."),
+) -> None:
+    """Run workers in the foreground until Ctrl+C (or `queuectl worker stop`).
+
+    Example: queuectl worker start --count 4
+    """
+    from . import supervisor
+
+    if not 1 <= count <= 256:
+        raise InvalidInput(f"--count must be between 1 and 256, got {count}")
+    state = command_context(ctx)
+    url = state.url
+    state.store  # fail now, in the foreground, if the URL is bad  # noqa: B018
+    if detach:
+        supervisor.detach(url, count, burst)
+    else:
+        raise typer.Exit(supervisor.run(url, count, burst))
+
+
+@worker_app.command("stop")
+def worker_stop(
+    ctx: typer.Context,
+    wait: bool = typer.Option(False, help="Block until every worker has stopped."),
+    timeout: float = typer.Option(60.0, help="With --wait: give up after this many seconds."),
+) -> None:
+    """Ask every running worker of this store, on every machine, to stop gracefully.
+
+    Example: queuectl worker stop --wait --timeout 30
+    """
+    from .workers import WorkerManager
+
+    if not 0 < timeout <= 10**6:  # also refuses nan, which would make --wait endless
+        raise InvalidInput(f"--timeout must be > 0 and at most 1000000 seconds, got {timeout}")
+    manager = WorkerManager(command_context(ctx).store)
+    asked = manager.request_stop()
+    typer.echo(f"Stop requested for {len(asked)} worker(s)")
+    if wait and asked:
+        deadline = time.monotonic() + timeout
+        ids = {w.id for w in asked}
+        while any(w.id in ids for w in manager.active()):
+            if time.monotonic() > deadline:
+                raise QueuectlError(f"workers still running after {timeout:g}s")
+            time.sleep(0.2)
+        typer.echo("All workers stopped")
+
+
+@worker_app.command("list")
+def worker_list(
+    ctx: typer.Context,
+    include_all: bool = typer.Option(False, "--all", help="Include stopped workers."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List workers with their status, current job and heartbeat age.
+
+    Example: queuectl worker list --all
+    """
+    from .workers import WorkerManager
+
+    workers = WorkerManager(command_context(ctx).store).list(include_stopped=include_all)
+    now = time.time()
+    if as_json:
+        render.emit_json([render.worker_json(w, now) for w in workers])
+    elif workers:
+        typer.echo(render.workers_table(workers, now))
+    else:
+        typer.echo("No workers." if include_all else "No running workers.")
