@@ -1,0 +1,872 @@
+#!/usr/bin/env python3
+"""Benchmarks of queuectl (`make bench`): throughput, pickup latency, CLI start-up, bulk
+enqueue, behaviour at scale and memory, each printed beside its goal. BENCHMARKS.md holds
+the figures of a full run and what they mean.
+
+Everything runs on the embedded SQLite store, each step in its own QUEUECTL_HOME under one
+temporary directory; throughput and latency run on MongoDB too when
+QUEUECTL_BENCH_MONGODB_URI is set (in a throw-away database that is dropped afterwards).
+Figures are medians of several runs with their min-max; a goal stated as a ratio compares two
+figures measured in the same run.
+
+    .venv/bin/python scripts/bench.py [--quick] [--json FILE] [--only STEP,...] [--keep]
+"""
+
+from __future__ import annotations
+
+import argparse
+import functools
+import json
+import math
+import os
+import platform
+import random
+import resource
+import secrets
+import shlex
+import shutil
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "src"))  # works from a checkout without the editable install
+
+from queuectl.jobs import JobManager  # noqa: E402
+from queuectl.models import JOB_COLUMNS  # noqa: E402
+from queuectl.store import open_store  # noqa: E402
+from queuectl.store.sqlite import SqliteStore  # noqa: E402
+
+MONGO_ENV = "QUEUECTL_BENCH_MONGODB_URI"
+MIB = 1024 * 1024
+# The first claims on a freshly built store are slower (the WAL file grows to its working
+# size, pages come into the cache): these are run untimed.
+WARM_UP_CLAIMS = 150
+
+
+class BenchError(Exception):
+    """A measurement could not be taken (a command failed, a wait ran out)."""
+
+
+# -- settings and results -------------------------------------------------------------------
+@dataclass
+class Settings:
+    """How much of each measurement to do; `shrunk()` is the --quick version."""
+
+    quick: bool = False
+    runs: int = 3                 # repetitions of the multi-second measurements
+    spawn_runs: int = 5
+    spawn_per_thread: int = 400
+    throughput_jobs: int = 1000
+    latency_samples: int = 20
+    idle_window: float = 10.0     # seconds of idle CPU measured (and of idling before sampling)
+    cli_reps: int = 15
+    bulk_jobs: int = 100_000
+    bulk_runs: int = 3
+    scale_sizes: tuple[int, ...] = (10_000, 100_000, 1_000_000)
+    scale_reps: int = 5
+    claims: int = 200
+    memory_runs: int = 2
+
+    @classmethod
+    def shrunk(cls) -> Settings:
+        """The --quick settings: a check that everything works, not figures to publish."""
+        return cls(quick=True, runs=2, spawn_runs=3, spawn_per_thread=150, latency_samples=8,
+                   idle_window=3.0, cli_reps=5, bulk_jobs=20_000, bulk_runs=2,
+                   scale_sizes=(10_000, 100_000), scale_reps=3, claims=100, memory_runs=1)
+
+
+@dataclass
+class Figure:
+    """One measured figure: its median, min-max, and its goal when it has one."""
+
+    key: str
+    name: str
+    value: float | None
+    unit: str = ""
+    low: float | None = None
+    high: float | None = None
+    goal: str = ""
+    met: bool | None = None  # None: no goal, or not measured
+    note: str = ""
+    samples: list[float] = field(default_factory=list)
+
+
+def measured(key: str, name: str, values: Sequence[float], unit: str,
+             goal: tuple[str, float, str] | None = None, note: str = "") -> Figure:
+    """A figure from its samples; goal is (op, bound, text) with op '<=' or '>='."""
+    value = statistics.median(values)
+    fig = Figure(key, name, value, unit, min(values), max(values), note=note,
+                 samples=[round(v, 6) for v in values])
+    if goal:
+        op, bound, text = goal
+        fig.goal = text
+        fig.met = value <= bound if op == "<=" else value >= bound
+    return fig
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """Nearest-rank percentile."""
+    ordered = sorted(values)
+    return ordered[max(1, math.ceil(len(ordered) * q)) - 1]
+
+
+# -- processes ------------------------------------------------------------------------------
+def queuectl_argv() -> list[str]:
+    """The installed `queuectl` beside this interpreter, else the checkout's launcher."""
+    script = Path(sys.executable).with_name("queuectl")
+    if script.exists():
+        return [str(script)]
+    return [sys.executable, str(REPO / "bin" / "queuectl")]
+
+
+def _stat_fields(pid: int) -> list[str]:
+    # Fields after the command name, which may itself hold spaces and parentheses.
+    text = Path(f"/proc/{pid}/stat").read_text()
+    return text[text.rindex(")") + 2:].split()
+
+
+def started_at(pid: int) -> int | None:
+    """The process's start time in clock ticks since boot, None once it is gone (or a
+    zombie). With the pid it names one process: a pid alone may be reused."""
+    try:
+        fields = _stat_fields(pid)
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    return None if fields[0] == "Z" else int(fields[19])
+
+
+def cpu_seconds(pid: int) -> float:
+    """utime + stime of the whole process (every thread), in seconds."""
+    fields = _stat_fields(pid)
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _kib_field(path: str, name: str) -> float:
+    for line in Path(path).read_text().splitlines():
+        if line.startswith(name + ":"):
+            return int(line.split()[1]) * 1024 / MIB
+    raise BenchError(f"no {name} in {path}")
+
+
+def rss_mib(pid: int) -> float:
+    """VmRSS of the process, in MiB: every resident page it maps, shared ones included."""
+    return _kib_field(f"/proc/{pid}/status", "VmRSS")
+
+
+def pss_mib(pid: int) -> float:
+    """Proportional set size in MiB: shared pages divided among the processes sharing them."""
+    return _kib_field(f"/proc/{pid}/smaps_rollup", "Pss")
+
+
+def descendants(pid: int) -> list[int]:
+    """Every process below `pid`, found through the parent pids in /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                children.setdefault(int(_stat_fields(int(entry))[1]), []).append(int(entry))
+            except (FileNotFoundError, ProcessLookupError, IndexError):
+                continue
+    found, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            found.append(child)
+            todo.append(child)
+    return found
+
+
+def wait_for(condition: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll until `condition()` is truthy; BenchError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(0.02)
+
+
+@dataclass
+class Home:
+    """One QUEUECTL_HOME with the environment and store URL that go with it."""
+
+    path: Path
+    env: dict[str, str]
+    url: str
+
+
+class Lab:
+    """The temporary directory of every home, and every long-lived process started in it;
+    `close()` stops them all (also after Ctrl+C) and removes the directory."""
+
+    def __init__(self, keep: bool = False) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="queuectl-bench-"))
+        self.keep = keep
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.mongo_databases: list[tuple[str, str]] = []
+        self._homes = 0
+        self.cli = queuectl_argv()
+
+    def home(self, name: str, mongo_uri: str | None = None) -> Home:
+        """A fresh home; on MongoDB, a fresh database of its own."""
+        self._homes += 1
+        path = self.root / f"{self._homes:02d}-{name}"
+        path.mkdir(mode=0o700)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("QUEUECTL_DB", "MONGODB_URI", "QUEUECTL_DEBUG")}
+        env["QUEUECTL_HOME"] = str(path)
+        url = str(path / "queue.db")
+        if mongo_uri:
+            database = f"queuectl_bench_{secrets.token_hex(4)}"
+            url = with_database(mongo_uri, database)
+            self.mongo_databases.append((mongo_uri, database))
+            env["QUEUECTL_DB"] = url
+        return Home(path, env, url)
+
+    def run(self, home: Home, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        """Run one queuectl command to completion; BenchError unless it exits 0."""
+        proc = subprocess.run([*self.cli, *args], env=home.env, cwd=self.root, text=True,
+                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        if proc.returncode != 0:
+            raise BenchError(f"queuectl {' '.join(args)[:60]} exited {proc.returncode}: "
+                             f"{proc.stderr.strip()[-300:]}")
+        return proc
+
+    def start_workers(self, home: Home, count: int, burst: bool = False) -> subprocess.Popen[bytes]:
+        """`worker start --count N` in its own session, logging into the home."""
+        argv = [*self.cli, "worker", "start", "--count", str(count), *(["--burst"] * burst)]
+        with open(home.path / "workers.log", "ab") as log:
+            proc = subprocess.Popen(argv, env=home.env, cwd=self.root, stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(proc)
+        return proc
+
+    def stop(self, proc: subprocess.Popen[bytes], grace: float = 10.0) -> None:
+        """SIGTERM (a graceful stop, forwarded to the workers), then SIGKILL what is left,
+        each process only while it is still the one that was found (pids get reused)."""
+        tree = {pid: started_at(pid) for pid in descendants(proc.pid)}
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+
+        def ours() -> list[int]:
+            return [pid for pid, start in tree.items() if start and started_at(pid) == start]
+
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and (proc.poll() is None or ours()):
+            time.sleep(0.05)
+        if proc.poll() is None:
+            proc.kill()
+        for pid in ours():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        proc.wait()
+
+    def close(self) -> None:
+        """Stop every process still running, drop MongoDB databases, remove the directory."""
+        for proc in self.procs:
+            if proc.poll() is None:
+                self.stop(proc, grace=3.0)
+        for uri, database in self.mongo_databases:
+            drop_mongo_database(uri, database)
+        if self.keep:
+            print(f"kept {self.root}")
+        else:
+            shutil.rmtree(self.root, ignore_errors=True)
+
+
+def worker_pids(lab: Lab, home: Home, count: int, timeout: float = 30.0) -> list[int]:
+    """Pids of the worker processes, from `worker list --json`, once `count` are listed."""
+    def listed() -> list[int]:
+        workers = json.loads(lab.run(home, "worker", "list", "--json").stdout)
+        return [w["pid"] for w in workers] if len(workers) >= count else []
+
+    pids = wait_for(listed, timeout, f"{count} worker(s) to register")
+    for pid in pids:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        if b"queuectl.worker_process" not in cmdline:
+            raise BenchError(f"pid {pid} is not a queuectl.worker_process")
+    return list(pids)
+
+
+# -- MongoDB --------------------------------------------------------------------------------
+def with_database(uri: str, database: str) -> str:
+    """The MongoDB URI with its path (the database name) replaced, options kept. Credentials
+    keep authenticating where they did: against the old path's database, else admin."""
+    scheme, rest = uri.split("://", 1)
+    rest, _, query = rest.partition("?")
+    hosts, _, old_database = rest.partition("/")
+    if "@" in hosts and "authsource=" not in query.lower():
+        query = "&".join(filter(None, [query, f"authSource={old_database or 'admin'}"]))
+    return f"{scheme}://{hosts}/{database}" + (f"?{query}" if query else "")
+
+
+def drop_mongo_database(uri: str, database: str) -> None:
+    """Best effort: remove a database the benchmark created."""
+    try:
+        from pymongo import MongoClient
+
+        client: Any = MongoClient(uri, serverSelectionTimeoutMS=5000)
+        client.drop_database(database)
+        client.close()
+    except Exception as exc:  # a cleanup failure must not hide the results
+        print(f"could not drop MongoDB database {database}: {type(exc).__name__}")
+
+
+# -- 1. spawn ceiling -----------------------------------------------------------------------
+def cpu_used() -> float:
+    """CPU seconds of this process and of every descendant it has reaped so far."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    reaped = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + reaped.ru_utime + reaped.ru_stime
+
+
+def spawn_rate(per_thread: int) -> tuple[float, float]:
+    """`/bin/sh -c true` per second from two Python threads, spawned the way the executor
+    spawns (own session, stdout and stderr piped): what two workers could do at best.
+    Also returns the CPU milliseconds each spawn cost, parent and child together."""
+    errors: list[BaseException] = []
+
+    def loop() -> None:
+        try:
+            for _ in range(per_thread):
+                subprocess.run(["/bin/sh", "-c", "true"], stdin=subprocess.DEVNULL,
+                               capture_output=True, start_new_session=True, check=True)
+        except BaseException as exc:  # reported below, in the main thread
+            errors.append(exc)
+
+    threads = [threading.Thread(target=loop) for _ in range(2)]
+    started, cpu = time.perf_counter(), cpu_used()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if errors:
+        raise BenchError(f"spawning failed: {errors[0]}")
+    spawns = 2 * per_thread
+    return spawns / (time.perf_counter() - started), (cpu_used() - cpu) * 1000 / spawns
+
+
+def spawn_ceiling(lab: Lab, cfg: Settings) -> list[Figure]:
+    """The spawn ceiling alone, repeated."""
+    rates, cpus = zip(*(spawn_rate(cfg.spawn_per_thread) for _ in range(cfg.spawn_runs)),
+                      strict=True)
+    return [measured("spawn_ceiling", "spawn ceiling: sh -c true, 2 threads", rates, "/s"),
+            measured("spawn_cpu", "  CPU per spawn, parent and child", cpus, "ms")]
+
+
+# -- 2. end-to-end throughput ---------------------------------------------------------------
+def throughput(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> list[Figure]:
+    """N `true` jobs through `worker start --count 2 --burst`, timed from start to exit.
+    Each run is paired with a spawn-ceiling run just before it, so that the ratio compares
+    figures taken under the same load."""
+    n = cfg.throughput_jobs
+    jobs_file = lab.root / f"throughput-{n}.jsonl"
+    jobs_file.write_text('{"command": "true"}\n' * n)
+    rates, ratios, steady, startup, cpus = [], [], [], [], []
+    for _ in range(cfg.runs):
+        home = lab.home("throughput", mongo_uri)
+        lab.run(home, "enqueue", "--file", str(jobs_file))
+        ceiling, _ = spawn_rate(cfg.spawn_per_thread)
+        began, ended, cpu = burst_run(lab, home, n)
+        rates.append(n / (ended - began))
+        ratios.append(n / (ended - began) / ceiling)
+        cpus.append(cpu * 1000 / n)
+        jobs = open_store(home.url).list_jobs("completed", n)
+        first = min(j.started_at or ended for j in jobs)
+        steady.append(n / (max(j.finished_at or 0 for j in jobs) - first))
+        startup.append((first - began) * 1000)
+    tag = " [mongodb]" if mongo_uri else ""
+    return [
+        measured(f"throughput{tag}", f"throughput, {n} jobs, 2 workers{tag}", rates, "/s"),
+        measured(f"throughput_ratio{tag}", f"throughput / spawn ceiling{tag}", ratios, "x",
+                 (">=", 0.7, ">= 0.7"), note="each run paired with a ceiling run just before"),
+        measured(f"throughput_steady{tag}", f"  first job start to last job end{tag}", steady,
+                 "/s", note="excludes the start-up of the supervisor and its workers"),
+        measured(f"throughput_startup{tag}", f"  `worker start` to first job start{tag}",
+                 startup, "ms"),
+        measured(f"throughput_cpu{tag}", f"  CPU per job, all processes{tag}", cpus, "ms",
+                 note="supervisor, workers and job shells, start-up included"),
+    ]
+
+
+def burst_run(lab: Lab, home: Home, n: int) -> tuple[float, float, float]:
+    """Wall-clock start and end of `worker start --count 2 --burst` (all n jobs done), and
+    the CPU seconds its whole process tree used."""
+    began, cpu = time.time(), cpu_used()
+    proc = lab.start_workers(home, 2, burst=True)
+    try:
+        code = proc.wait(timeout=300)
+    except subprocess.TimeoutExpired:
+        raise BenchError("the burst workers did not finish within 300 s") from None
+    ended, cpu = time.time(), cpu_used() - cpu
+    done = open_store(home.url).count_by_state().get("completed", 0)
+    if code != 0 or done != n:
+        raise BenchError(f"worker start exited {code} with {done}/{n} jobs completed")
+    return began, ended, cpu
+
+
+# -- 3. pickup latency and idle CPU ---------------------------------------------------------
+def pickup_latency(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> list[Figure]:
+    """One idle worker: its CPU use, then the time from an enqueue returning to the job's
+    command starting (the command writes its own start time)."""
+    home = lab.home("latency", mongo_uri)
+    proc = lab.start_workers(home, 1)
+    try:
+        pid = worker_pids(lab, home, 1)[0]
+        before, t0 = cpu_seconds(pid), time.monotonic()
+        time.sleep(cfg.idle_window)  # also the idle time the worker has before the samples
+        cpu = 100 * (cpu_seconds(pid) - before) / (time.monotonic() - t0)
+        n = cfg.latency_samples
+        cli_after, cli_total = sample_pickups(home, n, lambda c: cli_enqueue(lab, home, c))
+        lib_after, _ = sample_pickups(home, n, lambda c: lib_enqueue(home, c))
+    finally:
+        lab.stop(proc)
+    tag = " [mongodb]" if mongo_uri else ""
+    window = f"over {cfg.idle_window:g} s" + (" (--quick)" if cfg.quick else "")
+    return [
+        Figure(f"idle_cpu{tag}", f"idle worker CPU, {window}{tag}", cpu, "%",
+               goal="<= 1 %", met=cpu <= 1.0),
+        *p50_p95(f"pickup{tag}", f"pickup after `queuectl enqueue` returns{tag}", cli_after,
+                 (20.0, 50.0)),
+        measured(f"pickup_total_p50{tag}", f"  p50 from `queuectl enqueue` starting{tag}",
+                 cli_total, "ms", note="includes the CLI's own start-up"),
+        *p50_p95(f"pickup_library{tag}", f"  after in-process JobManager.enqueue{tag}",
+                 lib_after),
+    ]
+
+
+def p50_p95(key: str, name: str, samples: list[float],
+            goals: tuple[float, float] | None = None) -> list[Figure]:
+    """A p50 row (with min-max) and a p95 row, against their goals when given."""
+    p50 = measured(f"{key}_p50", f"{name}, p50", samples, "ms",
+                   ("<=", goals[0], f"<= {goals[0]:g} ms") if goals else None,
+                   note=f"{len(samples)} samples")
+    p95 = Figure(f"{key}_p95", f"{name}, p95", percentile(samples, 0.95), "ms")
+    if goals:
+        p95.goal, p95.met = f"<= {goals[1]:g} ms", p95.value is not None and p95.value <= goals[1]
+    return [p50, p95]
+
+
+def cli_enqueue(lab: Lab, home: Home, command: str) -> str:
+    """Enqueue through a fresh `queuectl` process; returns the job id."""
+    return lab.run(home, "enqueue", "-q", command).stdout.strip()
+
+
+def lib_enqueue(home: Home, command: str) -> str:
+    """Enqueue in this process, through the same manager the CLI calls."""
+    return JobManager(open_store(home.url)).enqueue([(None, {"command": command})])[0].id
+
+
+def sample_pickups(home: Home, samples: int,
+                   enqueue: Callable[[str], str]) -> tuple[list[float], list[float]]:
+    """Milliseconds from `enqueue` returning (and from it being called) to the command
+    starting, for `samples` jobs given to an idle worker one at a time."""
+    store = open_store(home.url)
+    stamps = home.path / "stamps"
+    stamps.mkdir(exist_ok=True)
+    after, total = [], []
+    for _ in range(samples):
+        # A random pause puts each enqueue at a random phase of the worker's poll cycle.
+        time.sleep(random.uniform(0.2, 0.8))
+        stamp = stamps / secrets.token_hex(6)
+        called = time.time()
+        job_id = enqueue(f"date +%s%N > {shlex.quote(str(stamp))}")
+        returned = time.time()
+        wait_for(functools.partial(completed, store, job_id), 15, f"job {job_id} to end")
+        try:
+            started = int(stamp.read_text()) / 1e9
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"job {job_id} wrote no time stamp: {exc}") from None
+        after.append((started - returned) * 1000)
+        total.append((started - called) * 1000)
+    return after, total
+
+
+def completed(store: Any, job_id: str) -> bool:
+    """Whether the job has reached the completed state."""
+    job = store.get_job(job_id)
+    return job is not None and job.state == "completed"
+
+
+# -- 4. CLI latency -------------------------------------------------------------------------
+def cli_latency(lab: Lab, cfg: Settings) -> list[Figure]:
+    """Fresh-process wall time of `enqueue` and `status`, against `import typer` on the
+    same interpreter, the three interleaved so that noise hits them alike."""
+    home = lab.home("cli")
+    lab.run(home, "enqueue", "true")
+    argvs = {
+        "import typer": [sys.executable, "-c", "import typer"],
+        "enqueue": [*lab.cli, "enqueue", "true"],
+        "status": [*lab.cli, "status"],
+    }
+    times: dict[str, list[float]] = {name: [] for name in argvs}
+    for _ in range(cfg.cli_reps):
+        for name, argv in argvs.items():
+            started = time.perf_counter()
+            subprocess.run(argv, env=home.env, cwd=lab.root, stdin=subprocess.DEVNULL,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            times[name].append((time.perf_counter() - started) * 1000)
+    base = statistics.median(times["import typer"])
+    bound = ("<=", 2 * base, f"<= 2 x import typer = {2 * base:.0f} ms")
+    return [
+        measured("import_typer", "python -c 'import typer' (this interpreter)",
+                 times["import typer"], "ms"),
+        measured("cli_enqueue", "`queuectl enqueue true` p50", times["enqueue"], "ms", bound),
+        measured("cli_status", "`queuectl status` p50", times["status"], "ms", bound),
+    ]
+
+
+# -- 5. bulk enqueue ------------------------------------------------------------------------
+def bulk_enqueue(lab: Lab, cfg: Settings) -> list[Figure]:
+    """`enqueue --file` of a JSON lines file into an empty store, timed as a whole process."""
+    n = cfg.bulk_jobs
+    jobs_file = lab.root / f"bulk-{n}.jsonl"
+    with open(jobs_file, "w") as out:
+        out.writelines(f'{{"command": "echo job {i}"}}\n' for i in range(n))
+    rates = []
+    for _ in range(cfg.bulk_runs):
+        home = lab.home("bulk")
+        started = time.perf_counter()
+        lab.run(home, "enqueue", "--file", str(jobs_file))
+        rates.append(n / (time.perf_counter() - started))
+        pending = SqliteStore(home.url).count_by_state().get("pending", 0)
+        if pending != n:
+            raise BenchError(f"bulk enqueue stored {pending} of {n} jobs")
+    note = "--quick: fewer jobs" if cfg.quick else ""
+    return [measured("bulk_enqueue", f"bulk `enqueue --file`, {n:,} jobs", rates, "/s",
+                     (">=", 20_000, ">= 20,000/s"), note)]
+
+
+# -- 6. scale -------------------------------------------------------------------------------
+def scale(lab: Lab, cfg: Settings) -> list[Figure]:
+    """One SQLite store grown through each size: claim latency in-process, and the wall time
+    of `status`, `stats` and `list --state pending` as fresh processes."""
+    home = lab.home("scale")
+    SqliteStore(home.url).count_by_state()  # creates the file and the schema
+    figures: list[Figure] = []
+    claims: dict[int, list[float]] = {}
+    built = 0
+    for size in cfg.scale_sizes:
+        started = time.perf_counter()
+        insert_history(home.url, built, size - built)
+        built = size
+        print(f"   built {size:,} jobs (+{time.perf_counter() - started:.1f} s)", flush=True)
+        claims[size] = claim_times(home.url, cfg.claims)
+        figures.append(measured(f"claim_{size}", f"claim, {size:,} jobs", claims[size], "ms"))
+        figures += store_queries(home.url, cfg.scale_reps, size)
+        for args in (["status"], ["stats"], ["list", "--state", "pending"]):
+            figures.append(cli_at_scale(lab, home, cfg, args, size))
+    small, big = min(claims), max(claims)
+    # Medians of matching chunks of claims, so that one slow claim moves one ratio only.
+    ratios = [statistics.median(b) / statistics.median(s)
+              for s, b in zip(chunks(claims[small], 5), chunks(claims[big], 5), strict=True)]
+    fig = measured("claim_ratio", f"claim {label(big)} / claim {label(small)}", ratios, "x",
+                   ("<=", 2.0, "<= 2 (1M / 10k)"))
+    if big < 1_000_000:
+        fig.met, fig.note = None, "--quick: the 1M step was skipped; not the goal's ratio"
+        figures.append(Figure("status_1000000", "`status`, 1,000,000 jobs", None,
+                              goal="<= 300 ms", note="skipped (--quick)"))
+    figures.append(fig)
+    return figures
+
+
+def chunks(values: list[float], count: int) -> list[list[float]]:
+    """`values` cut into `count` consecutive pieces of (nearly) equal length."""
+    size = max(1, len(values) // count)
+    return [values[i:i + size] for i in range(0, size * count, size)]
+
+
+def label(size: int) -> str:
+    """10000 -> 10k, 1000000 -> 1M."""
+    return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}k"
+
+
+SCALE_GOALS = {("status", 1_000_000): ("<=", 300.0, "<= 300 ms"),
+               ("stats", 100_000): ("<=", 500.0, "well under 1 s: <= 500 ms")}
+
+
+def cli_at_scale(lab: Lab, home: Home, cfg: Settings, args: list[str], size: int) -> Figure:
+    """Median wall time of a read command, after one untimed run that warms the cache."""
+    times = []
+    for rep in range(cfg.scale_reps + 1):
+        started = time.perf_counter()
+        lab.run(home, *args)
+        if rep:
+            times.append((time.perf_counter() - started) * 1000)
+    goal = SCALE_GOALS.get((args[0], size))
+    return measured(f"{args[0]}_{size}", f"`{' '.join(args)}`, {size:,} jobs", times, "ms", goal)
+
+
+def history_rows(start: int, count: int, now: float) -> Iterator[tuple[Any, ...]]:
+    """A store with a past: 90 % completed over the last two hours, 8 % pending and ready,
+    1 % failed waiting for a retry, 1 % dead; rows in JOB_COLUMNS order."""
+    base_seq = time.time_ns()
+    for i in range(start, start + count):
+        kind = i % 100
+        duration = (i * 7919 % 2000) / 1000
+        finished = now - (i * 104729 % 7200)
+        row: dict[str, Any] = dict.fromkeys(JOB_COLUMNS)
+        row.update(id=f"bench-{i:08d}", command=f"echo job {i}", attempts=1, max_retries=3,
+                   priority=5 if i % 10 == 0 else 0, run_at=finished - duration - 1,
+                   created_at=finished - duration - 1, updated_at=finished, seq=base_seq + i)
+        if kind < 90:
+            row.update(state="completed", started_at=finished - duration, finished_at=finished,
+                       exit_code=0, stdout="", stderr="", duration=duration)
+        elif kind < 98:
+            row.update(state="pending", attempts=0, updated_at=row["created_at"])
+        elif kind < 99:
+            row.update(state="failed", attempts=2, run_at=now + 3600, exit_code=1,
+                       last_error="exit status 1", finished_at=finished, duration=duration)
+        else:
+            row.update(state="dead", attempts=4, exit_code=1, last_error="exit status 1",
+                       finished_at=finished, duration=duration)
+        yield tuple(row[c] for c in JOB_COLUMNS)
+
+
+def insert_history(path: str, start: int, count: int, batch: int = 100_000) -> None:
+    """Direct SQL inserts in big transactions, the secondary indexes dropped meanwhile and
+    rebuilt from their own definitions: a million-job store in seconds, not minutes."""
+    sql = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
+           f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})")
+    now = time.time()
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA cache_size = -400000")
+    conn.execute("PRAGMA synchronous = OFF")  # a throw-away store: no need to survive a crash
+    try:
+        indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+                               "AND tbl_name = 'jobs' AND sql IS NOT NULL").fetchall()
+        for name, _ in indexes:
+            conn.execute(f'DROP INDEX "{name}"')
+        for offset in range(start, start + count, batch):
+            conn.execute("BEGIN")
+            conn.executemany(sql, history_rows(offset, min(batch, start + count - offset), now))
+            conn.execute("COMMIT")
+        for _, create in indexes:
+            conn.execute(create)
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
+
+
+def store_queries(path: str, reps: int, size: int) -> list[Figure]:
+    """In-process time of the store calls behind `status`, `stats` and `list`: what the
+    commands cost apart from starting a Python process."""
+    store = SqliteStore(path)
+    calls = {"count_by_state": store.count_by_state,
+             "job_stats": lambda: store.job_stats(time.time()),
+             "list_jobs": lambda: store.list_jobs("pending", 50)}
+    figures = []
+    for name, call in calls.items():
+        times = []
+        for _ in range(reps):
+            started = time.perf_counter()
+            call()
+            times.append((time.perf_counter() - started) * 1000)
+        figures.append(measured(f"{name}_{size}", f"  in-process {name}(), {size:,} jobs",
+                                times, "ms"))
+    store.close()
+    return figures
+
+
+def claim_times(path: str, claims: int) -> list[float]:
+    """Milliseconds per SqliteStore.claim, on a fresh connection after a short warm-up."""
+    store = SqliteStore(path)
+    times = []
+    for n in range(claims + WARM_UP_CLAIMS):
+        started = time.perf_counter()
+        job = store.claim("bench-worker", time.time(), secrets.token_hex(8))
+        elapsed = (time.perf_counter() - started) * 1000
+        if job is None:
+            raise BenchError("no ready job left to claim")
+        if n >= WARM_UP_CLAIMS:
+            times.append(elapsed)
+    store.close()
+    return times
+
+
+# -- 7. memory ------------------------------------------------------------------------------
+def memory(lab: Lab, cfg: Settings) -> list[Figure]:
+    """VmRSS of one idle worker process, and of `worker start --count 8` as a whole."""
+    one, eight, supervisor, eight_pss = [], [], [], []
+    for _ in range(cfg.memory_runs):
+        for count in (1, 8):
+            home = lab.home(f"memory-{count}")
+            proc = lab.start_workers(home, count)
+            try:
+                pids = worker_pids(lab, home, count)
+                time.sleep(2.0)  # let the workers settle into their idle loop
+                if count == 1:
+                    one.append(rss_mib(pids[0]))
+                    continue
+                group = [proc.pid, *descendants(proc.pid)]
+                eight.append(sum(map(rss_mib, group)))
+                eight_pss.append(sum(map(pss_mib, group)))
+                supervisor.append(rss_mib(proc.pid))
+            finally:
+                lab.stop(proc)
+    return [
+        measured("rss_worker", "RSS of one idle worker process", one, "MiB",
+                 ("<=", 35.0, "<= 35 MB")),
+        measured("rss_eight", "RSS of `worker start --count 8`, all 9 processes", eight, "MiB",
+                 ("<=", 120.0, "<= 120 MB")),
+        measured("rss_supervisor", "  of which the supervisor (the CLI process)", supervisor,
+                 "MiB"),
+        measured("pss_eight", "  PSS of the same 9 processes", eight_pss, "MiB",
+                 note="PSS divides shared pages (libpython, .so files) among their users"),
+    ]
+
+
+# -- MongoDB --------------------------------------------------------------------------------
+def mongodb(lab: Lab, cfg: Settings) -> list[Figure]:
+    """Throughput and pickup latency on a real MongoDB, when one is given."""
+    uri = os.environ.get(MONGO_ENV)
+    if not uri:
+        return [Figure("mongodb", "MongoDB throughput and latency", None,
+                       note=f"skipped: {MONGO_ENV} is not set")]
+    return throughput(lab, cfg, mongo_uri=uri) + pickup_latency(lab, cfg, mongo_uri=uri)
+
+
+STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
+    "spawn": spawn_ceiling, "throughput": throughput, "latency": pickup_latency,
+    "cli": cli_latency, "bulk": bulk_enqueue, "scale": scale, "memory": memory,
+    "mongodb": mongodb,
+}
+
+
+# -- report ---------------------------------------------------------------------------------
+def fmt(value: float | None, unit: str) -> str:
+    """A value with its unit, rounded for reading."""
+    if value is None:
+        return "-"
+    if unit == "/s":
+        return f"{value:,.0f}/s"
+    if unit == "x":
+        return f"{value:.2f}"
+    if unit == "ms":
+        return f"{value:.2f} ms" if abs(value) < 10 else f"{value:.1f} ms"
+    if unit == "%":
+        return f"{value:.2f} %"
+    if unit == "MiB":
+        return f"{value:.1f} MiB"
+    return f"{value:g}"
+
+
+def verdict(fig: Figure) -> str:
+    """MET / NOT MET, or why there is no verdict."""
+    if fig.value is None:
+        return "FAILED" if fig.note.startswith("failed") else "SKIPPED"
+    if fig.met is None:
+        return "" if not fig.goal else "n/a"
+    return "MET" if fig.met else "NOT MET"
+
+
+def table(results: list[Figure]) -> str:
+    """The results as a plain text table, notes under it."""
+    rows = [("Measurement", "Median", "Min-max", "Goal", "Result")]
+    for fig in results:
+        span = (f"{fmt(fig.low, fig.unit)} - {fmt(fig.high, fig.unit)}"
+                if fig.low is not None else "")
+        rows.append((fig.name, fmt(fig.value, fig.unit), span, fig.goal, verdict(fig)))
+    widths = [max(len(r[i]) for r in rows) for i in range(5)]
+    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+             for row in rows]
+    lines.insert(1, "  ".join("-" * w for w in widths))
+    lines += [f"* {fig.name.strip()}: {fig.note}" for fig in results if fig.note]
+    return "\n".join(lines)
+
+
+def machine() -> dict[str, Any]:
+    """What the figures were measured on."""
+    cpu = next((line.split(":", 1)[1].strip() for line in
+                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
+               platform.processor())
+    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "sqlite": sqlite3.sqlite_version, "load_average": os.getloadavg(),
+            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+
+
+# -- main -----------------------------------------------------------------------------------
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true",
+                        help="small settings, 1M-job step skipped: checks, not figures")
+    parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
+    parser.add_argument("--only", metavar="STEP,...",
+                        help=f"run only these steps: {', '.join(STEPS)}")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    args = parser.parse_args(argv)
+    wanted = args.only.split(",") if args.only else list(STEPS)
+    unknown = [s for s in wanted if s not in STEPS]
+    if unknown:
+        parser.error(f"unknown step {unknown[0]!r}; steps: {', '.join(STEPS)}")
+    args.steps = [s for s in STEPS if s in wanted]
+    return args
+
+
+def run_steps(lab: Lab, cfg: Settings, steps: list[str]) -> list[Figure]:
+    """Each step in turn; a step that fails is reported as such and the others still run."""
+    results: list[Figure] = []
+    for name in steps:
+        print(f"== {name}", flush=True)
+        started = time.monotonic()
+        try:
+            figures = STEPS[name](lab, cfg)
+        except (BenchError, subprocess.SubprocessError, OSError) as exc:
+            figures = [Figure(name, name, None, note=f"failed: {exc}")]
+        for fig in figures:
+            print(f"   {fig.name.strip()}: {fmt(fig.value, fig.unit)} {verdict(fig)}"
+                  f"{' (' + fig.note + ')' if fig.value is None else ''}", flush=True)
+        print(f"   ({time.monotonic() - started:.1f} s)", flush=True)
+        results += figures
+    return results
+
+
+def _terminate(signum: int, _frame: Any) -> None:
+    raise KeyboardInterrupt  # the same clean-up path as Ctrl+C
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    cfg = Settings.shrunk() if args.quick else Settings()
+    signal.signal(signal.SIGTERM, _terminate)
+    started = time.monotonic()
+    info = machine()
+    print(f"queuectl benchmark{' (--quick)' if cfg.quick else ''}: {info['nproc']} x "
+          f"{info['cpu']}, Python {info['python']}, SQLite {info['sqlite']}", flush=True)
+    lab = Lab(keep=args.keep)
+    try:
+        results = run_steps(lab, cfg, args.steps)
+    except KeyboardInterrupt:
+        print("interrupted: stopping every process started", file=sys.stderr)
+        return 130
+    finally:
+        # Clean-up is bounded (a few seconds); a second Ctrl+C must not cut it short.
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        lab.close()
+    elapsed = time.monotonic() - started
+    print()
+    print(table(results))
+    print(f"\ntotal {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")
+    if args.json:
+        info["load_average_end"] = os.getloadavg()
+        doc = {"machine": info, "quick": cfg.quick, "seconds": round(elapsed, 1),
+               "command": " ".join([Path(sys.executable).name, *sys.argv]),
+               "results": [asdict(f) | {"result": verdict(f)} for f in results]}
+        Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
+    return 1 if any(f.value is None and f.note.startswith("failed") for f in results) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
