@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import os
-import secrets
 import signal
 import socket
 import time
@@ -75,7 +74,7 @@ def signal_worker(worker: WorkerInfo, signum: int) -> None:
 
 def new_worker_id(index: int) -> str:
     """`<host>:<pid>:<n>-<suffix>`: the suffix makes an id unique across restarts."""
-    return f"{hostname()}:{os.getpid()}:{index}-{secrets.token_hex(2)}"
+    return f"{hostname()}:{os.getpid()}:{index}-{os.urandom(2).hex()}"
 
 
 def wake_local_workers(store: Store) -> None:

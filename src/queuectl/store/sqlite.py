@@ -21,7 +21,7 @@ from .base import quantile_rank
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # raised whenever SCHEMA gains a table or an index
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -57,9 +57,11 @@ CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority DESC, run_at, seq)
 CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (run_at) WHERE state IN ('pending', 'failed');
 CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at, seq);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at, seq);
-CREATE INDEX IF NOT EXISTS jobs_state_duration ON jobs (state, duration);
-CREATE INDEX IF NOT EXISTS jobs_state_finished ON jobs (state, finished_at);
-CREATE INDEX IF NOT EXISTS jobs_lease ON jobs (lease_renewed_at) WHERE state = 'processing';
+-- Partial indexes are maintained only for the rows they hold, so a claim (which changes
+-- state) does not touch the stats indexes.
+CREATE INDEX IF NOT EXISTS jobs_done_duration ON jobs (duration) WHERE state = 'completed';
+CREATE INDEX IF NOT EXISTS jobs_done_finished ON jobs (finished_at) WHERE state = 'completed';
+CREATE INDEX IF NOT EXISTS jobs_retried ON jobs (attempts) WHERE attempts > 1;
 CREATE INDEX IF NOT EXISTS jobs_locked_by ON jobs (locked_by) WHERE state = 'processing';
 CREATE TABLE IF NOT EXISTS workers (
     id TEXT PRIMARY KEY,
@@ -302,25 +304,26 @@ class SqliteStore:
         """Aggregates computed by SQLite, never by loading jobs."""
         agg = self._query(
             "SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
-            "WHERE state = 'completed'"
+            "INDEXED BY jobs_done_duration WHERE state = 'completed'"
         )[0]
         n, mean = agg["n"], agg["mean"]
         result: dict[str, Any] = {"mean": mean, "p50": None, "p95": None, "completed_timed": n}
         for name, q in (("p50", 0.50), ("p95", 0.95)):
             if n:
                 rows = self._query(
-                    "SELECT duration FROM jobs INDEXED BY jobs_state_duration "
+                    "SELECT duration FROM jobs INDEXED BY jobs_done_duration "
                     "WHERE state = 'completed' AND duration IS NOT NULL "
                     "ORDER BY duration LIMIT 1 OFFSET ?",
                     (quantile_rank(n, q),),
                 )
                 result[name] = rows[0]["duration"]
         result["retries"] = self._query(
-            "SELECT COALESCE(SUM(attempts - 1), 0) AS r FROM jobs WHERE attempts > 1"
+            "SELECT COALESCE(SUM(attempts - 1), 0) AS r FROM jobs INDEXED BY jobs_retried "
+            "WHERE attempts > 1"
         )[0]["r"]
         for name, window in (("last_minute", 60), ("last_hour", 3600)):
             result[name] = self._query(
-                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_state_finished "
+                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
                 "WHERE state = 'completed' AND finished_at >= ?",
                 (now - window,),
             )[0]["c"]
