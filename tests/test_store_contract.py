@@ -460,3 +460,12 @@ def test_mark_workers_lost_takes_only_silent_live_workers(store):
         "silent-stopping": ("lost", None), "alive": ("busy", "k"), "stopped": ("stopped", None),
     }
     assert store.mark_workers_lost(T - 600) == []
+
+
+def test_delete_workers_forgets_only_long_gone_ones(store):
+    store.register_worker(worker("old-stopped", status="stopped", last_heartbeat=T - 9000))
+    store.register_worker(worker("old-lost", status="lost", last_heartbeat=T - 9000))
+    store.register_worker(worker("new-stopped", status="stopped", last_heartbeat=T - 10))
+    store.register_worker(worker("old-but-idle", status="idle", last_heartbeat=T - 9000))
+    assert store.delete_workers(T - 3600) == 2
+    assert sorted(w.id for w in store.list_workers()) == ["new-stopped", "old-but-idle"]

@@ -17,6 +17,9 @@ from .models import LIVE_WORKER_STATUSES, WorkerInfo
 from .store.base import Store
 
 WAKE_SIGNAL = signal.SIGUSR1
+# Rows of stopped and lost workers are kept this long for `worker list --all`, then dropped.
+FORGET_WORKERS_AFTER = 7 * 24 * 3600
+MAX_LISTED_JOBS = 100_000
 
 
 def hostname() -> str:
@@ -130,19 +133,21 @@ class WorkerManager:
         return worker
 
     def list(self, include_stopped: bool = False) -> List[WorkerInfo]:
-        """Workers as users see them: `busy` with its job when it holds one, `lost` when
-        silent for stale_after seconds."""
+        """Workers as users see them: live and lost ones (stopped too with
+        include_stopped); `busy` with its job when it holds one; `lost` once silent for
+        stale_after seconds, even before a reaper has marked it."""
         stale_after = ConfigManager(self.store).get("stale_after")
         now = self.clock()
-        statuses = None if include_stopped else LIVE_WORKER_STATUSES
+        statuses = None if include_stopped else (*LIVE_WORKER_STATUSES, "lost")
+        holders = {job.locked_by: job.id
+                   for job in self.store.list_jobs("processing", MAX_LISTED_JOBS)}
         shown = []
         for worker in self.store.list_workers(statuses=statuses):
             if worker.status in LIVE_WORKER_STATUSES:
                 if now - worker.last_heartbeat > stale_after:
                     worker = replace(worker, status="lost", current_job=None)
                 else:
-                    held = self.store.jobs_locked_by(worker.id)
-                    job = held[0].id if held else None
+                    job = holders.get(worker.id)
                     status = "busy" if job and worker.status == "idle" else worker.status
                     worker = replace(worker, current_job=job, status=status)
             shown.append(worker)
@@ -150,7 +155,9 @@ class WorkerManager:
 
     def active(self) -> List[WorkerInfo]:
         """Workers that are idle, busy or stopping and heartbeated within stale_after."""
-        return [w for w in self.list() if w.status in LIVE_WORKER_STATUSES]
+        cutoff = self.clock() - ConfigManager(self.store).get("stale_after")
+        return [w for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
+                if w.last_heartbeat >= cutoff]
 
     def request_stop(self) -> List[WorkerInfo]:
         """Ask every active worker to stop: through the store for every machine, and by
@@ -180,6 +187,7 @@ class WorkerManager:
                     if ok:
                         released.append(job.id)
         self.store.mark_workers_lost(cutoff)
+        self.store.delete_workers(now - FORGET_WORKERS_AFTER)
         for job in self.store.stale_jobs(cutoff):
             ok, _ = attempts.fail(
                 self.store, job, f"worker {job.locked_by} stopped heartbeating", config, now

@@ -91,6 +91,9 @@ class Store(Protocol):
     def mark_workers_lost(self, cutoff: float) -> list[str]:
         """Live workers whose last heartbeat is before `cutoff` become `lost`; their ids."""
 
+    def delete_workers(self, before: float) -> int:
+        """Forget stopped and lost workers whose last heartbeat is before `before`."""
+
     def close(self) -> None:
         """Release connections."""
 

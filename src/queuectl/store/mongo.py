@@ -298,6 +298,13 @@ class MongoStore:
                 {"_id": {"$in": list(worker_ids)}}, {"$set": {"stop_requested": True}}
             )
 
+    def delete_workers(self, before: float) -> int:
+        """Forget long-gone workers."""
+        with self._errors():
+            return self.workers.delete_many(
+                {"status": {"$in": ["stopped", "lost"]}, "last_heartbeat": {"$lt": before}}
+            ).deleted_count
+
     def mark_workers_lost(self, cutoff: float) -> list[str]:
         """Silent live workers become lost (each conditioned on still being silent)."""
         query = {"status": {"$in": ["idle", "busy", "stopping"]}, "last_heartbeat": {"$lt": cutoff}}

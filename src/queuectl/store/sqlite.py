@@ -394,6 +394,14 @@ class SqliteStore:
                 "UPDATE workers SET stop_requested = 1 WHERE id = ?", [(w,) for w in worker_ids]
             )
 
+    def delete_workers(self, before: float) -> int:
+        """Forget long-gone workers."""
+        with self._tx() as conn:
+            return conn.execute(
+                "DELETE FROM workers WHERE status IN ('stopped', 'lost') AND last_heartbeat < ?",
+                (before,),
+            ).rowcount
+
     def mark_workers_lost(self, cutoff: float) -> list[str]:
         """Silent live workers become lost."""
         with self._tx() as conn:

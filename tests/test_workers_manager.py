@@ -1,0 +1,49 @@
+"""WorkerManager over every store: what `worker list`, `status` and `worker stop` see."""
+
+from __future__ import annotations
+
+from queuectl.models import Job, WorkerInfo
+from queuectl.workers import FORGET_WORKERS_AFTER, WorkerManager
+
+
+def remote(worker_id: str, clock, **fields) -> WorkerInfo:
+    values = {"host": "far.example", "pid": 1, "started_at": clock(),
+              "last_heartbeat": clock(), "machine": "far"}
+    values.update(fields)
+    return WorkerInfo(id=worker_id, **values)
+
+
+def test_list_shows_live_and_lost_workers_with_their_jobs(store, clock):
+    store.register_worker(remote("busy-one", clock))
+    store.register_worker(remote("idle-one", clock))
+    store.register_worker(remote("silent", clock, last_heartbeat=clock() - 601))
+    store.register_worker(remote("marked-lost", clock, status="lost"))
+    store.register_worker(remote("done", clock, status="stopped"))
+    store.insert_jobs([Job(id="j1", command="true", run_at=clock(), seq=1)])
+    store.claim("busy-one", clock(), "tok")
+
+    shown = {w.id: (w.status, w.current_job) for w in WorkerManager(store, clock).list()}
+
+    assert shown == {"busy-one": ("busy", "j1"), "idle-one": ("idle", None),
+                     "silent": ("lost", None), "marked-lost": ("lost", None)}
+    everything = WorkerManager(store, clock).list(include_stopped=True)
+    assert {w.id for w in everything} == set(shown) | {"done"}
+
+
+def test_active_counts_only_live_workers_that_heartbeat(store, clock):
+    store.register_worker(remote("a", clock))
+    store.register_worker(remote("b", clock, status="stopping"))
+    store.register_worker(remote("silent", clock, last_heartbeat=clock() - 601))
+    store.register_worker(remote("gone", clock, status="stopped"))
+    assert sorted(w.id for w in WorkerManager(store, clock).active()) == ["a", "b"]
+
+
+def test_the_reaper_forgets_workers_gone_for_a_week(store, clock):
+    store.register_worker(remote("gone", clock, status="stopped"))
+    store.register_worker(remote("recent", clock, status="stopped"))
+    clock.advance(FORGET_WORKERS_AFTER - 10)
+    store.update_worker("recent", {"last_heartbeat": clock()})
+    clock.advance(20)
+    WorkerManager(store, clock).reap({"stale_after": 600, "backoff_base": 2,
+                                      "backoff_max": 3600, "backoff_jitter": 0})
+    assert [w.id for w in store.list_workers()] == ["recent"]
