@@ -20,7 +20,7 @@ def read_spec(spec: str | None) -> dict[str, Any]:
 
 def _parse_object(text: str, where: str) -> dict[str, Any]:
     try:
-        value = json.loads(text, parse_constant=_reject_constant)
+        value = _DECODER.decode(text)
     except (ValueError, RecursionError) as exc:
         raise InvalidInput(f"{where} is not valid JSON: {exc}") from None
     if not isinstance(value, dict):
@@ -30,6 +30,11 @@ def _parse_object(text: str, where: str) -> dict[str, Any]:
 
 def _reject_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a number JSON allows")
+
+
+# One decoder for every line: json.loads with options builds a new one per call, which was
+# a third of the time of a 100,000-line batch.
+_DECODER = json.JSONDecoder(parse_constant=_reject_constant)
 
 
 def merge_options(spec: dict[str, Any], options: dict[str, Any]) -> dict[str, Any]:

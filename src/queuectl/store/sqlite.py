@@ -8,6 +8,7 @@ the same job.
 from __future__ import annotations
 
 import json
+import operator
 import os
 import sqlite3
 import threading
@@ -188,7 +189,8 @@ class SqliteStore:
         """All or nothing, in one transaction."""
         placeholders = ", ".join("?" for _ in JOB_COLUMNS)
         sql = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({placeholders})"
-        rows = [tuple(getattr(job, c) for c in JOB_COLUMNS) for job in jobs]
+        row_of = operator.attrgetter(*JOB_COLUMNS)
+        rows = [row_of(job) for job in jobs]
         try:
             with self._tx() as conn:
                 conn.executemany(sql, rows)
