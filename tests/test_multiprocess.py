@@ -5,6 +5,7 @@ stops, timeouts that kill a whole process tree, and a job that kills its own wor
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal
 from collections import Counter
@@ -181,3 +182,24 @@ def test_a_second_worker_stop_does_not_turn_into_an_immediate_stop(q):
     job = q.job(job_id)
     assert (job["state"], job["attempts"], job["stdout"]) == ("completed", 1, "finished\n")
     assert "killing the running command" not in supervisor.output()
+
+
+def test_detach_starts_workers_in_the_background_with_private_logs(q):
+    job_id = unique("detached")
+    started = q.cli("worker", "start", "--count", "2", "--detach")
+
+    lines = started.stdout.splitlines()
+    assert lines[0].startswith("Started 2 of 2 worker(s) in the background")
+    listed = {w["id"] for w in json.loads(q.cli("worker", "list", "--json").stdout)}
+    assert {line.strip() for line in lines[1:3]} == listed
+    log = next(line for line in lines if line.startswith("Logs: ")).removeprefix("Logs: ")
+    logs_dir = q.home / "logs"
+    assert (logs_dir.stat().st_mode & 0o777, os.stat(log).st_mode & 0o777) == (0o700, 0o600)
+
+    q.cli("enqueue", "--id", job_id, "echo from the background")
+    wait_for(lambda: q.job(job_id)["state"] == "completed", 15, "the job to complete")
+    assert f"job {job_id} completed" in wait_for(
+        lambda: (text := open(log).read()) and f"job {job_id} completed" in text and text,
+        5, "the worker's log line")
+    q.cli("worker", "stop", "--wait", "--timeout", "20")
+    assert json.loads(q.cli("worker", "list", "--json").stdout) == []
