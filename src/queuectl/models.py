@@ -118,6 +118,8 @@ def parse_time(text: str, what: str = "run_at") -> float:
     raw = text.strip()
     if raw.endswith(("Z", "z")):
         raw = raw[:-1] + "+00:00"
+    # Python 3.10's fromisoformat takes only 3 or 6 fraction digits: write 6.
+    raw = re.sub(r"(?<=\d)\.(\d+)", lambda m: "." + (m.group(1) + "000000")[:6], raw)
     try:
         parsed = datetime.fromisoformat(raw)
         if parsed.tzinfo is None:
