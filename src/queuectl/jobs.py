@@ -56,7 +56,7 @@ class JobManager:
 
     def get(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
-        job = self.store.get_job(job_id)
+        job = self.store.get_job(job_id) if _is_text(job_id) else None
         if job is None:
             raise JobNotFound(job_id)
         return job
@@ -79,7 +79,7 @@ class JobManager:
 
     def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[List[str], List[str]]:
         """Put DLQ jobs back to pending. Returns (retried, not in the DLQ)."""
-        wanted = list(dict.fromkeys(job_ids)) if job_ids is not None else None
+        wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)] if job_ids is not None else None
         retried = self.store.retry_dead(wanted, self.clock())
         missing = [i for i in dict.fromkeys(job_ids or []) if i not in set(retried)]
         if retried:
@@ -100,3 +100,15 @@ class JobManager:
             "retries": raw["retries"],
             "throughput": {"last_minute": raw["last_minute"], "last_hour": raw["last_hour"]},
         }
+
+
+def _is_text(value: str) -> bool:
+    """Whether an id is text. Argument bytes that are not UTF-8 reach Python as lone
+    surrogates: no job has such an id, and SQLite cannot even encode it, so every store
+    answers "not found" alike."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+

@@ -118,7 +118,7 @@ def workers_table(workers: Sequence[WorkerInfo], now: float | None = None) -> st
     """ID, Host, PID, Status, Current Job, Heartbeat age, Done, Failed."""
     now = time.time() if now is None else now
     rows = [
-        (w.id, w.host, w.pid, colour(w.status, w.status), printable(w.current_job or "-", 30),
+        (printable(w.id, 40), printable(w.host, 30), w.pid, colour(w.status, w.status), printable(w.current_job or "-", 30),
          f"{max(now - w.last_heartbeat, 0):.0f}s ago", w.jobs_done, w.jobs_failed)
         for w in workers
     ]
