@@ -309,6 +309,15 @@ def test_burst_run_works_off_the_queue_then_stops(store, clock, make_worker, lin
     assert lines[-1] == f"[{worker.info.id}] stopped"
 
 
+def test_a_late_heartbeat_cannot_make_a_stopped_worker_look_alive(store, clock, make_worker):
+    worker = make_worker(burst=True)
+    assert worker.run() == 0
+    clock.advance(5)
+    worker.heartbeat()  # a heartbeat thread that outlived run()'s join
+    row = store.get_worker(worker.info.id)
+    assert (row.status, row.last_heartbeat) == ("stopped", clock() - 5)
+
+
 def test_a_stop_requested_through_the_store_is_noticed(store, clock, make_worker, lines):
     [job_id] = add(store, clock, {"command": "true"})
     worker = make_worker(burst=True)

@@ -47,6 +47,10 @@ class Worker:
         # The claimed job until its result is written: its lease is renewed all that time, so
         # a slow write (a store outage) does not let the reaper take it back from us.
         self._held: Job | None = None
+        # Only row writes take this lock (never a signal handler), so a slow store call
+        # cannot block a Ctrl+C.
+        self._row_lock = threading.Lock()
+        self._row_final = False
         self._counts = {"jobs_done": 0, "jobs_failed": 0}
         self._next_refresh = 0.0
         self._wake_r, self._wake_w = os.pipe()
@@ -288,16 +292,21 @@ class Worker:
 
     def _update_row(self, changes: dict[str, Any]) -> None:
         """Write our row with the counters gathered since the last write; counters whose
-        write failed are kept for the next one."""
+        write failed are kept for the next one. Once `stopped` is written, nothing more is:
+        a heartbeat that outlived the join in run() must not make the row look alive."""
         assert self.info is not None
-        counts = self._take_counts()
-        try:
-            self.store.update_worker(self.info.id, changes, counts)
-        except StoreUnavailable:
-            with self._lock:
-                for name, value in counts.items():
-                    self._counts[name] += value
-            raise
+        with self._row_lock:
+            if self._row_final:
+                return
+            counts = self._take_counts()
+            try:
+                self.store.update_worker(self.info.id, changes, counts)
+            except StoreUnavailable:
+                with self._lock:
+                    for name, value in counts.items():
+                        self._counts[name] += value
+                raise
+            self._row_final = changes.get("status") == "stopped"
 
     def log(self, message: str) -> None:
         """One line per event, prefixed with the worker id."""
