@@ -723,3 +723,47 @@ def test_control_characters_never_reach_the_terminal_raw(cli):
         out = cli.ok(*args)
         assert not re.search("[\x00-\x08\x0b-\x1f\x7f-\x9f\u202e]", out), (args, out)
     assert json.loads(cli.ok("show", "ctl", "--json"))["command"] == command
+
+
+# -- messages a new user meets --------------------------------------------------------------
+
+
+def test_an_empty_db_option_is_bad_input(cli):
+    assert "--db needs a URL" in cli.fails(2, "--db", "", "status")
+
+
+def test_a_dash_value_gets_a_hint_to_use_double_dash(cli):
+    err = cli.fails(2, "show", "-j8")
+    assert err.endswith("a value starting with '-' goes after --, e.g. queuectl show -- -j8")
+
+
+def test_stop_timeout_needs_wait(cli):
+    assert "--timeout only applies with --wait" in cli.fails(2, "worker", "stop", "--timeout", "5")
+
+
+def test_a_config_range_error_names_only_the_rule(cli):
+    assert cli.fails(2, "config", "set", "backoff_jitter", "2") == (
+        "Error: backoff_jitter must be between 0 and 1, got '2'\n")
+
+
+def test_json_true_is_spelt_as_json_in_errors(cli):
+    err = cli.fails(2, "enqueue", '{"command":"x","max_retries":true}')
+    assert "got true" in err and "True" not in err
+
+
+def test_a_timed_out_job_shows_the_signal_not_a_negative_status(cli):
+    from queuectl.executor import Result
+
+    store = cli.store
+    cli.ok("enqueue", "--id", "slow", "--max-retries", "0", "sleep 9")
+    job = store.claim("w", store.get_job("slow").run_at, "tok")
+    from queuectl import attempts
+
+    attempts.fail(store, job, "timed out after 1s",
+                  {"backoff_base": 2, "backoff_max": 60, "backoff_jitter": 0}, job.run_at,
+                  Result(-15, "", "", 1.0, "timed out after 1s"))
+    out = cli.ok("log", "slow")
+    assert out.startswith("Job slow: dead, killed by SIGTERM, attempt 1/1\n")
+    assert [line.split() for line in cli.ok("show", "slow").splitlines()
+            if line.startswith(("stdout", "stderr"))] == [["stdout", "(empty)"],
+                                                          ["stderr", "(empty)"]]

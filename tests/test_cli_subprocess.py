@@ -150,11 +150,22 @@ def test_sqlite_urls_relative_absolute_and_bare_paths(env, workdir, tmp_path):
     cases = [("sqlite:///rel.db", workdir / "rel.db"), (f"sqlite:///{absolute}", absolute),
              ("sub/bare.db", workdir / "sub" / "bare.db")]
     assert f"sqlite:///{absolute}".startswith("sqlite:////")
+    for _url, path in cases:
+        path.parent.mkdir(exist_ok=True)
     for n, (url, path) in enumerate(cases):
         proc = run(env, workdir, "--db", url, "enqueue", "true", "--id", f"j{n}")
         assert proc.returncode == 0, proc
         assert job_ids(path) == [f"j{n}"]
     assert not Path(env["QUEUECTL_HOME"]).exists()
+
+
+def test_a_store_in_a_missing_directory_is_an_error_not_a_new_queue(env, workdir):
+    # A mistyped path must not quietly show an empty queue.
+    proc = run(env, workdir, "--db", "nowhere/q.db", "status")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: cannot create SQLite store nowhere/q.db: directory ")
+    assert proc.stderr.rstrip().endswith("does not exist") and proc.stderr.count("\n") == 1
+    assert not (workdir / "nowhere").exists()
 
 
 def test_home_is_0700_and_the_database_0600_even_with_umask_000(env, workdir):

@@ -14,7 +14,7 @@ import pytest
 
 from queuectl.config import ConfigManager
 from queuectl.jobs import JobManager
-from queuectl.models import WorkerInfo
+from queuectl.models import WorkerInfo, format_time
 from queuectl.worker import Worker
 from queuectl.workers import WorkerManager, hostname, machine_key, pid_alive
 
@@ -297,6 +297,18 @@ def test_the_reaper_judges_leases_by_the_current_config(store, clock, make_worke
 
 
 # -- stopping ----------------------------------------------------------------------------------
+
+
+def test_a_burst_worker_says_once_what_scheduled_job_it_waits_for(store, clock, make_worker,
+                                                                   lines):
+    ConfigManager(store).set("poll_interval", 0.01)
+    add(store, clock, {"command": "true", "delay": 3600})
+    worker = make_worker(burst=True)
+    assert worker.step() is False
+    assert worker._idle() is True and worker._idle() is True  # still waiting, said once
+    due = format_time(clock() + 3600)
+    told = [line for line in lines if "waiting for the next scheduled job" in line]
+    assert told == [f"[{worker.info.id}] waiting for the next scheduled job, due at {due}"]
 
 
 def test_burst_run_works_off_the_queue_then_stops(store, clock, make_worker, lines):

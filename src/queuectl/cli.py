@@ -23,7 +23,8 @@ from .models import Job, shown
 
 app = typer.Typer(
     help="queuectl: a background job queue for shell commands, on SQLite or MongoDB.\n\n"
-    "Store: --db URL, else $QUEUECTL_DB, else $MONGODB_URI, else ~/.queuectl/queue.db.",
+    "Store: --db URL, else $QUEUECTL_DB, else $MONGODB_URI, else $QUEUECTL_HOME/queue.db "
+    "(QUEUECTL_HOME defaults to ~/.queuectl).",
     no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False, rich_markup_mode=None,
 )
@@ -72,6 +73,7 @@ def enqueue(
 ) -> None:
     """Add a job (or a batch of jobs) to the queue.
 
+    \b
     Example: queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
     """
     from .enqueue_input import merge_options, read_batch, read_spec
@@ -112,6 +114,7 @@ def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool)
 def status(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Count jobs by state, and active workers.
 
+    \b
     Example: queuectl status --json
     """
     from .jobs import JobManager
@@ -135,6 +138,7 @@ def list_jobs(
 ) -> None:
     """List jobs: pending and failed in claim order, others most recently updated first.
 
+    \b
     Example: queuectl list --state pending --limit 10
     """
     from .jobs import JobManager
@@ -154,6 +158,7 @@ def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
          as_json: bool = JSON_OPT) -> None:
     """Print every field of one job.
 
+    \b
     Example: queuectl show job1
     """
     from .jobs import JobManager
@@ -170,6 +175,7 @@ def log(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
         as_json: bool = JSON_OPT) -> None:
     """Print the captured stdout and stderr of a job's latest attempt.
 
+    \b
     Example: queuectl log job1
     """
     from .jobs import JobManager
@@ -186,6 +192,7 @@ def log(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
 def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Counts, durations (mean, p50, p95), success rate, retries and throughput.
 
+    \b
     Example: queuectl stats --json
     """
     from .jobs import JobManager
@@ -205,6 +212,7 @@ def dashboard(
 ) -> None:
     """A live view of jobs and workers, refreshed until Ctrl+C.
 
+    \b
     Example: queuectl dashboard --interval 1
     """
     from .dashboard import run_dashboard
@@ -219,6 +227,7 @@ def dashboard(
 def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """List the jobs in the dead letter queue.
 
+    \b
     Example: queuectl dlq list
     """
     from .jobs import JobManager
@@ -242,6 +251,7 @@ def dlq_retry(
 ) -> None:
     """Put dead jobs back to pending with their attempts reset.
 
+    \b
     Example: queuectl dlq retry job1 job2   (or: queuectl dlq retry --all)
     """
     from .jobs import JobManager
@@ -268,7 +278,11 @@ MAX_ERROR = 1000  # characters: an `Error:` line stays one readable line whateve
 
 def _usage_message(exc: click_errors.UsageError) -> str:
     message = exc.format_message()
-    if exc.ctx is not None:
+    name = getattr(exc, "option_name", "") or ""
+    if isinstance(exc, click_errors.NoSuchOption) and not name.startswith("--"):
+        # Most likely an id or value that starts with '-', e.g. `show -j8`.
+        message += "; a value starting with '-' goes after --, e.g. queuectl show -- -j8"
+    elif exc.ctx is not None:
         message += f" (see: {exc.ctx.command_path} --help)"
     return message
 

@@ -15,6 +15,7 @@ config_app = typer.Typer(help="Settings shared by every worker of the store.",
 def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """Print every key with its value (defaults included).
 
+    \b
     Example: queuectl config list
     """
     from .config import KEYS, ConfigManager
@@ -31,6 +32,7 @@ def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
 def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
     """Print one value.
 
+    \b
     Example: queuectl config get max-retries
     """
     from .config import ConfigManager, canonical_key
@@ -47,6 +49,7 @@ def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
 def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OPT) -> None:
     """Set a value; running workers apply it within poll_interval.
 
+    \b
     Example: queuectl config set max_retries 5
     """
     from .config import ConfigManager
@@ -62,6 +65,7 @@ def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OP
 def config_unset(ctx: typer.Context, key: str) -> None:
     """Go back to the default value.
 
+    \b
     Example: queuectl config unset backoff_base
     """
     from .config import KEYS, ConfigManager

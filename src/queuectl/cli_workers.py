@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import time
+from typing import Optional
 
 import typer
 
 from . import render
 from .cli_context import JSON_OPT, command_context
 from .errors import InvalidInput, QueuectlError
+
+DEFAULT_STOP_WAIT = 60.0
 
 worker_app = typer.Typer(help="Start, stop and list workers.", no_args_is_help=True)
 
@@ -22,6 +25,7 @@ def worker_start(
 ) -> None:
     """Run workers in the foreground until Ctrl+C (or `queuectl worker stop`).
 
+    \b
     Example: queuectl worker start --count 4
     """
     from . import supervisor
@@ -41,14 +45,19 @@ def worker_start(
 def worker_stop(
     ctx: typer.Context,
     wait: bool = typer.Option(False, help="Block until every worker has stopped."),
-    timeout: float = typer.Option(60.0, help="With --wait: give up after this many seconds."),
+    timeout: Optional[float] = typer.Option(
+        None, help="With --wait: give up after this many seconds (default 60)."),
 ) -> None:
     """Ask every running worker of this store, on every machine, to stop gracefully.
 
+    \b
     Example: queuectl worker stop --wait --timeout 30
     """
     from .workers import WorkerManager
 
+    if timeout is not None and not wait:
+        raise InvalidInput("--timeout only applies with --wait")
+    timeout = DEFAULT_STOP_WAIT if timeout is None else timeout
     if not 0 < timeout <= 10**6:  # also refuses nan, which would make --wait endless
         raise InvalidInput(f"--timeout must be > 0 and at most 1000000 seconds, got {timeout}")
     manager = WorkerManager(command_context(ctx).store)
@@ -72,6 +81,7 @@ def worker_list(
 ) -> None:
     """List workers with their status, current job and heartbeat age.
 
+    \b
     Example: queuectl worker list --all
     """
     from .workers import WorkerManager

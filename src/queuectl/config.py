@@ -65,10 +65,10 @@ def parse_value(key: str, raw: Any) -> int | float:
     except ValueError:
         kind = "an integer" if spec.kind is int else "a number"
         raise InvalidInput(f"{key} must be {kind}, got {shown(text)}") from None
-    if not math.isfinite(value) or not spec.check(value) or abs(value) > MAX_VALUE:
-        raise InvalidInput(
-            f"{key} must be {spec.rule} (and at most {MAX_VALUE}), got {shown(text)}"
-        )
+    if not math.isfinite(value) or not spec.check(value):
+        raise InvalidInput(f"{key} must be {spec.rule}, got {shown(text)}")
+    if abs(value) > MAX_VALUE:
+        raise InvalidInput(f"{key} must be at most {MAX_VALUE}, got {shown(text)}")
     if spec.kind is float and float(value).is_integer():
         value = int(value)
     return value

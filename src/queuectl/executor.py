@@ -164,14 +164,23 @@ class Execution:
         if code == 0:
             return None
         if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = str(-code)
-            return f"killed by signal {name}"
+            return describe_exit(code)
         last_line = bytes(err.data).decode("utf-8", "replace").strip().splitlines()[-1:]
         detail = f": {last_line[0][:300]}" if last_line else ""
-        return f"exit status {code}{detail}"
+        return f"{describe_exit(code)}{detail}"
+
+
+def describe_exit(code: int | None) -> str:
+    """`exit status 3`, or `killed by SIGKILL` for a negative status (the signal), or
+    `exit status -` when there is none."""
+    if code is None:
+        return "exit status -"
+    if code >= 0:
+        return f"exit status {code}"
+    try:
+        return f"killed by {signal.Signals(-code).name}"
+    except ValueError:
+        return f"killed by signal {-code}"
 
 
 def _exit_fd(pid: int) -> int | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from .executor import describe_exit
 from .models import Job
 from .render import safe_block
 
@@ -19,16 +20,16 @@ def log_text(job: Job) -> str:
         if job.state == "processing":
             return f"Job {job.id} is running (attempt {job.attempts}); no output is stored yet."
         return f"Job {job.id} has not run yet (state: {job.state})."
-    code = "-" if job.exit_code is None else job.exit_code
+    code = describe_exit(job.exit_code)
     attempt = f"{job.attempts}/{job.max_retries + 1}"
     if job.state in ("pending", "processing"):
         # The stored output is then an earlier attempt's (before the one running, a hand-back
         # or a DLQ retry): never pair it with the current attempt.
         running = f" (attempt {attempt} is running)" if job.state == "processing" else ""
         head = f"Job {job.id}: {job.state}{running}; output of the previous attempt"
-        lines = [f"{head}, exit status {code}"]
+        lines = [f"{head}, {code}"]
     else:
-        lines = [f"Job {job.id}: {job.state}, exit status {code}, attempt {attempt}"]
+        lines = [f"Job {job.id}: {job.state}, {code}, attempt {attempt}"]
     if job.last_error:
         lines.append(f"Last error: {safe_block(job.last_error)}")
     for name, text in (("stdout", job.stdout), ("stderr", job.stderr)):

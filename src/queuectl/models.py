@@ -35,8 +35,10 @@ MAX_TIME = 253402128000.0
 
 
 def shown(value: Any, limit: int = 60) -> str:
-    """repr() of a value the user gave, cut so that an error message stays one short line."""
-    text = repr(value)
+    """repr() of a value the user gave (JSON's true, false and null spelt as JSON does),
+    cut so that an error message stays one short line."""
+    text = {True: "true", False: "false", None: "null"}.get(value, "") if (
+        value is None or isinstance(value, bool)) else repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 

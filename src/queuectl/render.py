@@ -88,14 +88,14 @@ def job_json(job: Job) -> dict[str, Any]:
 
 
 def show_job(job: Job) -> str:
-    """Every field of a job, one per line; outputs shown as their first line."""
+    """Every field of a job, one per line; outputs by their size (`log` prints them)."""
     data = to_json_ready(job)
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():
-        if key in ("stdout", "stderr") and value:
+        if key in ("stdout", "stderr") and value is not None:
             size = len(value.encode("utf-8", "replace"))
-            value = f"{size} bytes (see: queuectl log {job.id})"
+            value = f"{size} bytes (see: queuectl log {job.id})" if size else "(empty)"
         shown = "-" if value is None else printable(str(value), 200)
         if key == "state":
             shown = colour(shown, str(value))
@@ -118,7 +118,8 @@ def workers_table(workers: Sequence[WorkerInfo], now: float | None = None) -> st
     """ID, Host, PID, Status, Current Job, Heartbeat age, Done, Failed."""
     now = time.time() if now is None else now
     rows = [
-        (printable(w.id, 40), printable(w.host, 30), w.pid, colour(w.status, w.status), printable(w.current_job or "-", 30),
+        (printable(w.id, 40), printable(w.host, 30), w.pid, colour(w.status, w.status),
+         printable(w.current_job or "-", 30),
          f"{max(now - w.last_heartbeat, 0):.0f}s ago", w.jobs_done, w.jobs_failed)
         for w in workers
     ]

@@ -26,6 +26,10 @@ def home_dir(create: bool = True) -> Path:
 
 def resolve_url(db_option: str | None) -> str:
     """The store URL by SPEC §2 precedence."""
+    if db_option is not None and not db_option.strip():
+        from .errors import InvalidInput
+
+        raise InvalidInput("--db needs a URL: mongodb://…, sqlite:///file.db or a file path")
     for candidate in (db_option, os.environ.get("QUEUECTL_DB"), os.environ.get("MONGODB_URI")):
         if candidate and candidate.strip():
             return candidate.strip()

@@ -11,9 +11,11 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QueuectlError
+from .executor import describe_exit
 from .settings import home_dir
 
 START_CHECK_SECONDS = 10.0
+CHILD_POLL_SECONDS = 0.2
 
 
 def _child_env(url: str) -> dict[str, str]:
@@ -50,14 +52,41 @@ def run(url: str, count: int, burst: bool) -> int:
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
     previous[signal.SIGHUP] = signal.signal(signal.SIGHUP, hang_up)
     try:
-        codes = [child.wait() for child in children]
+        codes = _wait_all(url, children)
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-    failed = [(n, c) for n, c in enumerate(codes, start=1) if c != 0]
-    for n, code in failed:
-        sys.stderr.write(f"Error: worker {n} exited with status {code}\n")
-    return 1 if failed else 0
+    return 1 if any(codes) else 0
+
+
+def _wait_all(url: str, children: list[subprocess.Popen[bytes]]) -> list[int]:
+    """Wait for every worker. One that dies (e.g. SIGKILL) has its job released and its
+    orphaned command killed at once, not at another worker's next heartbeat."""
+    codes: dict[int, int] = {}
+    while len(codes) < len(children):
+        for n, child in enumerate(children, start=1):
+            if n in codes or child.poll() is None:
+                continue
+            codes[n] = child.returncode
+            if child.returncode != 0:
+                how = describe_exit(child.returncode).replace("exit status", "exited with status")
+                sys.stderr.write(f"Error: worker {n} (pid {child.pid}) {how}\n")
+                _reap_now(url)
+        time.sleep(CHILD_POLL_SECONDS)
+    return [codes[n] for n in sorted(codes)]
+
+
+def _reap_now(url: str) -> None:
+    from .config import ConfigManager
+    from .store import open_store
+    from .workers import WorkerManager
+
+    try:
+        store = open_store(url)
+        for job_id in WorkerManager(store).reap(ConfigManager(store).all()):
+            sys.stderr.write(f"job {job_id} released from the dead worker\n")
+    except QueuectlError as exc:  # the workers' own reapers will catch up
+        sys.stderr.write(f"Error: could not release the dead worker's job now: {exc}\n")
 
 
 def detach(url: str, count: int, burst: bool) -> None:

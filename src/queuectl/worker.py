@@ -14,7 +14,7 @@ from . import attempts
 from .config import ConfigManager
 from .errors import StoreUnavailable
 from .executor import Execution, Result
-from .models import Job, WorkerInfo
+from .models import Job, WorkerInfo, format_time
 from .render import printable
 from .store.base import Store
 from .workers import WorkerManager
@@ -53,6 +53,7 @@ class Worker:
         self._row_final = False
         self._counts = {"jobs_done": 0, "jobs_failed": 0}
         self._next_refresh = 0.0
+        self._told: float | None = None  # the run_at a burst worker last said it waits for
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -113,6 +114,11 @@ class Worker:
         # only workers not yet stopping, and a second signal would mean "stop at once".
         _poke(self._beat_w)
         self.wake()
+
+    @property
+    def busy(self) -> bool:
+        """Whether a claimed job has not yet been settled."""
+        return self._held is not None
 
     def wake(self) -> None:
         """Interrupt an idle wait (safe from a signal handler)."""
@@ -204,6 +210,10 @@ class Worker:
         timeout = float(self.config["poll_interval"])
         if next_run is not None:
             timeout = min(timeout, max(next_run - self.clock(), 0.0))
+            if self.burst and next_run > self.clock() + timeout and next_run != self._told:
+                # A burst worker may wait hours for a scheduled job: say what it waits for.
+                self._told = next_run
+                self.log(f"waiting for the next scheduled job, due at {format_time(next_run)}")
         self._wait(timeout)
         return True
 
@@ -250,7 +260,8 @@ class Worker:
             assert held.lease_token is not None
             # Renewed before reaping, so our own reaper never sees our lease as stale.
             renewed = self.store.renew_lease(held.id, held.lease_token, now)
-            if not renewed and current and current[0] is held:
+            # A command already killed (an immediate stop hands its job back) lost nothing.
+            if not renewed and current and current[0] is held and not current[1].kill_reason:
                 self.log(f"job {held.id}: lease lost; killing its command")
                 current[1].kill("lease lost")
         self._reap()

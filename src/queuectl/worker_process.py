@@ -31,7 +31,9 @@ def main(argv: list[str] | None = None) -> int:
             if worker.stopping:
                 worker.log("stopping now: killing the running command")
             else:
-                worker.log("stopping: finishing the current job (Ctrl+C again stops at once)")
+                task = "finishing the current job" if worker.busy else "no job is running"
+                again = "Ctrl+C again" if signum == signal.SIGINT else "a second signal"
+                worker.log(f"stopping: {task} ({again} stops at once)")
             worker.request_stop()
 
         signal.signal(signal.SIGINT, on_stop)

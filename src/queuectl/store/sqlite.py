@@ -95,9 +95,13 @@ def busy_timeout_ms() -> int:
 
 
 def create_private_file(path: str) -> None:
-    """Create the database file with mode 0600 whatever the umask, if it is new."""
+    """Create the database file with mode 0600 whatever the umask, if it is new. Its
+    directory must exist: a mistyped path is an error, not a new empty queue."""
     directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, exist_ok=True)
+    if not os.path.isdir(directory):
+        raise StoreUnavailable(
+            f"cannot create SQLite store {path}: directory {directory} does not exist"
+        )
     fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     try:
         if os.fstat(fd).st_size == 0:
