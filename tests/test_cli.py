@@ -734,7 +734,7 @@ def test_an_empty_db_option_is_bad_input(cli):
 
 def test_a_dash_value_gets_a_hint_to_use_double_dash(cli):
     err = cli.fails(2, "show", "-j8")
-    assert err.endswith("a value starting with '-' goes after --, e.g. queuectl show -- -j8")
+    assert err.endswith("a value starting with '-' goes after --, e.g. queuectl show -- -j8\n")
 
 
 def test_stop_timeout_needs_wait(cli):
