@@ -732,9 +732,11 @@ def test_an_empty_db_option_is_bad_input(cli):
     assert "--db needs a URL" in cli.fails(2, "--db", "", "status")
 
 
-def test_a_dash_value_gets_a_hint_to_use_double_dash(cli):
+def test_a_dash_id_gets_a_hint_to_use_double_dash(cli):
     err = cli.fails(2, "show", "-j8")
-    assert err.endswith("a value starting with '-' goes after --, e.g. queuectl show -- -j8\n")
+    assert err.endswith("an id starting with '-' goes after --, e.g. queuectl show -- -job7\n")
+    # A mistyped flag elsewhere keeps the pointer to the command's help.
+    assert cli.fails(2, "list", "-s", "pending").endswith("(see: queuectl list --help)\n")
 
 
 def test_stop_timeout_needs_wait(cli):

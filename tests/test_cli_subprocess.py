@@ -229,3 +229,11 @@ def test_no_color_and_a_pipe_give_plain_tables(env, workdir):
         proc = run({**env, **extra}, workdir, "list")
         assert proc.returncode == 0 and "plain" in proc.stdout
         assert "\x1b[" not in proc.stdout
+
+
+def test_worker_start_on_a_bad_store_is_one_error_before_any_worker_starts(env, workdir):
+    proc = run(env, workdir, "--db", "nowhere/q.db", "worker", "start", "--count", "3",
+               "--burst")
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("Error: cannot create SQLite store") and (
+        proc.stderr.count("\n") == 1), proc.stderr

@@ -279,9 +279,11 @@ MAX_ERROR = 1000  # characters: an `Error:` line stays one readable line whateve
 def _usage_message(exc: click_errors.UsageError) -> str:
     message = exc.format_message()
     name = getattr(exc, "option_name", "") or ""
-    if isinstance(exc, click_errors.NoSuchOption) and not name.startswith("--"):
-        # Most likely an id or value that starts with '-', e.g. `show -j8`.
-        message += "; a value starting with '-' goes after --, e.g. queuectl show -- -j8"
+    takes_ids = exc.ctx is not None and exc.ctx.command.name in ("show", "log", "retry")
+    if isinstance(exc, click_errors.NoSuchOption) and takes_ids and not name.startswith("--"):
+        # Most likely an id that starts with '-', e.g. `show -j8`.
+        path = exc.ctx.command_path if exc.ctx else "queuectl show"
+        message += f"; an id starting with '-' goes after --, e.g. {path} -- -job7"
     elif exc.ctx is not None:
         message += f" (see: {exc.ctx.command_path} --help)"
     return message

@@ -29,12 +29,14 @@ def worker_start(
     Example: queuectl worker start --count 4
     """
     from . import supervisor
+    from .config import ConfigManager
 
     if not 1 <= count <= 256:
         raise InvalidInput(f"--count must be between 1 and 256, got {count}")
     state = command_context(ctx)
     url = state.url
-    state.store  # fail now, in the foreground, if the URL is bad  # noqa: B018
+    # Touch the store now: a bad URL or path is one error here, not one per worker.
+    ConfigManager(state.store).all()
     if detach:
         supervisor.detach(url, count, burst)
     else:

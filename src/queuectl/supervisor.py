@@ -13,6 +13,7 @@ from typing import Any
 from .errors import QueuectlError
 from .executor import describe_exit
 from .settings import home_dir
+from .store.base import Store
 
 START_CHECK_SECONDS = 10.0
 CHILD_POLL_SECONDS = 0.2
@@ -62,31 +63,38 @@ def run(url: str, count: int, burst: bool) -> int:
 def _wait_all(url: str, children: list[subprocess.Popen[bytes]]) -> list[int]:
     """Wait for every worker. One that dies (e.g. SIGKILL) has its job released and its
     orphaned command killed at once, not at another worker's next heartbeat."""
+    from .store import open_store
+
     codes: dict[int, int] = {}
-    while len(codes) < len(children):
-        for n, child in enumerate(children, start=1):
-            if n in codes or child.poll() is None:
-                continue
-            codes[n] = child.returncode
-            if child.returncode != 0:
-                how = describe_exit(child.returncode).replace("exit status", "exited with status")
-                sys.stderr.write(f"Error: worker {n} (pid {child.pid}) {how}\n")
-                _reap_now(url)
-        time.sleep(CHILD_POLL_SECONDS)
+    store: Store | None = None
+    try:
+        while len(codes) < len(children):
+            for n, child in enumerate(children, start=1):
+                if n in codes or child.poll() is None:
+                    continue
+                codes[n] = child.returncode
+                if child.returncode != 0:
+                    how = describe_exit(child.returncode).replace("exit status",
+                                                                  "exited with status")
+                    sys.stderr.write(f"Error: worker {n} (pid {child.pid}) {how}\n")
+                    store = store or open_store(url)
+                    _reap_now(store)
+            time.sleep(CHILD_POLL_SECONDS)
+    finally:
+        if store is not None:
+            store.close()
     return [codes[n] for n in sorted(codes)]
 
 
-def _reap_now(url: str) -> None:
+def _reap_now(store: Store) -> None:
     from .config import ConfigManager
-    from .store import open_store
     from .workers import WorkerManager
 
     try:
-        store = open_store(url)
         for job_id in WorkerManager(store).reap(ConfigManager(store).all()):
             sys.stderr.write(f"job {job_id} released from the dead worker\n")
-    except QueuectlError as exc:  # the workers' own reapers will catch up
-        sys.stderr.write(f"Error: could not release the dead worker's job now: {exc}\n")
+    except QueuectlError:
+        pass  # the store is failing too; the other workers' reapers will release the job
 
 
 def detach(url: str, count: int, burst: bool) -> None:
