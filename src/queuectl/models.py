@@ -244,7 +244,6 @@ def to_json_ready(job: Job) -> dict[str, Any]:
 
 
 
-WORKER_STATUSES = ("idle", "busy", "stopping", "stopped", "lost")
 LIVE_WORKER_STATUSES = ("idle", "busy", "stopping")
 
 

@@ -58,7 +58,7 @@ class Store(Protocol):
     def job_stats(self, now: float) -> dict[str, Any]:
         """Duration mean/p50/p95 (nearest rank) of completed jobs, the retries spent over
         all jobs, and jobs completed in the last minute and hour (keys: mean, p50, p95,
-        completed_timed, retries, last_minute, last_hour)."""
+        retries, last_minute, last_hour)."""
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -12,11 +12,11 @@ from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
 from ..errors import DuplicateJob, StoreUnavailable
-from ..models import Job, WorkerInfo
+from ..models import READY_STATES, Job, WorkerInfo
 from .base import quantile_rank
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
-READY = {"$in": ["pending", "failed"]}
+READY = {"$in": list(READY_STATES)}
 
 
 def _job_doc(job: Job) -> dict[str, Any]:
@@ -223,7 +223,6 @@ class MongoStore:
             n = agg[0]["n"] if agg else 0
             result: dict[str, Any] = {
                 "mean": agg[0]["mean"] if agg else None, "p50": None, "p95": None,
-                "completed_timed": n,
             }
             for name, q in (("p50", 0.50), ("p95", 0.95)):
                 if n:

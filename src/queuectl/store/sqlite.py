@@ -313,7 +313,7 @@ class SqliteStore:
             "INDEXED BY jobs_done_duration WHERE state = 'completed'"
         )[0]
         n, mean = agg["n"], agg["mean"]
-        result: dict[str, Any] = {"mean": mean, "p50": None, "p95": None, "completed_timed": n}
+        result: dict[str, Any] = {"mean": mean, "p50": None, "p95": None}
         for name, q in (("p50", 0.50), ("p95", 0.95)):
             if n:
                 rows = self._query(
