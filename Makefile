@@ -23,8 +23,9 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(PY) -m pip install --quiet ruff mypy
+	$(VENV)/bin/ruff format --check src tests scripts
 	$(VENV)/bin/ruff check src tests scripts
-	$(VENV)/bin/mypy src
+	$(VENV)/bin/mypy --strict src
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info .pytest_cache .hypothesis

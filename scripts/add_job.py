@@ -20,7 +20,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     """The options of `queuectl enqueue` that a single job needs."""
     parser = argparse.ArgumentParser(
         description="Add a job to the queue. COMMAND is a shell command (its words are joined "
-        "with spaces) or one JSON object such as '{\"command\": \"echo hi\"}'. Put -- before "
+        'with spaces) or one JSON object such as \'{"command": "echo hi"}\'. Put -- before '
         "a command whose words start with a dash: add_job.py -- ls -la",
     )
     parser.add_argument("--db", metavar="URL", help="store URL (default: as queuectl chooses)")

@@ -62,12 +62,12 @@ class Settings:
     """How much of each measurement to do; `shrunk()` is the --quick version."""
 
     quick: bool = False
-    runs: int = 3                 # repetitions of the multi-second measurements
+    runs: int = 3  # repetitions of the multi-second measurements
     spawn_runs: int = 5
     spawn_per_thread: int = 400
     throughput_jobs: int = 1000
     latency_samples: int = 20
-    idle_window: float = 10.0     # seconds of idle CPU measured (and of idling before sampling)
+    idle_window: float = 10.0  # seconds of idle CPU measured (and of idling before sampling)
     cli_reps: int = 15
     bulk_jobs: int = 100_000
     bulk_runs: int = 3
@@ -79,9 +79,21 @@ class Settings:
     @classmethod
     def shrunk(cls) -> Settings:
         """The --quick settings: a check that everything works, not figures to publish."""
-        return cls(quick=True, runs=2, spawn_runs=3, spawn_per_thread=150, latency_samples=8,
-                   idle_window=3.0, cli_reps=5, bulk_jobs=20_000, bulk_runs=2,
-                   scale_sizes=(10_000, 100_000), scale_reps=3, claims=100, memory_runs=1)
+        return cls(
+            quick=True,
+            runs=2,
+            spawn_runs=3,
+            spawn_per_thread=150,
+            latency_samples=8,
+            idle_window=3.0,
+            cli_reps=5,
+            bulk_jobs=20_000,
+            bulk_runs=2,
+            scale_sizes=(10_000, 100_000),
+            scale_reps=3,
+            claims=100,
+            memory_runs=1,
+        )
 
 
 @dataclass
@@ -100,12 +112,26 @@ class Figure:
     samples: list[float] = field(default_factory=list)
 
 
-def measured(key: str, name: str, values: Sequence[float], unit: str,
-             goal: tuple[str, float, str] | None = None, note: str = "") -> Figure:
+def measured(
+    key: str,
+    name: str,
+    values: Sequence[float],
+    unit: str,
+    goal: tuple[str, float, str] | None = None,
+    note: str = "",
+) -> Figure:
     """A figure from its samples; goal is (op, bound, text) with op '<=' or '>='."""
     value = statistics.median(values)
-    fig = Figure(key, name, value, unit, min(values), max(values), note=note,
-                 samples=[round(v, 6) for v in values])
+    fig = Figure(
+        key,
+        name,
+        value,
+        unit,
+        min(values),
+        max(values),
+        note=note,
+        samples=[round(v, 6) for v in values],
+    )
     if goal:
         op, bound, text = goal
         fig.goal = text
@@ -131,7 +157,7 @@ def queuectl_argv() -> list[str]:
 def _stat_fields(pid: int) -> list[str]:
     # Fields after the command name, which may itself hold spaces and parentheses.
     text = Path(f"/proc/{pid}/stat").read_text()
-    return text[text.rindex(")") + 2:].split()
+    return text[text.rindex(")") + 2 :].split()
 
 
 def started_at(pid: int) -> int | None:
@@ -222,8 +248,11 @@ class Lab:
         self._homes += 1
         path = self.root / f"{self._homes:02d}-{name}"
         path.mkdir(mode=0o700)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("QUEUECTL_DB", "MONGODB_URI", "QUEUECTL_DEBUG")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("QUEUECTL_DB", "MONGODB_URI", "QUEUECTL_DEBUG")
+        }
         env["QUEUECTL_HOME"] = str(path)
         url = str(path / "queue.db")
         if mongo_uri:
@@ -235,19 +264,35 @@ class Lab:
 
     def run(self, home: Home, *args: str, timeout: float = 300) -> subprocess.CompletedProcess[str]:
         """Run one queuectl command to completion; BenchError unless it exits 0."""
-        proc = subprocess.run([*self.cli, *args], env=home.env, cwd=self.root, text=True,
-                              capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        proc = subprocess.run(
+            [*self.cli, *args],
+            env=home.env,
+            cwd=self.root,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+        )
         if proc.returncode != 0:
-            raise BenchError(f"queuectl {' '.join(args)[:60]} exited {proc.returncode}: "
-                             f"{proc.stderr.strip()[-300:]}")
+            raise BenchError(
+                f"queuectl {' '.join(args)[:60]} exited {proc.returncode}: "
+                f"{proc.stderr.strip()[-300:]}"
+            )
         return proc
 
     def start_workers(self, home: Home, count: int, burst: bool = False) -> subprocess.Popen[bytes]:
         """`worker start --count N` in its own session, logging into the home."""
         argv = [*self.cli, "worker", "start", "--count", str(count), *(["--burst"] * burst)]
         with open(home.path / "workers.log", "ab") as log:
-            proc = subprocess.Popen(argv, env=home.env, cwd=self.root, stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                env=home.env,
+                cwd=self.root,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.procs.append(proc)
         return proc
 
@@ -288,6 +333,7 @@ class Lab:
 
 def worker_pids(lab: Lab, home: Home, count: int, timeout: float = 30.0) -> list[int]:
     """Pids of the worker processes, from `worker list --json`, once `count` are listed."""
+
     def listed() -> list[int]:
         workers = json.loads(lab.run(home, "worker", "list", "--json").stdout)
         return [w["pid"] for w in workers] if len(workers) >= count else []
@@ -341,8 +387,13 @@ def spawn_rate(per_thread: int) -> tuple[float, float]:
     def loop() -> None:
         try:
             for _ in range(per_thread):
-                subprocess.run(["/bin/sh", "-c", "true"], stdin=subprocess.DEVNULL,
-                               capture_output=True, start_new_session=True, check=True)
+                subprocess.run(
+                    ["/bin/sh", "-c", "true"],
+                    stdin=subprocess.DEVNULL,
+                    capture_output=True,
+                    start_new_session=True,
+                    check=True,
+                )
         except BaseException as exc:  # reported below, in the main thread
             errors.append(exc)
 
@@ -360,10 +411,13 @@ def spawn_rate(per_thread: int) -> tuple[float, float]:
 
 def spawn_ceiling(lab: Lab, cfg: Settings) -> list[Figure]:
     """The spawn ceiling alone, repeated."""
-    rates, cpus = zip(*(spawn_rate(cfg.spawn_per_thread) for _ in range(cfg.spawn_runs)),
-                      strict=True)
-    return [measured("spawn_ceiling", "spawn ceiling: sh -c true, 2 threads", rates, "/s"),
-            measured("spawn_cpu", "  CPU per spawn, parent and child", cpus, "ms")]
+    rates, cpus = zip(
+        *(spawn_rate(cfg.spawn_per_thread) for _ in range(cfg.spawn_runs)), strict=True
+    )
+    return [
+        measured("spawn_ceiling", "spawn ceiling: sh -c true, 2 threads", rates, "/s"),
+        measured("spawn_cpu", "  CPU per spawn, parent and child", cpus, "ms"),
+    ]
 
 
 # -- 2. end-to-end throughput ---------------------------------------------------------------
@@ -390,14 +444,31 @@ def throughput(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> list[Fi
     tag = " [mongodb]" if mongo_uri else ""
     return [
         measured(f"throughput{tag}", f"throughput, {n} jobs, 2 workers{tag}", rates, "/s"),
-        measured(f"throughput_ratio{tag}", f"throughput / spawn ceiling{tag}", ratios, "x",
-                 (">=", 0.7, ">= 0.7"), note="each run paired with a ceiling run just before"),
-        measured(f"throughput_steady{tag}", f"  first job start to last job end{tag}", steady,
-                 "/s", note="excludes the start-up of the supervisor and its workers"),
-        measured(f"throughput_startup{tag}", f"  `worker start` to first job start{tag}",
-                 startup, "ms"),
-        measured(f"throughput_cpu{tag}", f"  CPU per job, all processes{tag}", cpus, "ms",
-                 note="supervisor, workers and job shells, start-up included"),
+        measured(
+            f"throughput_ratio{tag}",
+            f"throughput / spawn ceiling{tag}",
+            ratios,
+            "x",
+            (">=", 0.7, ">= 0.7"),
+            note="each run paired with a ceiling run just before",
+        ),
+        measured(
+            f"throughput_steady{tag}",
+            f"  first job start to last job end{tag}",
+            steady,
+            "/s",
+            note="excludes the start-up of the supervisor and its workers",
+        ),
+        measured(
+            f"throughput_startup{tag}", f"  `worker start` to first job start{tag}", startup, "ms"
+        ),
+        measured(
+            f"throughput_cpu{tag}",
+            f"  CPU per job, all processes{tag}",
+            cpus,
+            "ms",
+            note="supervisor, workers and job shells, start-up included",
+        ),
     ]
 
 
@@ -436,23 +507,40 @@ def pickup_latency(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> lis
     tag = " [mongodb]" if mongo_uri else ""
     window = f"over {cfg.idle_window:g} s" + (" (--quick)" if cfg.quick else "")
     return [
-        Figure(f"idle_cpu{tag}", f"idle worker CPU, {window}{tag}", cpu, "%",
-               goal="<= 1 %", met=cpu <= 1.0),
-        *p50_p95(f"pickup{tag}", f"pickup after `queuectl enqueue` returns{tag}", cli_after,
-                 (20.0, 50.0)),
-        measured(f"pickup_total_p50{tag}", f"  p50 from `queuectl enqueue` starting{tag}",
-                 cli_total, "ms", note="includes the CLI's own start-up"),
-        *p50_p95(f"pickup_library{tag}", f"  after in-process JobManager.enqueue{tag}",
-                 lib_after),
+        Figure(
+            f"idle_cpu{tag}",
+            f"idle worker CPU, {window}{tag}",
+            cpu,
+            "%",
+            goal="<= 1 %",
+            met=cpu <= 1.0,
+        ),
+        *p50_p95(
+            f"pickup{tag}", f"pickup after `queuectl enqueue` returns{tag}", cli_after, (20.0, 50.0)
+        ),
+        measured(
+            f"pickup_total_p50{tag}",
+            f"  p50 from `queuectl enqueue` starting{tag}",
+            cli_total,
+            "ms",
+            note="includes the CLI's own start-up",
+        ),
+        *p50_p95(f"pickup_library{tag}", f"  after in-process JobManager.enqueue{tag}", lib_after),
     ]
 
 
-def p50_p95(key: str, name: str, samples: list[float],
-            goals: tuple[float, float] | None = None) -> list[Figure]:
+def p50_p95(
+    key: str, name: str, samples: list[float], goals: tuple[float, float] | None = None
+) -> list[Figure]:
     """A p50 row (with min-max) and a p95 row, against their goals when given."""
-    p50 = measured(f"{key}_p50", f"{name}, p50", samples, "ms",
-                   ("<=", goals[0], f"<= {goals[0]:g} ms") if goals else None,
-                   note=f"{len(samples)} samples")
+    p50 = measured(
+        f"{key}_p50",
+        f"{name}, p50",
+        samples,
+        "ms",
+        ("<=", goals[0], f"<= {goals[0]:g} ms") if goals else None,
+        note=f"{len(samples)} samples",
+    )
     p95 = Figure(f"{key}_p95", f"{name}, p95", percentile(samples, 0.95), "ms")
     if goals:
         p95.goal, p95.met = f"<= {goals[1]:g} ms", p95.value is not None and p95.value <= goals[1]
@@ -469,8 +557,9 @@ def lib_enqueue(home: Home, command: str) -> str:
     return JobManager(open_store(home.url)).enqueue([(None, {"command": command})])[0].id
 
 
-def sample_pickups(home: Home, samples: int,
-                   enqueue: Callable[[str], str]) -> tuple[list[float], list[float]]:
+def sample_pickups(
+    home: Home, samples: int, enqueue: Callable[[str], str]
+) -> tuple[list[float], list[float]]:
     """Milliseconds from `enqueue` returning (and from it being called) to the command
     starting, for `samples` jobs given to an idle worker one at a time."""
     store = open_store(home.url)
@@ -515,14 +604,25 @@ def cli_latency(lab: Lab, cfg: Settings) -> list[Figure]:
     for _ in range(cfg.cli_reps):
         for name, argv in argvs.items():
             started = time.perf_counter()
-            subprocess.run(argv, env=home.env, cwd=lab.root, stdin=subprocess.DEVNULL,
-                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, check=True)
+            subprocess.run(
+                argv,
+                env=home.env,
+                cwd=lab.root,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                check=True,
+            )
             times[name].append((time.perf_counter() - started) * 1000)
     base = statistics.median(times["import typer"])
     bound = ("<=", 2 * base, f"<= 2 x import typer = {2 * base:.0f} ms")
     return [
-        measured("import_typer", "python -c 'import typer' (this interpreter)",
-                 times["import typer"], "ms"),
+        measured(
+            "import_typer",
+            "python -c 'import typer' (this interpreter)",
+            times["import typer"],
+            "ms",
+        ),
         measured("cli_enqueue", "`queuectl enqueue true` p50", times["enqueue"], "ms", bound),
         measured("cli_status", "`queuectl status` p50", times["status"], "ms", bound),
     ]
@@ -545,8 +645,16 @@ def bulk_enqueue(lab: Lab, cfg: Settings) -> list[Figure]:
         if pending != n:
             raise BenchError(f"bulk enqueue stored {pending} of {n} jobs")
     note = "--quick: fewer jobs" if cfg.quick else ""
-    return [measured("bulk_enqueue", f"bulk `enqueue --file`, {n:,} jobs", rates, "/s",
-                     (">=", 20_000, ">= 20,000/s"), note)]
+    return [
+        measured(
+            "bulk_enqueue",
+            f"bulk `enqueue --file`, {n:,} jobs",
+            rates,
+            "/s",
+            (">=", 20_000, ">= 20,000/s"),
+            note,
+        )
+    ]
 
 
 # -- 6. scale -------------------------------------------------------------------------------
@@ -570,14 +678,28 @@ def scale(lab: Lab, cfg: Settings) -> list[Figure]:
             figures.append(cli_at_scale(lab, home, cfg, args, size))
     small, big = min(claims), max(claims)
     # Medians of matching chunks of claims, so that one slow claim moves one ratio only.
-    ratios = [statistics.median(b) / statistics.median(s)
-              for s, b in zip(chunks(claims[small], 5), chunks(claims[big], 5), strict=True)]
-    fig = measured("claim_ratio", f"claim {label(big)} / claim {label(small)}", ratios, "x",
-                   ("<=", 2.0, "<= 2 (1M / 10k)"))
+    ratios = [
+        statistics.median(b) / statistics.median(s)
+        for s, b in zip(chunks(claims[small], 5), chunks(claims[big], 5), strict=True)
+    ]
+    fig = measured(
+        "claim_ratio",
+        f"claim {label(big)} / claim {label(small)}",
+        ratios,
+        "x",
+        ("<=", 2.0, "<= 2 (1M / 10k)"),
+    )
     if big < 1_000_000:
         fig.met, fig.note = None, "--quick: the 1M step was skipped; not the goal's ratio"
-        figures.append(Figure("status_1000000", "`status`, 1,000,000 jobs", None,
-                              goal="<= 300 ms", note="skipped (--quick)"))
+        figures.append(
+            Figure(
+                "status_1000000",
+                "`status`, 1,000,000 jobs",
+                None,
+                goal="<= 300 ms",
+                note="skipped (--quick)",
+            )
+        )
     figures.append(fig)
     return figures
 
@@ -585,7 +707,7 @@ def scale(lab: Lab, cfg: Settings) -> list[Figure]:
 def chunks(values: list[float], count: int) -> list[list[float]]:
     """`values` cut into `count` consecutive pieces of (nearly) equal length."""
     size = max(1, len(values) // count)
-    return [values[i:i + size] for i in range(0, size * count, size)]
+    return [values[i : i + size] for i in range(0, size * count, size)]
 
 
 def label(size: int) -> str:
@@ -593,8 +715,10 @@ def label(size: int) -> str:
     return f"{size // 1_000_000}M" if size >= 1_000_000 else f"{size // 1000}k"
 
 
-SCALE_GOALS = {("status", 1_000_000): ("<=", 300.0, "<= 300 ms"),
-               ("stats", 100_000): ("<=", 500.0, "well under 1 s: <= 500 ms")}
+SCALE_GOALS = {
+    ("status", 1_000_000): ("<=", 300.0, "<= 300 ms"),
+    ("stats", 100_000): ("<=", 500.0, "well under 1 s: <= 500 ms"),
+}
 
 
 def cli_at_scale(lab: Lab, home: Home, cfg: Settings, args: list[str], size: int) -> Figure:
@@ -618,35 +742,67 @@ def history_rows(start: int, count: int, now: float) -> Iterator[tuple[Any, ...]
         duration = (i * 7919 % 2000) / 1000
         finished = now - (i * 104729 % 7200)
         row: dict[str, Any] = dict.fromkeys(JOB_COLUMNS)
-        row.update(id=f"bench-{i:08d}", command=f"echo job {i}", attempts=1, max_retries=3,
-                   priority=5 if i % 10 == 0 else 0, run_at=finished - duration - 1,
-                   created_at=finished - duration - 1, updated_at=finished, seq=base_seq + i)
+        row.update(
+            id=f"bench-{i:08d}",
+            command=f"echo job {i}",
+            attempts=1,
+            max_retries=3,
+            priority=5 if i % 10 == 0 else 0,
+            run_at=finished - duration - 1,
+            created_at=finished - duration - 1,
+            updated_at=finished,
+            seq=base_seq + i,
+        )
         if kind < 90:
-            row.update(state="completed", started_at=finished - duration, finished_at=finished,
-                       exit_code=0, stdout="", stderr="", duration=duration)
+            row.update(
+                state="completed",
+                started_at=finished - duration,
+                finished_at=finished,
+                exit_code=0,
+                stdout="",
+                stderr="",
+                duration=duration,
+            )
         elif kind < 98:
             row.update(state="pending", attempts=0, updated_at=row["created_at"])
         elif kind < 99:
-            row.update(state="failed", attempts=2, run_at=now + 3600, exit_code=1,
-                       last_error="exit status 1", finished_at=finished, duration=duration)
+            row.update(
+                state="failed",
+                attempts=2,
+                run_at=now + 3600,
+                exit_code=1,
+                last_error="exit status 1",
+                finished_at=finished,
+                duration=duration,
+            )
         else:
-            row.update(state="dead", attempts=4, exit_code=1, last_error="exit status 1",
-                       finished_at=finished, duration=duration)
+            row.update(
+                state="dead",
+                attempts=4,
+                exit_code=1,
+                last_error="exit status 1",
+                finished_at=finished,
+                duration=duration,
+            )
         yield tuple(row[c] for c in JOB_COLUMNS)
 
 
 def insert_history(path: str, start: int, count: int, batch: int = 100_000) -> None:
     """Direct SQL inserts in big transactions, the secondary indexes dropped meanwhile and
     rebuilt from their own definitions: a million-job store in seconds, not minutes."""
-    sql = (f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
-           f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})")
+    sql = (
+        f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
+        f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})"
+    )
     now = time.time()
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA cache_size = -400000")
     conn.execute("PRAGMA synchronous = OFF")  # a throw-away store: no need to survive a crash
     try:
-        indexes = conn.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' "
-                               "AND tbl_name = 'jobs' AND sql IS NOT NULL").fetchall()
+        indexes = conn.execute(
+            "SELECT name, sql FROM sqlite_master WHERE type = 'index' "
+            "AND tbl_name = 'jobs' AND sql IS NOT NULL"
+        ).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
         for offset in range(start, start + count, batch):
@@ -664,9 +820,11 @@ def store_queries(path: str, reps: int, size: int) -> list[Figure]:
     """In-process time of the store calls behind `status`, `stats` and `list`: what the
     commands cost apart from starting a Python process."""
     store = SqliteStore(path)
-    calls = {"count_by_state": store.count_by_state,
-             "job_stats": lambda: store.job_stats(time.time()),
-             "list_jobs": lambda: store.list_jobs("pending", 50)}
+    calls = {
+        "count_by_state": store.count_by_state,
+        "job_stats": lambda: store.job_stats(time.time()),
+        "list_jobs": lambda: store.list_jobs("pending", 50),
+    }
     figures = []
     for name, call in calls.items():
         times = []
@@ -674,8 +832,9 @@ def store_queries(path: str, reps: int, size: int) -> list[Figure]:
             started = time.perf_counter()
             call()
             times.append((time.perf_counter() - started) * 1000)
-        figures.append(measured(f"{name}_{size}", f"  in-process {name}(), {size:,} jobs",
-                                times, "ms"))
+        figures.append(
+            measured(f"{name}_{size}", f"  in-process {name}(), {size:,} jobs", times, "ms")
+        )
     store.close()
     return figures
 
@@ -717,14 +876,26 @@ def memory(lab: Lab, cfg: Settings) -> list[Figure]:
             finally:
                 lab.stop(proc)
     return [
-        measured("rss_worker", "RSS of one idle worker process", one, "MiB",
-                 ("<=", 35.0, "<= 35 MB")),
-        measured("rss_eight", "RSS of `worker start --count 8`, all 9 processes", eight, "MiB",
-                 ("<=", 120.0, "<= 120 MB")),
-        measured("rss_supervisor", "  of which the supervisor (the CLI process)", supervisor,
-                 "MiB"),
-        measured("pss_eight", "  PSS of the same 9 processes", eight_pss, "MiB",
-                 note="PSS divides shared pages (libpython, .so files) among their users"),
+        measured(
+            "rss_worker", "RSS of one idle worker process", one, "MiB", ("<=", 35.0, "<= 35 MB")
+        ),
+        measured(
+            "rss_eight",
+            "RSS of `worker start --count 8`, all 9 processes",
+            eight,
+            "MiB",
+            ("<=", 120.0, "<= 120 MB"),
+        ),
+        measured(
+            "rss_supervisor", "  of which the supervisor (the CLI process)", supervisor, "MiB"
+        ),
+        measured(
+            "pss_eight",
+            "  PSS of the same 9 processes",
+            eight_pss,
+            "MiB",
+            note="PSS divides shared pages (libpython, .so files) among their users",
+        ),
     ]
 
 
@@ -733,14 +904,25 @@ def mongodb(lab: Lab, cfg: Settings) -> list[Figure]:
     """Throughput and pickup latency on a real MongoDB, when one is given."""
     uri = os.environ.get(MONGO_ENV)
     if not uri:
-        return [Figure("mongodb", "MongoDB throughput and latency", None,
-                       note=f"skipped: {MONGO_ENV} is not set")]
+        return [
+            Figure(
+                "mongodb",
+                "MongoDB throughput and latency",
+                None,
+                note=f"skipped: {MONGO_ENV} is not set",
+            )
+        ]
     return throughput(lab, cfg, mongo_uri=uri) + pickup_latency(lab, cfg, mongo_uri=uri)
 
 
 STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
-    "spawn": spawn_ceiling, "throughput": throughput, "latency": pickup_latency,
-    "cli": cli_latency, "bulk": bulk_enqueue, "scale": scale, "memory": memory,
+    "spawn": spawn_ceiling,
+    "throughput": throughput,
+    "latency": pickup_latency,
+    "cli": cli_latency,
+    "bulk": bulk_enqueue,
+    "scale": scale,
+    "memory": memory,
     "mongodb": mongodb,
 }
 
@@ -776,12 +958,15 @@ def table(results: list[Figure]) -> str:
     """The results as a plain text table, notes under it."""
     rows = [("Measurement", "Median", "Min-max", "Goal", "Result")]
     for fig in results:
-        span = (f"{fmt(fig.low, fig.unit)} - {fmt(fig.high, fig.unit)}"
-                if fig.low is not None else "")
+        span = (
+            f"{fmt(fig.low, fig.unit)} - {fmt(fig.high, fig.unit)}" if fig.low is not None else ""
+        )
         rows.append((fig.name, fmt(fig.value, fig.unit), span, fig.goal, verdict(fig)))
     widths = [max(len(r[i]) for r in rows) for i in range(5)]
-    lines = ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
-             for row in rows]
+    lines = [
+        "  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    ]
     lines.insert(1, "  ".join("-" * w for w in widths))
     lines += [f"* {fig.name.strip()}: {fig.note}" for fig in results if fig.note]
     return "\n".join(lines)
@@ -789,22 +974,36 @@ def table(results: list[Figure]) -> str:
 
 def machine() -> dict[str, Any]:
     """What the figures were measured on."""
-    cpu = next((line.split(":", 1)[1].strip() for line in
-                Path("/proc/cpuinfo").read_text().splitlines() if line.startswith("model name")),
-               platform.processor())
-    return {"nproc": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
-            "sqlite": sqlite3.sqlite_version, "load_average": os.getloadavg(),
-            "date": time.strftime("%Y-%m-%d %H:%M:%S %Z")}
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    return {
+        "nproc": os.cpu_count(),
+        "cpu": cpu,
+        "python": platform.python_version(),
+        "sqlite": sqlite3.sqlite_version,
+        "load_average": os.getloadavg(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+    }
 
 
 # -- main -----------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--quick", action="store_true",
-                        help="small settings, 1M-job step skipped: checks, not figures")
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="small settings, 1M-job step skipped: checks, not figures",
+    )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
-    parser.add_argument("--only", metavar="STEP,...",
-                        help=f"run only these steps: {', '.join(STEPS)}")
+    parser.add_argument(
+        "--only", metavar="STEP,...", help=f"run only these steps: {', '.join(STEPS)}"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
     wanted = args.only.split(",") if args.only else list(STEPS)
@@ -826,8 +1025,11 @@ def run_steps(lab: Lab, cfg: Settings, steps: list[str]) -> list[Figure]:
         except (BenchError, subprocess.SubprocessError, OSError) as exc:
             figures = [Figure(name, name, None, note=f"failed: {exc}")]
         for fig in figures:
-            print(f"   {fig.name.strip()}: {fmt(fig.value, fig.unit)} {verdict(fig)}"
-                  f"{' (' + fig.note + ')' if fig.value is None else ''}", flush=True)
+            print(
+                f"   {fig.name.strip()}: {fmt(fig.value, fig.unit)} {verdict(fig)}"
+                f"{' (' + fig.note + ')' if fig.value is None else ''}",
+                flush=True,
+            )
         print(f"   ({time.monotonic() - started:.1f} s)", flush=True)
         results += figures
     return results
@@ -843,8 +1045,11 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGTERM, _terminate)
     started = time.monotonic()
     info = machine()
-    print(f"queuectl benchmark{' (--quick)' if cfg.quick else ''}: {info['nproc']} x "
-          f"{info['cpu']}, Python {info['python']}, SQLite {info['sqlite']}", flush=True)
+    print(
+        f"queuectl benchmark{' (--quick)' if cfg.quick else ''}: {info['nproc']} x "
+        f"{info['cpu']}, Python {info['python']}, SQLite {info['sqlite']}",
+        flush=True,
+    )
     lab = Lab(keep=args.keep)
     try:
         results = run_steps(lab, cfg, args.steps)
@@ -861,9 +1066,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\ntotal {elapsed:.0f} s; load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         info["load_average_end"] = os.getloadavg()
-        doc = {"machine": info, "quick": cfg.quick, "seconds": round(elapsed, 1),
-               "command": " ".join([Path(sys.executable).name, *sys.argv]),
-               "results": [asdict(f) | {"result": verdict(f)} for f in results]}
+        doc = {
+            "machine": info,
+            "quick": cfg.quick,
+            "seconds": round(elapsed, 1),
+            "command": " ".join([Path(sys.executable).name, *sys.argv]),
+            "results": [asdict(f) | {"result": verdict(f)} for f in results],
+        }
         Path(args.json).write_text(json.dumps(doc, indent=2) + "\n")
     return 1 if any(f.value is None and f.note.startswith("failed") for f in results) else 0
 

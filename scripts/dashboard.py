@@ -21,8 +21,9 @@ def to_queuectl(argv: list[str] | None) -> list[str]:
         description="Show counts by state, workers and recent jobs, refreshed until Ctrl+C.",
     )
     parser.add_argument("--db", metavar="URL", help="store URL (default: as queuectl chooses)")
-    parser.add_argument("--interval", type=float, default=2.0,
-                        help="seconds between refreshes (default 2)")
+    parser.add_argument(
+        "--interval", type=float, default=2.0, help="seconds between refreshes (default 2)"
+    )
     args = parser.parse_args(argv)
     prefix = ["--db", args.db] if args.db else []
     return prefix + ["dashboard", "--interval", str(args.interval)]

@@ -28,20 +28,23 @@ from queuectl.store import mask_url  # noqa: E402
 
 # Small values keep the tour short: retries after 1.5 s and 2.25 s, idle workers poll often.
 CONFIG = {"backoff_base": "1.5", "poll_interval": "0.2", "max_retries": "2"}
-FLAKY = ('test "$QUEUECTL_ATTEMPT" -ge 3 || { echo "attempt $QUEUECTL_ATTEMPT: not yet" >&2; '
-         'exit 1; }; echo "worked on attempt $QUEUECTL_ATTEMPT"')
+FLAKY = (
+    'test "$QUEUECTL_ATTEMPT" -ge 3 || { echo "attempt $QUEUECTL_ATTEMPT: not yet" >&2; '
+    'exit 1; }; echo "worked on attempt $QUEUECTL_ATTEMPT"'
+)
 JOBS = [  # (what it shows, queuectl enqueue arguments)
     ("succeeds", ["--id", "hello", "echo Hello from queuectl"]),
     ("succeeds after 1 s", ["--id", "nap", "sleep 1; echo rested"]),
     ("runs first: priority 10", ["--id", "urgent", "--priority", "10", "echo I jump the queue"]),
     ("given as JSON", ['{"id": "json-spec", "command": "uname -s", "max_retries": 0}']),
     ("fails twice, then works", ["--id", "flaky", FLAKY]),
-    ("always fails: 2 retries, then the DLQ",
-     ["--id", "broken", "echo about to fail >&2; exit 3"]),
+    ("always fails: 2 retries, then the DLQ", ["--id", "broken", "echo about to fail >&2; exit 3"]),
     ("command not found: 1 retry", ["--id", "typo", "--max-retries", "1", "ech0 oops"]),
     ("delayed by 3 s", ["--id", "later", "--delay", "3", "echo I waited 3 seconds"]),
-    ("killed by its 1 s timeout", ["--id", "slow", "--timeout", "1", "--max-retries", "0",
-                                   "sleep 30"]),
+    (
+        "killed by its 1 s timeout",
+        ["--id", "slow", "--timeout", "1", "--max-retries", "0", "sleep 30"],
+    ),
 ]
 
 
@@ -64,8 +67,12 @@ class Demo:
         """Run one queuectl command, echoing it and (unless quiet) its output."""
         shown = shlex.join(args)
         print(f"$ queuectl {shown}", flush=True)
-        proc = subprocess.run([sys.executable, "-m", "queuectl", *args], env=self.env,
-                              stdout=subprocess.PIPE, text=True)
+        proc = subprocess.run(
+            [sys.executable, "-m", "queuectl", *args],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
         if not quiet:
             print(proc.stdout, end="", flush=True)
         if proc.returncode not in ok:
@@ -85,8 +92,10 @@ def tour(demo: Demo) -> None:
     demo.step("check the store is empty, and make retries quick for the demo")
     counts = json.loads(demo.run("status", "--json", quiet=True))["jobs"]
     if any(counts.values()):
-        raise SystemExit(f"demo: the store {mask_url(demo.url)} already has jobs ({counts}); "
-                         "run the demo on an empty store, or without --db")
+        raise SystemExit(
+            f"demo: the store {mask_url(demo.url)} already has jobs ({counts}); "
+            "run the demo on an empty store, or without --db"
+        )
     for key, value in CONFIG.items():
         demo.run("config", "set", key, value)
     demo.step(f"enqueue {len(JOBS)} jobs: some succeed, some fail, one waits, one times out")
@@ -116,11 +125,14 @@ def main(argv: list[str] | None = None) -> int:
         description="A narrated tour of queuectl: enqueue a mix of succeeding, failing, "
         "delayed and timed-out jobs, run two workers, then show status, DLQ, log and stats.",
     )
-    parser.add_argument("--db", metavar="URL",
-                        help="an empty store to use (default: a fresh SQLite file in a "
-                        "temporary directory)")
-    parser.add_argument("--keep", action="store_true",
-                        help="keep the temporary directory and its store afterwards")
+    parser.add_argument(
+        "--db",
+        metavar="URL",
+        help="an empty store to use (default: a fresh SQLite file in a temporary directory)",
+    )
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the temporary directory and its store afterwards"
+    )
     args = parser.parse_args(argv)
     workdir = tempfile.mkdtemp(prefix="queuectl-demo-")
     url = args.db or os.path.join(workdir, "demo.db")

@@ -24,9 +24,7 @@ QUEUECTL = [sys.executable, "-m", "queuectl"]
 CLI_TIMEOUT = 30.0
 
 
-def wait_for(
-    condition: Callable[[], T], timeout: float, message: str, interval: float = 0.05
-) -> T:
+def wait_for(condition: Callable[[], T], timeout: float, message: str, interval: float = 0.05) -> T:
     """Poll `condition` until it returns something truthy (returned) or fail after `timeout`."""
     deadline = time.monotonic() + timeout
     while True:
@@ -69,7 +67,7 @@ def children(pid: int) -> list[int]:
         except OSError:
             continue
         # The command name may hold spaces and parentheses: fields follow the last ')'.
-        fields = stat[stat.rfind(b")") + 2:].split()
+        fields = stat[stat.rfind(b")") + 2 :].split()
         if int(fields[1]) == pid and fields[0] != b"Z":
             found.append(child)
     return found
@@ -146,8 +144,11 @@ class QueueEnv:
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.db = self.home / "queue.db"
-        self.env = {k: v for k, v in os.environ.items()
-                    if k not in ("QUEUECTL_DB", "MONGODB_URI", "QUEUECTL_DEBUG")}
+        self.env = {
+            k: v
+            for k, v in os.environ.items()
+            if k not in ("QUEUECTL_DB", "MONGODB_URI", "QUEUECTL_DEBUG")
+        }
         self.env.update(QUEUECTL_HOME=str(self.home), NO_COLOR="1", PYTHONUNBUFFERED="1")
         self.supervisors: list[Supervisor] = []
         self._logs = 0
@@ -160,12 +161,21 @@ class QueueEnv:
         self.kill_all()
 
     # -- the CLI --------------------------------------------------------------------------
-    def cli(self, *args: str, check: bool = True, timeout: float = CLI_TIMEOUT,
-            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def cli(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = CLI_TIMEOUT,
+        env: dict[str, str] | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         """Run `queuectl --db <file> ARGS`; with `check`, fail unless it exits 0."""
         done = subprocess.run(
-            [*QUEUECTL, "--db", str(self.db), *args], cwd=self.home,
-            env={**self.env, **(env or {})}, capture_output=True, text=True, timeout=timeout,
+            [*QUEUECTL, "--db", str(self.db), *args],
+            cwd=self.home,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
             stdin=subprocess.DEVNULL,
         )
         if check and done.returncode != 0:
@@ -192,9 +202,13 @@ class QueueEnv:
         log = self.home / f"supervisor-{self._logs}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [*QUEUECTL, "--db", str(self.db), "worker", "start", *args], cwd=self.home,
-                env={**self.env, **(env or {})}, stdin=subprocess.DEVNULL, stdout=out,
-                stderr=subprocess.STDOUT, start_new_session=True,
+                [*QUEUECTL, "--db", str(self.db), "worker", "start", *args],
+                cwd=self.home,
+                env={**self.env, **(env or {})},
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
             )
         supervisor = Supervisor(proc, log)
         self.supervisors.append(supervisor)

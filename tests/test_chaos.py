@@ -157,8 +157,10 @@ def test_chaos_kills_lose_no_job_and_never_run_one_twice_at_once(q, capsys, reco
     runs = parse_runs((q.home / "runs.log").read_text().splitlines())
     killed = {r.worker for r in runs if worker_pid(r.worker) in set(killed_pids)}
     duplicates = len(runs) - JOBS
-    figures = (f"chaos: jobs={JOBS} kills={len(killed_pids)} duplicates={duplicates} "
-               f"wall={wall:.1f}s workers={WORKERS} seed={seed}")
+    figures = (
+        f"chaos: jobs={JOBS} kills={len(killed_pids)} duplicates={duplicates} "
+        f"wall={wall:.1f}s workers={WORKERS} seed={seed}"
+    )
     record_property("chaos", figures)
     with capsys.disabled():  # shown with or without -s
         print(f"\n{figures}")
@@ -177,6 +179,10 @@ def test_overlap_check_flags_a_live_worker_running_a_job_twice():
     runs = parse_runs(lines)
     assert len(overlapping(runs, killed=set())) == 1
     assert overlapping(runs, killed={"h:1:1-a"}) == []
-    one_worker = ["start j1 h:1:1-a 0", "start j2 h:1:1-a 0", "end j1 h:1:1-a 0",
-                  "end j2 h:1:1-a 0"]
+    one_worker = [
+        "start j1 h:1:1-a 0",
+        "start j2 h:1:1-a 0",
+        "end j1 h:1:1-a 0",
+        "end j2 h:1:1-a 0",
+    ]
     assert len(overlapping(parse_runs(one_worker), killed={"h:1:1-a"})) == 1

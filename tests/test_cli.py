@@ -24,8 +24,14 @@ from queuectl.store.base import Store
 
 ISO_UTC = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
 CONFIG_DEFAULTS = {
-    "max_retries": 3, "backoff_base": 2, "backoff_max": 3600, "backoff_jitter": 0,
-    "job_timeout": 0, "poll_interval": 1, "heartbeat_interval": 30, "stale_after": 600,
+    "max_retries": 3,
+    "backoff_base": 2,
+    "backoff_max": 3600,
+    "backoff_jitter": 0,
+    "job_timeout": 0,
+    "poll_interval": 1,
+    "heartbeat_interval": 30,
+    "stale_after": 600,
 }
 CLI_BACKENDS = ["sqlite", "mongomock"]
 
@@ -86,18 +92,25 @@ class Cli:
     def dump(self) -> dict[str, Any]:
         """Everything the store holds, for before/after comparisons."""
         return {
-            "jobs": sorted((j.to_record() for j in self.store.list_jobs(None, 10**6)),
-                           key=lambda r: r["id"]),
+            "jobs": sorted(
+                (j.to_record() for j in self.store.list_jobs(None, 10**6)), key=lambda r: r["id"]
+            ),
             "config": self.store.get_config(),
-            "workers": sorted((w.to_record() for w in self.store.list_workers()),
-                              key=lambda r: r["id"]),
+            "workers": sorted(
+                (w.to_record() for w in self.store.list_workers()), key=lambda r: r["id"]
+            ),
         }
 
     def seed(self, job_id: str, state: str = "pending", **fields: Any) -> Job:
         """Put a job straight into the store (e.g. a dead one, without running workers)."""
         now = time.time()
-        values: dict[str, Any] = {"command": f"echo {job_id}", "run_at": now,
-                                  "created_at": now, "updated_at": now, "seq": time.time_ns()}
+        values: dict[str, Any] = {
+            "command": f"echo {job_id}",
+            "run_at": now,
+            "created_at": now,
+            "updated_at": now,
+            "seq": time.time_ns(),
+        }
         values.update(fields)
         job = Job(id=job_id, state=state, **values)
         self.store.insert_jobs([job])
@@ -136,8 +149,13 @@ def make_cli(kind: str, tmp_path: Path, capsys, monkeypatch) -> Iterator[Cli]:
     # open_store() imports `connect` when it meets a mongodb:// URL, so the CLI gets a
     # MongoStore on this shared in-memory server instead of a real client.
     monkeypatch.setattr(mongo, "connect", connect)
-    yield Cli(kind, "mongodb://tester:hunter2@db.invalid/queuectl_cli",
-              mongo.MongoStore(client, "queuectl_cli"), capsys, monkeypatch)
+    yield Cli(
+        kind,
+        "mongodb://tester:hunter2@db.invalid/queuectl_cli",
+        mongo.MongoStore(client, "queuectl_cli"),
+        capsys,
+        monkeypatch,
+    )
     assert all("hunter2" not in url for url in opened)  # only a masked URL reaches messages
 
 
@@ -177,7 +195,11 @@ def test_enqueue_a_json_spec(cli):
     assert out == "Enqueued job job1\n"
     job = cli.json("show", "job1")
     assert (job["command"], job["state"], job["attempts"], job["max_retries"]) == (
-        "sleep 2", "pending", 0, 3)
+        "sleep 2",
+        "pending",
+        0,
+        3,
+    )
     assert (job["priority"], job["timeout"]) == (0, None)
 
 
@@ -192,8 +214,21 @@ def test_enqueue_a_plain_command_gets_a_generated_id(cli):
 
 
 def test_enqueue_with_every_option(cli):
-    cli.ok("enqueue", "--command", "echo hi", "--id", "job2", "--priority", "10", "--delay", "30",
-           "--max-retries", "5", "--timeout", "60")
+    cli.ok(
+        "enqueue",
+        "--command",
+        "echo hi",
+        "--id",
+        "job2",
+        "--priority",
+        "10",
+        "--delay",
+        "30",
+        "--max-retries",
+        "5",
+        "--timeout",
+        "60",
+    )
     job = cli.store.get_job("job2")
     assert (job.command, job.priority, job.max_retries, job.timeout) == ("echo hi", 10, 5, 60)
     assert job.run_at == pytest.approx(job.created_at + 30, abs=0.01)
@@ -237,8 +272,10 @@ def test_enqueue_uses_the_configured_defaults(cli):
     assert (cli.store.get_job("e").max_retries, cli.store.get_job("e").timeout) == (0, 2)
 
 
-JSONL = '{"id":"f1","command":"echo 1"}\n\n{"id":"f2","command":"echo 2","priority":3}\n' \
-        '{"command":"echo 3"}\n'
+JSONL = (
+    '{"id":"f1","command":"echo 1"}\n\n{"id":"f2","command":"echo 2","priority":3}\n'
+    '{"command":"echo 3"}\n'
+)
 
 
 def test_enqueue_a_file_of_json_lines(cli, tmp_path):
@@ -294,11 +331,13 @@ def test_one_bad_line_refuses_the_whole_batch(cli):
 
 def test_a_repeated_or_taken_id_fails_the_whole_batch_with_exit_1(cli):
     cli.ok("enqueue", "true", "--id", "taken")
-    err = cli.fails(1, "enqueue", "-f", "-", stdin='{"id":"n1","command":"a"}\n'
-                    '{"id":"n1","command":"b"}\n')
+    err = cli.fails(
+        1, "enqueue", "-f", "-", stdin='{"id":"n1","command":"a"}\n{"id":"n1","command":"b"}\n'
+    )
     assert "n1" in err
-    err = cli.fails(1, "enqueue", "-f", "-", stdin='{"id":"n2","command":"a"}\n'
-                    '{"id":"taken","command":"b"}\n')
+    err = cli.fails(
+        1, "enqueue", "-f", "-", stdin='{"id":"n2","command":"a"}\n{"id":"taken","command":"b"}\n'
+    )
     assert "taken" in err
 
 
@@ -360,17 +399,32 @@ def test_a_long_bad_value_still_gives_a_short_error_line(cli):
 
 def seed_one_of_each(cli: Cli) -> None:
     """Jobs in every state, and workers: one active, one silent (lost), one stopped."""
-    for state, count in (("pending", 4), ("processing", 1), ("completed", 3), ("failed", 0),
-                         ("dead", 2)):
+    for state, count in (
+        ("pending", 4),
+        ("processing", 1),
+        ("completed", 3),
+        ("failed", 0),
+        ("dead", 2),
+    ):
         for n in range(count):
             cli.seed(f"{state}-{n}", state)
     now = time.time()
-    for wid, status, beat in (("w-live", "busy", now), ("w-silent", "idle", now - 10_000),
-                              ("w-gone", "stopped", now)):
+    for wid, status, beat in (
+        ("w-live", "busy", now),
+        ("w-silent", "idle", now - 10_000),
+        ("w-gone", "stopped", now),
+    ):
         # Another host and an impossible pid: nothing here may ever be signalled.
-        cli.store.register_worker(WorkerInfo(id=wid, host="elsewhere.invalid", pid=2**22 + 1,
-                                             status=status, started_at=now - 60,
-                                             last_heartbeat=beat))
+        cli.store.register_worker(
+            WorkerInfo(
+                id=wid,
+                host="elsewhere.invalid",
+                pid=2**22 + 1,
+                status=status,
+                started_at=now - 60,
+                last_heartbeat=beat,
+            )
+        )
 
 
 def test_status_text_is_exactly_as_the_spec_shows(cli):
@@ -390,8 +444,13 @@ def test_status_json(cli):
 
 def test_status_of_an_empty_store_prints_every_state(cli):
     assert cli.ok("status").splitlines() == [
-        "Pending: 0", "Processing: 0", "Completed: 0", "Failed: 0", "Dead (DLQ): 0",
-        "Active Workers: 0"]
+        "Pending: 0",
+        "Processing: 0",
+        "Completed: 0",
+        "Failed: 0",
+        "Dead (DLQ): 0",
+        "Active Workers: 0",
+    ]
 
 
 # -- list ---------------------------------------------------------------------------------------
@@ -403,10 +462,22 @@ def header(table: str) -> list[str]:
 
 def test_list_table_columns(cli):
     cli.ok("enqueue", "echo a", "--id", "a")
-    assert header(cli.ok("list")) == ["ID", "State", "Attempts", "Priority", "Command",
-                                      "Updated At"]
+    assert header(cli.ok("list")) == [
+        "ID",
+        "State",
+        "Attempts",
+        "Priority",
+        "Command",
+        "Updated At",
+    ]
     assert header(cli.ok("list", "--state", "pending")) == [
-        "ID", "State", "Attempts", "Priority", "Command", "Run At"]
+        "ID",
+        "State",
+        "Attempts",
+        "Priority",
+        "Command",
+        "Run At",
+    ]
     row = cli.ok("list").splitlines()[2].split()
     assert row[:5] == ["a", "pending", "0", "0", "echo"]
     assert ISO_UTC.match(row[-1])
@@ -452,7 +523,10 @@ def test_list_limit(cli):
         cli.seed(f"j{n:02d}", seq=n)
     assert len(cli.json("list")) == 50  # the default
     assert [j["id"] for j in cli.json("list", "--state", "pending", "--limit", "3")] == [
-        "j00", "j01", "j02"]
+        "j00",
+        "j01",
+        "j02",
+    ]
     assert len(cli.ok("list", "--limit", "2").splitlines()) == 4  # header, rule, two rows
     assert len(cli.json("list", "--limit", str(10**30))) == 60
     cli.fails(2, "list", "--limit", "0")
@@ -477,8 +551,18 @@ def test_show_json_has_exactly_the_spec_fields_with_nulls_and_iso_times(cli):
     cli.ok("enqueue", "echo hi", "--id", "s1")
     doc = cli.json("show", "s1")
     assert list(doc) == list(PUBLIC_FIELDS)
-    for name in ("started_at", "finished_at", "locked_by", "locked_at", "exit_code",
-                 "last_error", "stdout", "stderr", "duration", "timeout"):
+    for name in (
+        "started_at",
+        "finished_at",
+        "locked_by",
+        "locked_at",
+        "exit_code",
+        "last_error",
+        "stdout",
+        "stderr",
+        "duration",
+        "timeout",
+    ):
         assert doc[name] is None, name
     for name in ("run_at", "created_at", "updated_at"):
         assert ISO_UTC.match(doc[name]), doc[name]
@@ -486,13 +570,27 @@ def test_show_json_has_exactly_the_spec_fields_with_nulls_and_iso_times(cli):
 
 def test_show_json_of_a_finished_job(cli):
     start = 1_800_000_000.25
-    cli.seed("done", "completed", attempts=2, started_at=start, finished_at=start + 1.5,
-             exit_code=0, stdout="hello\n", stderr="", duration=1.5, last_error="exit status 1")
+    cli.seed(
+        "done",
+        "completed",
+        attempts=2,
+        started_at=start,
+        finished_at=start + 1.5,
+        exit_code=0,
+        stdout="hello\n",
+        stderr="",
+        duration=1.5,
+        last_error="exit status 1",
+    )
     doc = cli.json("show", "done")
     assert doc["started_at"] == "2027-01-15T08:00:00.250Z"
     assert doc["finished_at"] == "2027-01-15T08:00:01.750Z"
     assert (doc["exit_code"], doc["duration"], doc["stdout"], doc["attempts"]) == (
-        0, 1.5, "hello\n", 2)
+        0,
+        1.5,
+        "hello\n",
+        2,
+    )
     assert isinstance(doc["duration"], float)
 
 
@@ -521,8 +619,15 @@ def test_log_of_a_job_that_has_not_run(cli):
 
 def seed_dead(cli: Cli, *ids: str) -> None:
     for job_id in ids:
-        cli.seed(job_id, "dead", attempts=4, max_retries=3, exit_code=1,
-                 last_error="exit status 1: boom", run_at=time.time() - 3600)
+        cli.seed(
+            job_id,
+            "dead",
+            attempts=4,
+            max_retries=3,
+            exit_code=1,
+            last_error="exit status 1: boom",
+            run_at=time.time() - 3600,
+        )
 
 
 def test_dlq_list(cli):
@@ -604,8 +709,12 @@ def test_config_numbers_keep_their_type(cli):
     cli.ok("config", "set", "backoffJitter", "0.25")
     assert cli.ok("config", "get", "backoff_base") == "2.5\n"
     assert cli.json("config", "set", "poll_interval", "3.0") == {"poll_interval": 3}
-    assert cli.json("config", "list") == {**CONFIG_DEFAULTS, "backoff_base": 2.5,
-                                          "backoff_jitter": 0.25, "poll_interval": 3}
+    assert cli.json("config", "list") == {
+        **CONFIG_DEFAULTS,
+        "backoff_base": 2.5,
+        "backoff_jitter": 0.25,
+        "poll_interval": 3,
+    }
 
 
 def test_config_unknown_key_is_exit_2_naming_the_keys(cli):
@@ -701,9 +810,17 @@ def test_an_unexpected_error_is_one_line_unless_debugging(cli, monkeypatch):
 
 def test_read_commands_print_one_json_document(cli):
     cli.ok("enqueue", "true", "--id", "r1")
-    for args in (["status"], ["list"], ["show", "r1"], ["log", "r1"], ["stats"],
-                 ["dlq", "list"], ["config", "list"], ["config", "get", "max_retries"],
-                 ["worker", "list"]):
+    for args in (
+        ["status"],
+        ["list"],
+        ["show", "r1"],
+        ["log", "r1"],
+        ["stats"],
+        ["dlq", "list"],
+        ["config", "list"],
+        ["config", "get", "max_retries"],
+        ["worker", "list"],
+    ):
         json.loads(cli.ok(*args, "--json"))  # raises if there is anything else on stdout
 
 
@@ -711,7 +828,8 @@ def test_stats_json_shape(cli):
     assert cli.json("stats") == {
         "jobs": {s: 0 for s in STATES},
         "duration": {"mean": None, "p50": None, "p95": None},
-        "success_rate": None, "retries": 0,
+        "success_rate": None,
+        "retries": 0,
         "throughput": {"last_minute": 0, "last_hour": 0},
     }
 
@@ -745,7 +863,8 @@ def test_stop_timeout_needs_wait(cli):
 
 def test_a_config_range_error_names_only_the_rule(cli):
     assert cli.fails(2, "config", "set", "backoff_jitter", "2") == (
-        "Error: backoff_jitter must be between 0 and 1, got '2'\n")
+        "Error: backoff_jitter must be between 0 and 1, got '2'\n"
+    )
 
 
 def test_json_true_is_spelt_as_json_in_errors(cli):
@@ -761,11 +880,18 @@ def test_a_timed_out_job_shows_the_signal_not_a_negative_status(cli):
     job = store.claim("w", store.get_job("slow").run_at, "tok")
     from queuectl import attempts
 
-    attempts.fail(store, job, "timed out after 1s",
-                  {"backoff_base": 2, "backoff_max": 60, "backoff_jitter": 0}, job.run_at,
-                  Result(-15, "", "", 1.0, "timed out after 1s"))
+    attempts.fail(
+        store,
+        job,
+        "timed out after 1s",
+        {"backoff_base": 2, "backoff_max": 60, "backoff_jitter": 0},
+        job.run_at,
+        Result(-15, "", "", 1.0, "timed out after 1s"),
+    )
     out = cli.ok("log", "slow")
     assert out.startswith("Job slow: dead, killed by SIGTERM, attempt 1/1\n")
-    assert [line.split() for line in cli.ok("show", "slow").splitlines()
-            if line.startswith(("stdout", "stderr"))] == [["stdout", "(empty)"],
-                                                          ["stderr", "(empty)"]]
+    assert [
+        line.split()
+        for line in cli.ok("show", "slow").splitlines()
+        if line.startswith(("stdout", "stderr"))
+    ] == [["stdout", "(empty)"], ["stderr", "(empty)"]]

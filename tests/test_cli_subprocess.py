@@ -31,8 +31,11 @@ ENTRY_POINTS = {
 @pytest.fixture
 def env(tmp_path) -> dict[str, str]:
     """A child environment with a private QUEUECTL_HOME and no store variables."""
-    clean = {k: v for k, v in os.environ.items()
-             if not k.startswith("QUEUECTL_") and k not in ("MONGODB_URI", "NO_COLOR")}
+    clean = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("QUEUECTL_") and k not in ("MONGODB_URI", "NO_COLOR")
+    }
     clean["QUEUECTL_HOME"] = str(tmp_path / "home")
     # bin/queuectl starts with `#!/usr/bin/env python3`: let that find this virtualenv.
     clean["PATH"] = f"{VENV_BIN}{os.pathsep}{clean.get('PATH', '')}"
@@ -46,12 +49,26 @@ def workdir(tmp_path) -> Path:
     return path
 
 
-def run(env: dict[str, str], cwd: Path, *args: str, entry: str = "script", stdin: str = "",
-        umask: int = -1) -> subprocess.CompletedProcess[str]:
+def run(
+    env: dict[str, str],
+    cwd: Path,
+    *args: str,
+    entry: str = "script",
+    stdin: str = "",
+    umask: int = -1,
+) -> subprocess.CompletedProcess[str]:
     """Run one queuectl process to completion (bounded by TIMEOUT)."""
     assert QUEUECTL, "the queuectl script is not installed next to this Python"
-    return subprocess.run([*ENTRY_POINTS[entry], *args], env=env, cwd=cwd, input=stdin,
-                          capture_output=True, text=True, timeout=TIMEOUT, umask=umask)
+    return subprocess.run(
+        [*ENTRY_POINTS[entry], *args],
+        env=env,
+        cwd=cwd,
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+        umask=umask,
+    )
 
 
 def assert_error_line(proc: subprocess.CompletedProcess[str], code: int) -> str:
@@ -105,8 +122,14 @@ def test_pymongo_is_imported_only_for_a_mongodb_url(env, workdir):
         "    codes = [main(['--help']), main(['status']), main(['enqueue', 'true'])]\n"
         "print(codes, 'pymongo' in sys.modules)\n"
     )
-    proc = subprocess.run([sys.executable, "-c", probe], env=env, cwd=workdir,
-                          capture_output=True, text=True, timeout=TIMEOUT)
+    proc = subprocess.run(
+        [sys.executable, "-c", probe],
+        env=env,
+        cwd=workdir,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
     assert proc.stdout == "[0, 0, 0] False\n", proc
 
 
@@ -116,12 +139,17 @@ def test_pymongo_is_imported_only_for_a_mongodb_url(env, workdir):
 def test_store_precedence(env, workdir, tmp_path):
     files = {name: tmp_path / f"{name}.db" for name in ("option", "env", "dotenv")}
     (workdir / ".env").write_text(f"QUEUECTL_DB=sqlite:///{files['dotenv']}\n")
-    full = {**env, "QUEUECTL_DB": f"sqlite:///{files['env']}",
-            "MONGODB_URI": "mongodb://u:pw@mongodb-uri.invalid:99999/q"}
+    full = {
+        **env,
+        "QUEUECTL_DB": f"sqlite:///{files['env']}",
+        "MONGODB_URI": "mongodb://u:pw@mongodb-uri.invalid:99999/q",
+    }
 
     # --db beats everything
-    assert run(full, workdir, "--db", str(files["option"]), "enqueue", "true",
-               "--id", "a").returncode == 0
+    assert (
+        run(full, workdir, "--db", str(files["option"]), "enqueue", "true", "--id", "a").returncode
+        == 0
+    )
     # then QUEUECTL_DB, and the real environment wins over .env
     assert run(full, workdir, "enqueue", "true", "--id", "b").returncode == 0
     # then .env's QUEUECTL_DB, above a real MONGODB_URI
@@ -147,8 +175,11 @@ def test_store_precedence(env, workdir, tmp_path):
 
 def test_sqlite_urls_relative_absolute_and_bare_paths(env, workdir, tmp_path):
     absolute = tmp_path / "abs" / "q.db"
-    cases = [("sqlite:///rel.db", workdir / "rel.db"), (f"sqlite:///{absolute}", absolute),
-             ("sub/bare.db", workdir / "sub" / "bare.db")]
+    cases = [
+        ("sqlite:///rel.db", workdir / "rel.db"),
+        (f"sqlite:///{absolute}", absolute),
+        ("sub/bare.db", workdir / "sub" / "bare.db"),
+    ]
     assert f"sqlite:///{absolute}".startswith("sqlite:////")
     for _url, path in cases:
         path.parent.mkdir(exist_ok=True)
@@ -185,9 +216,17 @@ def test_an_unreachable_mongodb_fails_fast_without_its_password(env, workdir):
     url = "mongodb://user:secret@127.0.0.1:1/q"
     started = time.monotonic()
     # Both at once, so the suite waits for one server-selection timeout, not two.
-    procs = [subprocess.Popen([QUEUECTL, "--db", url, *args], env=env, cwd=workdir,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for args in (["status"], ["enqueue", "true"])]
+    procs = [
+        subprocess.Popen(
+            [QUEUECTL, "--db", url, *args],
+            env=env,
+            cwd=workdir,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for args in (["status"], ["enqueue", "true"])
+    ]
     results = []
     for proc in procs:
         out, err = proc.communicate(timeout=TIMEOUT)
@@ -232,8 +271,8 @@ def test_no_color_and_a_pipe_give_plain_tables(env, workdir):
 
 
 def test_worker_start_on_a_bad_store_is_one_error_before_any_worker_starts(env, workdir):
-    proc = run(env, workdir, "--db", "nowhere/q.db", "worker", "start", "--count", "3",
-               "--burst")
+    proc = run(env, workdir, "--db", "nowhere/q.db", "worker", "start", "--count", "3", "--burst")
     assert proc.returncode == 1
     assert proc.stderr.startswith("Error: cannot create SQLite store") and (
-        proc.stderr.count("\n") == 1), proc.stderr
+        proc.stderr.count("\n") == 1
+    ), proc.stderr

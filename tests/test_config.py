@@ -73,7 +73,10 @@ def test_set_parses_the_value_to_the_key_type(config, store):
     assert config.set("job_timeout", 45) == ("job_timeout", 45)
     assert config.set("poll_interval", " 0.25 ") == ("poll_interval", 0.25)
     assert store.get_config() == {
-        "max_retries": 5, "backoff_base": 2.5, "backoff_max": 120, "job_timeout": 45,
+        "max_retries": 5,
+        "backoff_base": 2.5,
+        "backoff_max": 120,
+        "job_timeout": 45,
         "poll_interval": 0.25,
     }
     assert isinstance(config.get("max_retries"), int)
@@ -124,8 +127,14 @@ def test_values_at_the_edge_of_a_rule_are_allowed(config, key, good):
     ],
 )
 def test_the_error_names_the_rule(config, key, words):
-    bad = {"max_retries": "x", "backoff_base": "0.5", "backoff_max": "0",
-           "backoff_jitter": "3", "job_timeout": "-1", "poll_interval": "0"}[key]
+    bad = {
+        "max_retries": "x",
+        "backoff_base": "0.5",
+        "backoff_max": "0",
+        "backoff_jitter": "3",
+        "job_timeout": "-1",
+        "poll_interval": "0",
+    }[key]
     with pytest.raises(InvalidInput, match=words):
         config.set(key, bad)
 
@@ -151,8 +160,11 @@ def test_unknown_keys_are_refused_naming_the_keys(config, store, operation, name
 
 
 def test_stale_after_must_stay_above_heartbeat_interval(config, store):
-    with pytest.raises(InvalidInput, match=r"stale_after \(600\) must be greater than "
-                                           r"heartbeat_interval \(600\)"):
+    with pytest.raises(
+        InvalidInput,
+        match=r"stale_after \(600\) must be greater than "
+        r"heartbeat_interval \(600\)",
+    ):
         config.set("heartbeat_interval", "600")
     config.set("heartbeat_interval", "10")
     config.set("stale_after", "20")

@@ -33,23 +33,41 @@ def visible(text: str) -> str:
 
 
 def job(job_id: str, state: str = "pending", command: str = "echo hi", **extra) -> Job:
-    fields = dict(attempts=0, max_retries=3, created_at=NOW - 60, updated_at=NOW - 5,
-                  run_at=NOW - 60)
+    fields = dict(
+        attempts=0, max_retries=3, created_at=NOW - 60, updated_at=NOW - 5, run_at=NOW - 60
+    )
     fields.update(extra)
     return Job(id=job_id, command=command, state=state, **fields)
 
 
 def busy_snapshot() -> Snapshot:
     long_command = "printf 'x\x1b[2J\n'; " + "echo long " * 30 + "\x1b[31m\r\x07"
-    jobs = [job("a" * 120, "processing", long_command, attempts=2),
-            job("j-ok", "completed", "echo ok", attempts=1, updated_at=NOW - 3700),
-            job("j\tbad", "dead", "exit 3\x07")]
-    workers = [WorkerInfo(id="host-" + "x" * 60 + ":4242:1-abcd", host="h", pid=4242,
-                          status="busy", current_job="a" * 120, last_heartbeat=NOW - 2,
-                          jobs_done=7, jobs_failed=1)]
+    jobs = [
+        job("a" * 120, "processing", long_command, attempts=2),
+        job("j-ok", "completed", "echo ok", attempts=1, updated_at=NOW - 3700),
+        job("j\tbad", "dead", "exit 3\x07"),
+    ]
+    workers = [
+        WorkerInfo(
+            id="host-" + "x" * 60 + ":4242:1-abcd",
+            host="h",
+            pid=4242,
+            status="busy",
+            current_job="a" * 120,
+            last_heartbeat=NOW - 2,
+            jobs_done=7,
+            jobs_failed=1,
+        )
+    ]
     counts = {"pending": 3, "processing": 1, "completed": 10, "failed": 0, "dead": 2}
-    return Snapshot(store="sqlite:////tmp/q.db", interval=2, counts=counts, workers=workers,
-                    jobs=jobs, taken_at=NOW)
+    return Snapshot(
+        store="sqlite:////tmp/q.db",
+        interval=2,
+        counts=counts,
+        workers=workers,
+        jobs=jobs,
+        taken_at=NOW,
+    )
 
 
 # -- render_frame ---------------------------------------------------------------------------
@@ -81,8 +99,12 @@ def test_frame_respects_narrow_widths_and_height():
 
 
 def test_frame_of_an_empty_store():
-    snapshot = Snapshot(store="mongodb://h/q", interval=0.5, counts=dict.fromkeys(
-        ("pending", "processing", "completed", "failed", "dead"), 0), taken_at=NOW)
+    snapshot = Snapshot(
+        store="mongodb://h/q",
+        interval=0.5,
+        counts=dict.fromkeys(("pending", "processing", "completed", "failed", "dead"), 0),
+        taken_at=NOW,
+    )
     text = render_frame(snapshot, 80, NOW)
     assert "every 0.5s" in text
     assert "Workers: 0 active" in text and "(no worker is running)" in text
@@ -92,13 +114,17 @@ def test_frame_of_an_empty_store():
 def test_frame_says_when_the_store_is_unreachable():
     never = Snapshot(store="", interval=2, error="MongoDB at mongodb://h/q: timed out")
     lines = render_frame(never, 80, NOW).split("\n")
-    assert lines[1:3] == ["Store unreachable - retrying every 2s (never read):",
-                          "  MongoDB at mongodb://h/q: timed out"]
+    assert lines[1:3] == [
+        "Store unreachable - retrying every 2s (never read):",
+        "  MongoDB at mongodb://h/q: timed out",
+    ]
     assert "Jobs: unknown" in lines
     stale = Snapshot(**{**busy_snapshot().__dict__, "error": "SQLite store: disk I/O error"})
     text = visible(render_frame(stale, 80, NOW + 90))
-    assert "Store unreachable - retrying every 2s (showing data from 1m ago):\n" \
-           "  SQLite store: disk I/O error\n" in text
+    assert (
+        "Store unreachable - retrying every 2s (showing data from 1m ago):\n"
+        "  SQLite store: disk I/O error\n" in text
+    )
     assert "pending 3" in text  # the last good data stays on screen
 
 
@@ -135,8 +161,7 @@ class FlakyStore:
         return getattr(self.real, name)
 
 
-def test_loop_reports_an_unreachable_store_keeps_trying_and_ends_quietly(
-        tmp_path, monkeypatch):
+def test_loop_reports_an_unreachable_store_keeps_trying_and_ends_quietly(tmp_path, monkeypatch):
     real = SqliteStore(str(tmp_path / "q.db"))
     real.insert_jobs([job("visible-job", updated_at=time.time())])
     store = FlakyStore(real, failures=1)
@@ -155,7 +180,7 @@ def test_loop_reports_an_unreachable_store_keeps_trying_and_ends_quietly(
         run_dashboard(lambda: store, 0.25, out=screen)
     except KeyboardInterrupt:
         pytest.fail("Ctrl+C must end the dashboard quietly, not escape from it")
-    first, second = frames[0], frames[1][len(frames[0]):]
+    first, second = frames[0], frames[1][len(frames[0]) :]
     assert "Store unreachable" in first and "  SQLite store: database is locked" in first
     assert "Store unreachable" not in second and "visible-job" in second
     assert not re.search(r"\x1b\[\d+(;\d+)*m", frames[1]), "colour despite NO_COLOR"
@@ -227,12 +252,20 @@ def test_dashboard_in_a_terminal_follows_a_job_and_quits_on_ctrl_c(tmp_path):
     now = time.time()
     # Older finished jobs fill more than a screen: the frame must still fit 24 lines.
     store.insert_jobs([job(f"old-{n}", "completed", updated_at=now - 100) for n in range(40)])
-    store.insert_jobs([job("watched-job", command="echo watched", created_at=now,
-                           updated_at=now, run_at=now)])
-    env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "TERM": "xterm", "COLUMNS": "80",
-           "LINES": "24", "QUEUECTL_HOME": str(tmp_path / "home"), "LANG": "C.UTF-8"}
-    term = Terminal([sys.executable, "-m", "queuectl", "--db", db, "dashboard",
-                     "--interval", "0.2"], env)
+    store.insert_jobs(
+        [job("watched-job", command="echo watched", created_at=now, updated_at=now, run_at=now)]
+    )
+    env = {
+        "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+        "TERM": "xterm",
+        "COLUMNS": "80",
+        "LINES": "24",
+        "QUEUECTL_HOME": str(tmp_path / "home"),
+        "LANG": "C.UTF-8",
+    }
+    term = Terminal(
+        [sys.executable, "-m", "queuectl", "--db", db, "dashboard", "--interval", "0.2"], env
+    )
     try:
         screen = term.read_until(lambda s: "pending" in row_of(s, "watched-job"))
         assert "(no worker is running)" in screen and "Workers: 0 active" in screen

@@ -38,8 +38,9 @@ def run_to_end(store, clock, job_id: str, ok: bool, duration: float = 0.5) -> No
     if ok:
         assert attempts.complete(store, claimed, result, clock())
     else:
-        assert attempts.fail(store, claimed, "exit status 1",
-                             ConfigManager(store).all(), clock(), result)[0]
+        assert attempts.fail(
+            store, claimed, "exit status 1", ConfigManager(store).all(), clock(), result
+        )[0]
 
 
 # -- enqueue -----------------------------------------------------------------------------------
@@ -56,9 +57,12 @@ def test_enqueue_one_job_with_defaults(jobs, store, clock):
 def test_defaults_come_from_the_config_in_the_store(jobs, store):
     ConfigManager(store).set("max_retries", "5")
     ConfigManager(store).set("job_timeout", "30")
-    [default, explicit] = jobs.enqueue(lines(
-        {"command": "true"}, {"command": "true", "max_retries": 0, "timeout": 2},
-    ))
+    [default, explicit] = jobs.enqueue(
+        lines(
+            {"command": "true"},
+            {"command": "true", "max_retries": 0, "timeout": 2},
+        )
+    )
     assert (default.max_retries, default.timeout) == (5, 30.0)
     assert (explicit.max_retries, explicit.timeout) == (0, 2.0)
     assert store.get_job(default.id).max_retries == 5
@@ -70,8 +74,12 @@ def test_delay_is_counted_from_the_clock(jobs, clock):
 
 
 def test_a_batch_is_checked_whole_before_anything_is_written(jobs, store):
-    batch = lines({"command": "true", "id": "a"}, {"command": "true", "id": "b"},
-                  {"command": "true", "priority": "high"}, {"command": "true", "id": "d"})
+    batch = lines(
+        {"command": "true", "id": "a"},
+        {"command": "true", "id": "b"},
+        {"command": "true", "priority": "high"},
+        {"command": "true", "id": "d"},
+    )
     with pytest.raises(InvalidInput) as caught:
         jobs.enqueue(batch)
     assert str(caught.value) == "line 3: priority must be an integer, got 'high'"
@@ -88,8 +96,13 @@ def test_a_single_spec_error_has_no_label(jobs, store):
 
 def test_an_id_repeated_in_the_batch_is_a_duplicate(jobs, store):
     with pytest.raises(DuplicateJob) as caught:
-        jobs.enqueue(lines({"command": "true", "id": "x"}, {"command": "true", "id": "y"},
-                           {"command": "false", "id": "x"}))
+        jobs.enqueue(
+            lines(
+                {"command": "true", "id": "x"},
+                {"command": "true", "id": "y"},
+                {"command": "false", "id": "x"},
+            )
+        )
     assert caught.value.job_id == "x"
     assert caught.value.exit_code == 1
     assert "repeated" in str(caught.value)
@@ -139,8 +152,7 @@ def test_counts_always_has_all_five_states(jobs, store, clock):
     assert list(jobs.counts()) == list(STATES)
     jobs.enqueue(lines({"command": "true", "id": "a"}, {"command": "true", "id": "b"}))
     run_to_end(store, clock, "a", ok=True)
-    assert jobs.counts() == {"pending": 1, "processing": 0, "completed": 1, "failed": 0,
-                             "dead": 0}
+    assert jobs.counts() == {"pending": 1, "processing": 0, "completed": 1, "failed": 0, "dead": 0}
 
 
 def test_list_checks_state_and_limit(jobs):
@@ -212,12 +224,15 @@ def test_stats_of_an_empty_queue(jobs):
 
 
 def test_stats_shape_and_figures(jobs, store, clock):
-    jobs.enqueue(lines(
-        {"command": "true", "id": "ok1"}, {"command": "true", "id": "ok2"},
-        {"command": "false", "id": "flaky", "max_retries": 1},
-        {"command": "false", "id": "doomed", "max_retries": 0},
-        {"command": "true", "id": "waiting", "delay": 10_000},
-    ))
+    jobs.enqueue(
+        lines(
+            {"command": "true", "id": "ok1"},
+            {"command": "true", "id": "ok2"},
+            {"command": "false", "id": "flaky", "max_retries": 1},
+            {"command": "false", "id": "doomed", "max_retries": 0},
+            {"command": "true", "id": "waiting", "delay": 10_000},
+        )
+    )
     run_to_end(store, clock, "ok1", ok=True, duration=1.0)
     clock.advance(120)
     run_to_end(store, clock, "ok2", ok=True, duration=3.0)
@@ -227,8 +242,7 @@ def test_stats_shape_and_figures(jobs, store, clock):
     run_to_end(store, clock, "flaky", ok=True, duration=2.0)
     stats = jobs.stats()
     assert set(stats) == STATS_KEYS
-    assert stats["jobs"] == {"pending": 1, "processing": 0, "completed": 3, "failed": 0,
-                             "dead": 1}
+    assert stats["jobs"] == {"pending": 1, "processing": 0, "completed": 3, "failed": 0, "dead": 1}
     assert stats["duration"] == {"mean": pytest.approx(2.0), "p50": 2.0, "p95": 3.0}
     assert stats["success_rate"] == pytest.approx(3 / 4)
     assert stats["retries"] == 1

@@ -72,7 +72,8 @@ def test_config_defaults_apply_when_the_spec_is_silent():
 def test_spec_fields_override_config_defaults():
     job = build(
         {"command": "true", "id": "job1", "max_retries": 0, "priority": -5, "timeout": 1.5},
-        max_retries=7, timeout=30,
+        max_retries=7,
+        timeout=30,
     )
     assert (job.id, job.max_retries, job.priority, job.timeout) == ("job1", 0, -5, 1.5)
 
@@ -134,9 +135,7 @@ def test_valid_ids(job_id):
     assert validate_id(job_id) == job_id
 
 
-@pytest.mark.parametrize(
-    "job_id", ["", "x" * 129, "a b", "a/b", "é", "a\n", "job;rm", 7, None]
-)
+@pytest.mark.parametrize("job_id", ["", "x" * 129, "a b", "a/b", "é", "a\n", "job;rm", 7, None])
 def test_invalid_ids_name_the_allowed_characters(job_id):
     with pytest.raises(InvalidInput, match=r"1-128 characters of A-Z a-z 0-9 \. _ : -"):
         validate_id(job_id)
@@ -240,7 +239,9 @@ def test_no_jitter_means_exact_delays():
 def test_after_failure_three_retries_then_dead():
     outcomes = [after_failure(n, 3, NOW, 2, 3600) for n in (1, 2, 3, 4)]
     assert [(o.state, o.delay, o.run_at) for o in outcomes[:3]] == [
-        (FAILED, 2, NOW + 2), (FAILED, 4, NOW + 4), (FAILED, 8, NOW + 8),
+        (FAILED, 2, NOW + 2),
+        (FAILED, 4, NOW + 4),
+        (FAILED, 8, NOW + 8),
     ]
     assert (outcomes[3].state, outcomes[3].run_at, outcomes[3].delay) == (DEAD, None, None)
 

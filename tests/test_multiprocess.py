@@ -51,8 +51,14 @@ def test_sigkilled_worker_job_is_released_at_once_and_completed_by_another(q):
     q.config(backoff_base=2)
     job_id = unique("crash")
     # The first attempt sleeps until its worker is killed; the retry finishes at once.
-    q.cli("enqueue", "--id", job_id, "--max-retries", "3",
-          'if [ "$QUEUECTL_ATTEMPT" = 1 ]; then sleep 30; fi; echo "ran on $QUEUECTL_WORKER_ID"')
+    q.cli(
+        "enqueue",
+        "--id",
+        job_id,
+        "--max-retries",
+        "3",
+        'if [ "$QUEUECTL_ATTEMPT" = 1 ]; then sleep 30; fi; echo "ran on $QUEUECTL_WORKER_ID"',
+    )
     first = q.start_workers()
     wait_for(lambda: job_processes(job_id), 15, "the first attempt's command to run")
     listed = json.loads(q.cli("worker", "list", "--json").stdout)
@@ -96,7 +102,8 @@ def test_worker_stop_wait_returns_after_running_jobs_finish(q):
     assert supervisor.wait(10) == 0
     # `worker stop` signals local workers with SIGTERM: the log says what each one does.
     assert "stopping: finishing the current job (a second signal stops at once)" in (
-        supervisor.output())
+        supervisor.output()
+    )
     assert "stopping: no job is running (a second signal stops at once)" in supervisor.output()
 
 
@@ -120,15 +127,27 @@ def test_second_sigint_kills_the_command_and_hands_the_job_back(q):
     q.config(backoff_max=0.2)
     job_id = unique("abort")
     # Attempt 1 fails so the interrupted attempt is the second: attempts must go back to 1.
-    q.cli("enqueue", "--id", job_id, "--max-retries", "5",
-          '[ "$QUEUECTL_ATTEMPT" = 1 ] && exit 3; sleep 30')
+    q.cli(
+        "enqueue",
+        "--id",
+        job_id,
+        "--max-retries",
+        "5",
+        '[ "$QUEUECTL_ATTEMPT" = 1 ] && exit 3; sleep 30',
+    )
     supervisor = q.start_workers()
-    wait_for(lambda: q.job(job_id)["attempts"] == 2 and job_processes(job_id), 15,
-             "the second attempt to run")
+    wait_for(
+        lambda: q.job(job_id)["attempts"] == 2 and job_processes(job_id),
+        15,
+        "the second attempt to run",
+    )
 
     supervisor.proc.send_signal(signal.SIGINT)
-    wait_for(lambda: "finishing the current job" in supervisor.output(), 10,
-             "the worker to start its graceful stop")
+    wait_for(
+        lambda: "finishing the current job" in supervisor.output(),
+        10,
+        "the worker to start its graceful stop",
+    )
     supervisor.proc.send_signal(signal.SIGINT)
 
     assert supervisor.wait(10) == 0
@@ -141,8 +160,16 @@ def test_second_sigint_kills_the_command_and_hands_the_job_back(q):
 
 def test_timeout_kills_every_process_the_command_spawned(q):
     job_id = unique("tree")
-    q.cli("enqueue", "--id", job_id, "--timeout", "1", "--max-retries", "0",
-          "sh -c 'sleep 30 & sleep 30 & wait'")
+    q.cli(
+        "enqueue",
+        "--id",
+        job_id,
+        "--timeout",
+        "1",
+        "--max-retries",
+        "0",
+        "sh -c 'sleep 30 & sleep 30 & wait'",
+    )
     supervisor = q.start_workers("--burst")
     # sh -c, the inner sh and its two sleeps
     wait_for(lambda: len(job_processes(job_id)) >= 4, 15, "the command's process tree")
@@ -204,6 +231,8 @@ def test_detach_starts_workers_in_the_background_with_private_logs(q):
     wait_for(lambda: q.job(job_id)["state"] == "completed", 15, "the job to complete")
     assert f"job {job_id} completed" in wait_for(
         lambda: (text := open(log).read()) and f"job {job_id} completed" in text and text,
-        5, "the worker's log line")
+        5,
+        "the worker's log line",
+    )
     q.cli("worker", "stop", "--wait", "--timeout", "20")
     assert json.loads(q.cli("worker", "list", "--json").stdout) == []

@@ -30,8 +30,9 @@ def run_cli(store, home, monkeypatch, capsys):
     """queuectl.cli.main on the test's store: returns (exit code, stdout, stderr)."""
     if isinstance(store, MongoStore):
         url = "mongodb://test.invalid/queuectl_test"
-        monkeypatch.setattr("queuectl.store.mongo.connect",
-                            lambda _url, _masked, _secret=None: store)
+        monkeypatch.setattr(
+            "queuectl.store.mongo.connect", lambda _url, _masked, _secret=None: store
+        )
     else:
         url = store.path
 
@@ -76,24 +77,39 @@ def test_log_of_an_unknown_job_is_exit_1(run_cli):
 
 
 def test_log_after_a_run_shows_state_exit_status_and_both_streams(run_cli, store):
-    enqueue(run_cli, "--id", "mixed", "--max-retries", "0",
-            "echo to-out; echo line-2; echo to-err >&2; exit 4")
+    enqueue(
+        run_cli,
+        "--id",
+        "mixed",
+        "--max-retries",
+        "0",
+        "echo to-out; echo line-2; echo to-err >&2; exit 4",
+    )
     enqueue(run_cli, "--id", "fine", "printf 'ok\\033[2J\\n'")
     run_worker(store)
     code, out, err = run_cli("log", "mixed")
     assert (code, err) == (0, "")
-    assert out == ("Job mixed: dead, exit status 4, attempt 1/1\n"
-                   "Last error: exit status 4: to-err\n"
-                   "--- stdout ---\nto-out\nline-2\n--- stderr ---\nto-err\n")
+    assert out == (
+        "Job mixed: dead, exit status 4, attempt 1/1\n"
+        "Last error: exit status 4: to-err\n"
+        "--- stdout ---\nto-out\nline-2\n--- stderr ---\nto-err\n"
+    )
     code, out, _ = run_cli("log", "fine")
     assert code == 0
     assert out.splitlines()[0] == "Job fine: completed, exit status 0, attempt 1/4"
     assert "ok\\x1b[2J" in out and "\x1b" not in out  # a job's output cannot drive the terminal
     assert out.endswith("--- stderr ---\n(empty)\n")
     code, out, _ = run_cli("log", "mixed", "--json")
-    assert json.loads(out) == {"id": "mixed", "state": "dead", "attempts": 1, "exit_code": 4,
-                               "last_error": "exit status 4: to-err", "has_run": True,
-                               "stdout": "to-out\nline-2\n", "stderr": "to-err\n"}
+    assert json.loads(out) == {
+        "id": "mixed",
+        "state": "dead",
+        "attempts": 1,
+        "exit_code": 4,
+        "last_error": "exit status 4: to-err",
+        "has_run": True,
+        "stdout": "to-out\nline-2\n",
+        "stderr": "to-err\n",
+    }
 
 
 def test_log_never_pairs_an_old_output_with_a_newer_attempt(run_cli, store):
@@ -103,21 +119,29 @@ def test_log_never_pairs_an_old_output_with_a_newer_attempt(run_cli, store):
     assert running is not None and running.attempts == 2
     code, out, _ = run_cli("log", "again")
     assert code == 0
-    assert out.splitlines()[0] == ("Job again: processing (attempt 2/4 is running); "
-                                   "output of the previous attempt, exit status 5")
+    assert out.splitlines()[0] == (
+        "Job again: processing (attempt 2/4 is running); "
+        "output of the previous attempt, exit status 5"
+    )
     assert "first try" in out
     # The second attempt is lost (its worker stopped heartbeating): it left no output.
     error = "worker far:1:1-beef stopped heartbeating"
     assert attempts.fail(store, running, error, ConfigManager(store).all(), time.time())[0]
     code, out, _ = run_cli("log", "again")
-    assert out == (f"Job again: failed, exit status -, attempt 2/4\nLast error: {error}\n"
-                   "--- stdout ---\n(empty)\n--- stderr ---\n(empty)\n")
+    assert out == (
+        f"Job again: failed, exit status -, attempt 2/4\nLast error: {error}\n"
+        "--- stdout ---\n(empty)\n--- stderr ---\n(empty)\n"
+    )
 
 
 def test_output_keeps_the_last_64_KiB_and_says_it_was_cut(run_cli, store):
     printed = ("0123456789\n" * 20_000)[:200_000] + "END-MARKER\n"
-    enqueue(run_cli, "--id", "chatty", "yes 0123456789 | head -c 200000; echo END-MARKER; "
-            "echo small >&2")
+    enqueue(
+        run_cli,
+        "--id",
+        "chatty",
+        "yes 0123456789 | head -c 200000; echo END-MARKER; echo small >&2",
+    )
     run_worker(store)
     _, out, _ = run_cli("show", "chatty", "--json")
     stdout = json.loads(out)["stdout"]
@@ -146,14 +170,18 @@ def test_show_includes_attempts_and_last_error(run_cli, store):
     code, out, _ = run_cli("show", "shaky", "--json")
     shown = json.loads(out)
     assert (shown["attempts"], shown["last_error"], shown["state"]) == (
-        1, "exit status 5: nope", "failed")
+        1,
+        "exit status 5: nope",
+        "failed",
+    )
 
 
 # -- stats ----------------------------------------------------------------------------------
 EMPTY_STATS = {
     "jobs": dict.fromkeys(STATES, 0),
     "duration": {"mean": None, "p50": None, "p95": None},
-    "success_rate": None, "retries": 0,
+    "success_rate": None,
+    "retries": 0,
     "throughput": {"last_minute": 0, "last_hour": 0},
 }
 
@@ -167,8 +195,14 @@ def test_stats_with_no_data_is_null_where_nothing_was_measured(run_cli):
     assert "Success rate: - " in out
 
 
-def settle(store, job_id: str, outcomes: list[str], duration: float, finished_at: float,
-           max_retries: int = 3) -> None:
+def settle(
+    store,
+    job_id: str,
+    outcomes: list[str],
+    duration: float,
+    finished_at: float,
+    max_retries: int = 3,
+) -> None:
     """Enqueue a job and take it through `outcomes` ("fail" / "ok") with a known duration."""
     spec = {"id": job_id, "command": "true", "max_retries": max_retries}
     JobManager(store).enqueue([(None, spec)])
@@ -177,8 +211,13 @@ def settle(store, job_id: str, outcomes: list[str], duration: float, finished_at
         # Claiming "later" makes a retry's backoff already over.
         job = store.claim("test-worker", time.time() + 3600, f"{job_id}-{n}")
         assert job is not None and job.id == job_id
-        result = Result(exit_code=0 if outcome == "ok" else 1, stdout="", stderr="",
-                        duration=duration, error=None if outcome == "ok" else "exit status 1")
+        result = Result(
+            exit_code=0 if outcome == "ok" else 1,
+            stdout="",
+            stderr="",
+            duration=duration,
+            error=None if outcome == "ok" else "exit status 1",
+        )
         if outcome == "ok":
             assert attempts.complete(store, job, result, finished_at)
         else:
@@ -205,11 +244,12 @@ def test_stats_match_known_durations(run_cli, store):
     assert code == 0
     data = json.loads(out)
     assert set(data) == {"jobs", "duration", "success_rate", "retries", "throughput"}
-    assert data["jobs"] == {"pending": 1, "processing": 0, "completed": 20, "failed": 0,
-                            "dead": 1}
-    assert data["duration"] == {"mean": pytest.approx(sum(durations) / 20),
-                                "p50": nearest_rank(durations, 0.50),
-                                "p95": nearest_rank(durations, 0.95)}
+    assert data["jobs"] == {"pending": 1, "processing": 0, "completed": 20, "failed": 0, "dead": 1}
+    assert data["duration"] == {
+        "mean": pytest.approx(sum(durations) / 20),
+        "p50": nearest_rank(durations, 0.50),
+        "p95": nearest_rank(durations, 0.95),
+    }
     assert data["success_rate"] == pytest.approx(20 / 21)
     assert data["retries"] == 2
     assert data["throughput"] == {"last_minute": 15, "last_hour": 18}
@@ -229,14 +269,18 @@ def test_percentiles_are_nearest_rank_values(run_cli, store):
         settle(store, f"d-{n}", ["ok"], duration, time.time())
     code, out, _ = run_cli("stats", "--json")
     assert code == 0
-    assert json.loads(out)["duration"] == {"mean": pytest.approx(7.0), "p50": 7.0,
-                                           "p95": 13.0}
+    assert json.loads(out)["duration"] == {"mean": pytest.approx(7.0), "p50": 7.0, "p95": 13.0}
 
 
 # -- scripts --------------------------------------------------------------------------------
 def script(name: str, *args: str, env: dict[str, str] | None = None):
-    return subprocess.run([sys.executable, str(REPO / "scripts" / name), *args],
-                          capture_output=True, text=True, timeout=60, env=env)
+    return subprocess.run(
+        [sys.executable, str(REPO / "scripts" / name), *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
 
 
 @pytest.mark.parametrize("name", ["dashboard.py", "retry_all_dlq.py", "add_job.py", "demo.py"])
@@ -250,8 +294,9 @@ def test_scripts_have_help(name):
 def test_add_job_and_retry_all_dlq_scripts_work_on_a_store(tmp_path):
     db = str(tmp_path / "scripts.db")
     env = {**os.environ, "QUEUECTL_HOME": str(tmp_path / "home")}
-    done = script("add_job.py", "--db", db, "--id", "s1", "--max-retries", "0", "exit", "9",
-                  env=env)
+    done = script(
+        "add_job.py", "--db", db, "--id", "s1", "--max-retries", "0", "exit", "9", env=env
+    )
     assert (done.returncode, done.stdout) == (0, "Enqueued job s1\n"), done.stderr
     from queuectl.store.sqlite import SqliteStore
 

@@ -24,9 +24,11 @@ ID_CHARS = string.ascii_letters + string.digits + "._:-"
 RAW_CONTROL = re.compile("[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 
 # The store lives for the whole test, across examples: that is the point (nothing may change).
-PROPERTY = settings(max_examples=100, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 
 
 @pytest.fixture(params=CLI_BACKENDS)
@@ -42,8 +44,9 @@ not_iso = st.text(alphabet=string.ascii_letters + " :-/.", max_size=20)  # no di
 far_times = st.integers(1, 1969).map(lambda y: f"{y:04d}-06-01T00:00:00Z")
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=8),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner,
-                                                              max_size=3),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner, max_size=3)
+    ),
     max_leaves=6,
 )
 
@@ -56,28 +59,48 @@ def not_(*types: type) -> st.SearchStrategy[Any]:
 
 
 BREAKAGES: dict[str, st.SearchStrategy[tuple[str, Any]]] = {
-    "unknown field": st.tuples(st.text(min_size=1, max_size=20).filter(
-        lambda k: k not in SPEC_FIELDS), json_values),
+    "unknown field": st.tuples(
+        st.text(min_size=1, max_size=20).filter(lambda k: k not in SPEC_FIELDS), json_values
+    ),
     "command type": st.tuples(st.just("command"), not_(str) | st.none()),
     "blank command": st.tuples(st.just("command"), st.text(" \t\n\r\x0b\x0c", max_size=10)),
-    "long command": st.tuples(st.just("command"), st.sampled_from(
-        ["x" * (64 * 1024 + 1), "é" * (32 * 1024 + 1), "y" * 1_000_000])),
+    "long command": st.tuples(
+        st.just("command"),
+        st.sampled_from(["x" * (64 * 1024 + 1), "é" * (32 * 1024 + 1), "y" * 1_000_000]),
+    ),
     "id type": st.tuples(st.just("id"), not_(str)),
-    "bad id": st.tuples(st.just("id"), st.text(max_size=140).filter(
-        lambda i: not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", i))),
+    "bad id": st.tuples(
+        st.just("id"),
+        st.text(max_size=140).filter(lambda i: not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", i)),
+    ),
     "int type": st.tuples(st.sampled_from(["max_retries", "priority"]), not_(int)),
-    "max_retries range": st.tuples(st.just("max_retries"),
-                                   st.integers(max_value=-1) | st.integers(min_value=INT_MAX + 1)),
-    "priority range": st.tuples(st.just("priority"), st.integers(max_value=-(2**31) - 1)
-                                | st.integers(min_value=INT_MAX + 1)),
+    "max_retries range": st.tuples(
+        st.just("max_retries"), st.integers(max_value=-1) | st.integers(min_value=INT_MAX + 1)
+    ),
+    "priority range": st.tuples(
+        st.just("priority"),
+        st.integers(max_value=-(2**31) - 1) | st.integers(min_value=INT_MAX + 1),
+    ),
     "seconds type": st.tuples(st.sampled_from(["delay", "timeout"]), not_(int, float)),
-    "delay range": st.tuples(st.just("delay"), st.floats(max_value=-1e-9) | st.floats(
-        min_value=1e9 + 1, allow_infinity=False) | st.integers(max_value=-1)),
-    "timeout range": st.tuples(st.just("timeout"), st.floats(max_value=0) | st.integers(
-        max_value=0) | st.integers(min_value=10**9 + 1)),
+    "delay range": st.tuples(
+        st.just("delay"),
+        st.floats(max_value=-1e-9)
+        | st.floats(min_value=1e9 + 1, allow_infinity=False)
+        | st.integers(max_value=-1),
+    ),
+    "timeout range": st.tuples(
+        st.just("timeout"),
+        st.floats(max_value=0) | st.integers(max_value=0) | st.integers(min_value=10**9 + 1),
+    ),
     "run_at type": st.tuples(st.just("run_at"), not_(str)),
-    "run_at text": st.tuples(st.just("run_at"), not_iso | far_times | st.sampled_from(
-        ["2026-13-01T00:00:00Z", "2026-02-30", "2026-01-01T25:00", "2026-01-01T00:00+25:00"])),
+    "run_at text": st.tuples(
+        st.just("run_at"),
+        not_iso
+        | far_times
+        | st.sampled_from(
+            ["2026-13-01T00:00:00Z", "2026-02-30", "2026-01-01T25:00", "2026-01-01T00:00+25:00"]
+        ),
+    ),
 }
 
 
@@ -129,8 +152,10 @@ option_breakages = st.one_of(
     st.tuples(st.just("--delay"), st.sampled_from(["-1", "nan", "inf", "1e10", "soon"])),
     st.tuples(st.just("--timeout"), st.sampled_from(["0", "-5", "nan", "-inf", "2e9"])),
     st.tuples(st.just("--run-at"), not_iso | far_times),
-    st.tuples(st.just("--id"), st.text(max_size=20).filter(
-        lambda i: not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", i))),
+    st.tuples(
+        st.just("--id"),
+        st.text(max_size=20).filter(lambda i: not re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", i)),
+    ),
 )
 
 
@@ -146,8 +171,9 @@ def number_text(values: st.SearchStrategy[float]) -> st.SearchStrategy[str]:
 
 # Values that break each key's rule (SPEC §5 config), as the user would type them.
 BAD_CONFIG: dict[str, st.SearchStrategy[str]] = {
-    "max_retries": number_text(st.integers(max_value=-1) | st.floats(0.01, 1e6).filter(
-        lambda v: not v.is_integer())),
+    "max_retries": number_text(
+        st.integers(max_value=-1) | st.floats(0.01, 1e6).filter(lambda v: not v.is_integer())
+    ),
     "backoff_base": number_text(st.floats(max_value=0.999)),
     "backoff_max": number_text(st.floats(max_value=0) | st.integers(max_value=0)),
     "backoff_jitter": number_text(st.floats(max_value=-1e-9) | st.floats(min_value=1.000001)),
@@ -156,8 +182,12 @@ BAD_CONFIG: dict[str, st.SearchStrategy[str]] = {
     "heartbeat_interval": number_text(st.floats(max_value=0) | st.floats(600, 1e9)),
     "stale_after": number_text(st.floats(max_value=30)),  # must exceed heartbeat_interval 30
 }
-spellings = {"max_retries": "max-retries", "backoff_base": "backoffBase",
-             "heartbeat_interval": "heartbeat-interval", "stale_after": "staleAfter"}
+spellings = {
+    "max_retries": "max-retries",
+    "backoff_base": "backoffBase",
+    "heartbeat_interval": "heartbeat-interval",
+    "stale_after": "staleAfter",
+}
 
 
 @st.composite
@@ -182,8 +212,10 @@ def test_a_bad_config_value_is_exit_2_one_line_and_changes_nothing(cli, case):
 
 
 @PROPERTY
-@given(key=st.text(max_size=30).map(lambda k: k.lstrip("-") + "?"), action=st.sampled_from(
-    [["get"], ["unset"], ["set", "1"]]))
+@given(
+    key=st.text(max_size=30).map(lambda k: k.lstrip("-") + "?"),
+    action=st.sampled_from([["get"], ["unset"], ["set", "1"]]),
+)
 def test_an_unknown_config_key_is_exit_2_naming_the_keys(cli, key, action):
     err = cli.fails(2, "config", action[0], key, *action[1:])
     assert "max_retries" in err and "stale_after" in err
@@ -191,9 +223,13 @@ def test_an_unknown_config_key_is_exit_2_naming_the_keys(cli, key, action):
 
 # -- good input round-trips ---------------------------------------------------------------------
 
-when = st.datetimes(min_value=datetime(1970, 1, 2), max_value=datetime(9999, 12, 28),
-                    timezones=st.none() | st.timezones() | st.builds(
-                        lambda m: timezone(timedelta(minutes=m)), st.integers(-1439, 1439)))
+when = st.datetimes(
+    min_value=datetime(1970, 1, 2),
+    max_value=datetime(9999, 12, 28),
+    timezones=st.none()
+    | st.timezones()
+    | st.builds(lambda m: timezone(timedelta(minutes=m)), st.integers(-1439, 1439)),
+)
 
 
 @st.composite
@@ -218,9 +254,15 @@ def good_specs(draw) -> dict[str, Any]:
 
 def as_argv(spec: dict[str, Any], as_options: set[str]) -> list[str]:
     """The spec as a JSON SPEC argument, with some fields moved to options."""
-    options = {"id": "--id", "command": "-c", "max_retries": "--max-retries",
-               "priority": "--priority", "delay": "--delay", "run_at": "--run-at",
-               "timeout": "--timeout"}
+    options = {
+        "id": "--id",
+        "command": "-c",
+        "max_retries": "--max-retries",
+        "priority": "--priority",
+        "delay": "--delay",
+        "run_at": "--run-at",
+        "timeout": "--timeout",
+    }
     argv = ["enqueue", json.dumps({k: v for k, v in spec.items() if k not in as_options})]
     for field in sorted(as_options & set(spec)):
         value = spec[field]
@@ -260,15 +302,25 @@ def test_a_valid_spec_round_trips_through_enqueue_and_show(cli, spec, as_options
 # -- odd text -----------------------------------------------------------------------------------
 
 odd_text = st.one_of(
-    st.text(alphabet=st.characters(codec="utf-8", categories=["Cc", "Cf", "Zl", "Zp", "Zs",
-                                                               "Ll", "Nd"]), max_size=40),
-    st.builds(lambda c, n: c * n, st.sampled_from(["a", "\n", "\x1b", "é", "\u202e", "-"]),
-              st.sampled_from([1, 128, 129, 64 * 1024, 64 * 1024 + 1, 1_000_000])),
+    st.text(
+        alphabet=st.characters(
+            codec="utf-8", categories=["Cc", "Cf", "Zl", "Zp", "Zs", "Ll", "Nd"]
+        ),
+        max_size=40,
+    ),
+    st.builds(
+        lambda c, n: c * n,
+        st.sampled_from(["a", "\n", "\x1b", "é", "\u202e", "-"]),
+        st.sampled_from([1, 128, 129, 64 * 1024, 64 * 1024 + 1, 1_000_000]),
+    ),
 )
 
 
-@settings(max_examples=40, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(job_id=st.none() | odd_text, command=odd_text)
 def test_odd_ids_and_commands_are_stored_or_refused_cleanly(cli, job_id, command):
     spec = {"command": command} if job_id is None else {"command": command, "id": job_id}
@@ -283,8 +335,12 @@ def test_odd_ids_and_commands_are_stored_or_refused_cleanly(cli, job_id, command
         assert cli.dump() == before
         return
     stored_id = result.out.strip()
-    for args in (["show", "--", stored_id], ["list"], ["dlq", "list"],
-                 ["list", "--state", "pending"]):
+    for args in (
+        ["show", "--", stored_id],
+        ["list"],
+        ["dlq", "list"],
+        ["list", "--state", "pending"],
+    ):
         out = cli.ok(*args)
         assert not RAW_CONTROL.search(out), (args, out[:300])
     rows = cli.ok("list", "--limit", "1000").splitlines()

@@ -33,9 +33,11 @@ from queuectl.models import STATES, WorkerInfo
 
 # `log` prints captured output as a block: tabs and newlines are kept, nothing else raw.
 RAW_CONTROL_IN_BLOCK = re.compile(RAW_CONTROL.pattern.replace("\x09", "\x08"))
-PROPERTY = settings(max_examples=40, deadline=None,
-                    suppress_health_check=[HealthCheck.function_scoped_fixture,
-                                           HealthCheck.too_slow])
+PROPERTY = settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 FOREIGN = "elsewhere.invalid"  # seeded workers live on another machine: never signalled
 # Set in the store by `seed`; unsetting stale_after then breaks "stale_after > heartbeat".
 SEEDED_CONFIG = {"max_retries": 5, "heartbeat_interval": 700, "stale_after": 800}
@@ -53,8 +55,7 @@ def cli(request, home, tmp_path, capsys, monkeypatch) -> Iterator[Cli]:
     def tripwire(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("this command should have been refused before starting")
 
-    for module, name in ((supervisor, "run"), (supervisor, "detach"),
-                         (dashboard, "run_dashboard")):
+    for module, name in ((supervisor, "run"), (supervisor, "detach"), (dashboard, "run_dashboard")):
         monkeypatch.setattr(module, name, tripwire)
     for made in make_cli(request.param, tmp_path, capsys, monkeypatch):
         seed(made)
@@ -66,9 +67,17 @@ def seed(cli: Cli) -> None:
     for job_id in PENDING_IDS:
         cli.seed(job_id)
     now = time.time()
-    cli.seed(RAN_ID, "completed", attempts=1, exit_code=0, started_at=now - 1, finished_at=now,
-             duration=1.0, stdout="red \x1b[31mtext\x1b[0m\tand\n\u202eeverse\r\x07",
-             stderr="\x00\x9b\u2028")
+    cli.seed(
+        RAN_ID,
+        "completed",
+        attempts=1,
+        exit_code=0,
+        started_at=now - 1,
+        finished_at=now,
+        duration=1.0,
+        stdout="red \x1b[31mtext\x1b[0m\tand\n\u202eeverse\r\x07",
+        stderr="\x00\x9b\u2028",
+    )
     for job_id in DEAD_IDS:
         cli.seed(job_id, "dead", attempts=4, last_error="exit status 1\x1b]0;title\x07")
     for key, value in SEEDED_CONFIG.items():
@@ -79,9 +88,17 @@ def seed(cli: Cli) -> None:
 def seed_workers(cli: Cli, *rows: tuple[str, float]) -> None:
     """Workers of another machine (pids that exist nowhere here), as (status, heartbeat)."""
     for n, (status, heartbeat) in enumerate(rows):
-        cli.store.register_worker(WorkerInfo(
-            id=f"{FOREIGN}:4242424:{n}-ab{n}", host=FOREIGN, pid=4242424, status=status,
-            started_at=heartbeat - 5, last_heartbeat=heartbeat, machine=FOREIGN))
+        cli.store.register_worker(
+            WorkerInfo(
+                id=f"{FOREIGN}:4242424:{n}-ab{n}",
+                host=FOREIGN,
+                pid=4242424,
+                status=status,
+                started_at=heartbeat - 5,
+                last_heartbeat=heartbeat,
+                machine=FOREIGN,
+            )
+        )
 
 
 def worker_ids(cli: Cli, statuses: Sequence[str] | None = None) -> set[str]:
@@ -89,8 +106,14 @@ def worker_ids(cli: Cli, statuses: Sequence[str] | None = None) -> set[str]:
     return {w.id for w in cli.store.list_workers(statuses=statuses)}
 
 
-def run(cli: Cli, argv: Sequence[str], expected: int, *, changes: bool = False,
-        raw: re.Pattern[str] = RAW_CONTROL) -> Result:
+def run(
+    cli: Cli,
+    argv: Sequence[str],
+    expected: int,
+    *,
+    changes: bool = False,
+    raw: re.Pattern[str] = RAW_CONTROL,
+) -> Result:
     """Run one command that must exit `expected` cleanly (SPEC §3). The store must be exactly
     as before, unless the command `changes` it (a write; then the caller checks the store)."""
     before = cli.dump()
@@ -116,8 +139,11 @@ def run(cli: Cli, argv: Sequence[str], expected: int, *, changes: bool = False,
 # Options no command has ("--zz…", upper-case short ones), with and without a value.
 unknown_options = st.one_of(
     st.from_regex(r"--zz[a-z0-9-]{0,10}", fullmatch=True),
-    st.builds(lambda name, value: f"--zz{name}={value}",
-              st.text(string.ascii_lowercase, max_size=6), st.text(max_size=6)),
+    st.builds(
+        lambda name, value: f"--zz{name}={value}",
+        st.text(string.ascii_lowercase, max_size=6),
+        st.text(max_size=6),
+    ),
     st.sampled_from(string.ascii_uppercase).map(lambda c: f"-{c}"),
 )
 extra_words = st.text(string.ascii_letters + string.digits + "._", min_size=1, max_size=10)
@@ -129,10 +155,29 @@ odd_text = st.one_of(
     st.text(max_size=40),
     st.text(alphabet=st.characters(categories=["Cc", "Cf", "Zl", "Zp", "Zs"]), max_size=10),
     # What Python makes of argv bytes that are not UTF-8 (lone surrogates \udc80-\udcff).
-    st.text(alphabet=st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF) | st.just("a"),
-            min_size=1, max_size=5),
-    st.sampled_from(["", " ", "-", "--", "-x", "\n", "\x00", "\udcff\udcfe", "é" * 200,
-                     "x" * 10_000, "job-a ", "JOB-A", "dead-1\n", "\u202edead-1"]),
+    st.text(
+        alphabet=st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF) | st.just("a"),
+        min_size=1,
+        max_size=5,
+    ),
+    st.sampled_from(
+        [
+            "",
+            " ",
+            "-",
+            "--",
+            "-x",
+            "\n",
+            "\x00",
+            "\udcff\udcfe",
+            "é" * 200,
+            "x" * 10_000,
+            "job-a ",
+            "JOB-A",
+            "dead-1\n",
+            "\u202edead-1",
+        ]
+    ),
 )
 known_ids = st.sampled_from([*PENDING_IDS, RAN_ID, *DEAD_IDS])
 
@@ -163,14 +208,23 @@ def is_text(value: str) -> bool:
 
 
 @PROPERTY
-@given(state=st.none() | st.sampled_from(STATES) | odd_text,
-       limit=st.none() | number_text(st.integers() | st.sampled_from([0, -1, 10**30, 2**63]))
-       | no_digits | number_text(st.floats(allow_nan=True)),
-       as_json=st.booleans(), extra=extras)
+@given(
+    state=st.none() | st.sampled_from(STATES) | odd_text,
+    limit=st.none()
+    | number_text(st.integers() | st.sampled_from([0, -1, 10**30, 2**63]))
+    | no_digits
+    | number_text(st.floats(allow_nan=True)),
+    as_json=st.booleans(),
+    extra=extras,
+)
 def test_list_options(cli, state, limit, as_json, extra):
-    argv = ["list", *(["--state", state] if state is not None else []),
-            *(["--limit", limit] if limit is not None else []),
-            *(["--json"] if as_json else []), *extra]
+    argv = [
+        "list",
+        *(["--state", state] if state is not None else []),
+        *(["--limit", limit] if limit is not None else []),
+        *(["--json"] if as_json else []),
+        *extra,
+    ]
     number = int(limit) if limit is not None and re.fullmatch(r"-?\d+", limit) else None
     bad_limit = limit is not None and (number is None or number < 1)
     bad = extra or bad_limit or (state is not None and state not in STATES)
@@ -191,11 +245,16 @@ def test_list_options(cli, state, limit, as_json, extra):
 
 
 @PROPERTY
-@given(command=st.sampled_from(["show", "log"]), job_id=known_ids | odd_text,
-       as_json=st.booleans(), bad_options=st.lists(unknown_options, max_size=1),
-       stray=st.lists(extra_words, max_size=1))
-def test_show_and_log_take_any_id_after_a_double_dash(cli, command, job_id, as_json,
-                                                      bad_options, stray):
+@given(
+    command=st.sampled_from(["show", "log"]),
+    job_id=known_ids | odd_text,
+    as_json=st.booleans(),
+    bad_options=st.lists(unknown_options, max_size=1),
+    stray=st.lists(extra_words, max_size=1),
+)
+def test_show_and_log_take_any_id_after_a_double_dash(
+    cli, command, job_id, as_json, bad_options, stray
+):
     argv = [command, *(["--json"] if as_json else []), *bad_options, "--", job_id, *stray]
     exists = is_text(job_id) and cli.store.get_job(job_id) is not None
     expected = 2 if bad_options or stray else 0 if exists else 1
@@ -220,8 +279,7 @@ def test_show_and_log_take_any_id_after_a_double_dash(cli, command, job_id, as_j
 @PROPERTY
 @given(as_json=st.booleans(), extra=extras)
 def test_dlq_list_flags(cli, as_json, extra):
-    result = run(cli, ["dlq", "list", *(["--json"] if as_json else []), *extra],
-                 2 if extra else 0)
+    result = run(cli, ["dlq", "list", *(["--json"] if as_json else []), *extra], 2 if extra else 0)
     if not extra and as_json:
         dead = {j.id for j in cli.store.list_jobs("dead", 10**4)}
         assert {j["id"] for j in json.loads(result.out)} == dead == set(DEAD_IDS)
@@ -231,9 +289,11 @@ FRESH = ("<fresh 0>", "<fresh 1>")  # stand for dead jobs made anew for each exa
 
 
 @PROPERTY
-@given(ids=st.lists(st.sampled_from([*FRESH, *PENDING_IDS, RAN_ID, *DEAD_IDS]) | odd_text,
-                    max_size=4),
-       all_jobs=st.booleans(), bad_options=st.lists(unknown_options, max_size=1))
+@given(
+    ids=st.lists(st.sampled_from([*FRESH, *PENDING_IDS, RAN_ID, *DEAD_IDS]) | odd_text, max_size=4),
+    all_jobs=st.booleans(),
+    bad_options=st.lists(unknown_options, max_size=1),
+)
 def test_dlq_retry_ids_and_all(cli, ids, all_jobs, bad_options):
     made = {stand_in: f"dead-x{next(fresh)}" for stand_in in FRESH}
     for job_id in made.values():
@@ -254,7 +314,8 @@ def test_dlq_retry_ids_and_all(cli, ids, all_jobs, bad_options):
         assert "not in the DLQ" in result.err
     dump_after = cli.dump()
     assert {k: v for k, v in dump_after.items() if k != "jobs"} == {
-        k: v for k, v in dump.items() if k != "jobs"}
+        k: v for k, v in dump.items() if k != "jobs"
+    }
     after = {r["id"]: r for r in dump_after["jobs"]}
     assert after.keys() == before.keys()
     moved = {"state", "attempts", "run_at", "updated_at"}
@@ -264,16 +325,21 @@ def test_dlq_retry_ids_and_all(cli, ids, all_jobs, bad_options):
             assert abs(record["run_at"] - time.time()) < 60
             assert record["last_error"] == before[job_id]["last_error"]
             assert {k: v for k, v in record.items() if k not in moved} == {
-                k: v for k, v in before[job_id].items() if k not in moved}
+                k: v for k, v in before[job_id].items() if k not in moved
+            }
         else:
             assert record == before[job_id], job_id
 
 
 # -- config get / unset -------------------------------------------------------------------------
 
-SPELLINGS = {"max_retries": ["max-retries", "maxRetries", " max_retries "],
-             "backoff_base": ["backoffBase"], "stale_after": ["stale-after", "staleAfter"],
-             "heartbeat_interval": ["heartbeatInterval"], "job_timeout": ["job-timeout"]}
+SPELLINGS = {
+    "max_retries": ["max-retries", "maxRetries", " max_retries "],
+    "backoff_base": ["backoffBase"],
+    "stale_after": ["stale-after", "staleAfter"],
+    "heartbeat_interval": ["heartbeatInterval"],
+    "job_timeout": ["job-timeout"],
+}
 config_keys = st.one_of(
     st.sampled_from(sorted(CONFIG_DEFAULTS)).map(lambda k: (k, k)),
     st.sampled_from([(k, s) for k, ss in SPELLINGS.items() for s in ss]),
@@ -282,8 +348,13 @@ config_keys = st.one_of(
 
 
 @PROPERTY
-@given(action=st.sampled_from(["get", "unset"]), key=config_keys, as_json=st.booleans(),
-       dash=st.booleans(), extra=extras)
+@given(
+    action=st.sampled_from(["get", "unset"]),
+    key=config_keys,
+    as_json=st.booleans(),
+    dash=st.booleans(),
+    extra=extras,
+)
 def test_config_get_and_unset_keys(cli, action, key, as_json, dash, extra):
     canonical, typed = key
     flags = ["--json"] if as_json and action == "get" else []
@@ -320,12 +391,21 @@ def test_worker_list_flags(cli, flags, extra):
     listed = {w["id"]: w["status"] for w in json.loads(result.out)}
     hidden = set() if "--all" in flags else worker_ids(cli, ["stopped"])
     assert listed.keys() == worker_ids(cli) - hidden
-    assert sorted(listed.values()) == (["idle", "lost", "stopped"] if "--all" in flags
-                                       else ["idle", "lost"])
+    assert sorted(listed.values()) == (
+        ["idle", "lost", "stopped"] if "--all" in flags else ["idle", "lost"]
+    )
 
 
-timeouts = number_text(st.floats() | st.integers() | st.sampled_from(
-    [0, -0.0, 1e-300, 10**6, 10**6 + 1, 10**30, math.inf, -math.inf, math.nan])) | no_digits
+timeouts = (
+    number_text(
+        st.floats()
+        | st.integers()
+        | st.sampled_from(
+            [0, -0.0, 1e-300, 10**6, 10**6 + 1, 10**30, math.inf, -math.inf, math.nan]
+        )
+    )
+    | no_digits
+)
 
 
 @pytest.fixture
@@ -350,15 +430,25 @@ def test_worker_stop_timeout(idle_world, timeout, wait, extra):
         assert "--timeout" in result.err
 
 
-bad_counts = number_text(st.integers(max_value=0) | st.integers(min_value=257)
-                         | st.sampled_from([10**30, -(2**63)]) | st.floats()) | no_digits
+bad_counts = (
+    number_text(
+        st.integers(max_value=0)
+        | st.integers(min_value=257)
+        | st.sampled_from([10**30, -(2**63)])
+        | st.floats()
+    )
+    | no_digits
+)
 
 
 @PROPERTY
-@given(count=bad_counts, short=st.booleans(), flags=st.lists(
-    st.sampled_from(["--burst", "--detach"]), max_size=2), extra=extras)
-def test_worker_start_refuses_a_bad_count_before_anything_starts(cli, count, short, flags,
-                                                                 extra):
+@given(
+    count=bad_counts,
+    short=st.booleans(),
+    flags=st.lists(st.sampled_from(["--burst", "--detach"]), max_size=2),
+    extra=extras,
+)
+def test_worker_start_refuses_a_bad_count_before_anything_starts(cli, count, short, flags, extra):
     argv = ["worker", "start", *flags, "-n" if short else "--count", count, *extra]
     result = run(cli, argv, 2)
     if not extra and re.fullmatch(r"-?\d+", count):
@@ -368,10 +458,15 @@ def test_worker_start_refuses_a_bad_count_before_anything_starts(cli, count, sho
 
 # -- dashboard ----------------------------------------------------------------------------------
 
-bad_intervals = number_text(
-    st.floats().filter(lambda v: not 0.1 <= v <= 3600)
-    | st.integers(max_value=0) | st.integers(min_value=3601)
-    | st.sampled_from([0.0999, 3600.001, 1e300, math.nan, -math.inf])) | no_digits
+bad_intervals = (
+    number_text(
+        st.floats().filter(lambda v: not 0.1 <= v <= 3600)
+        | st.integers(max_value=0)
+        | st.integers(min_value=3601)
+        | st.sampled_from([0.0999, 3600.001, 1e300, math.nan, -math.inf])
+    )
+    | no_digits
+)
 
 
 @PROPERTY
@@ -396,21 +491,33 @@ def test_argv_bytes_that_are_not_utf8_are_refused_or_not_found_cleanly(tmp_path)
     `list --state` refuse it as an unknown key or state (exit 2). Every error is one ASCII-safe
     `Error:` line that shows the bytes escaped."""
     assert QUEUECTL, "the queuectl script is not installed next to this Python"
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("QUEUECTL_") and k not in ("MONGODB_URI", "NO_COLOR")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("QUEUECTL_") and k not in ("MONGODB_URI", "NO_COLOR")
+    }
     env["QUEUECTL_HOME"] = str(tmp_path / "home")
     db = str(tmp_path / "queue.db").encode()
 
     def queuectl(*args: bytes) -> subprocess.CompletedProcess[bytes]:
-        return subprocess.run([os.fsencode(QUEUECTL), b"--db", db, *args], env=env,
-                              cwd=tmp_path, capture_output=True, timeout=60)
+        return subprocess.run(
+            [os.fsencode(QUEUECTL), b"--db", db, *args],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            timeout=60,
+        )
 
     assert queuectl(b"enqueue", b"--id", b"ok1", b"echo ok").returncode == 0
     cases = [
-        ([b"enqueue", b"echo \xff\xfe"], 2), ([b"enqueue", b"--id", b"\xff\xfe", b"echo"], 2),
-        ([b"enqueue", b'{"command": "echo \xff"}'], 2), ([b"show", b"--", b"\xff\xfe"], 1),
-        ([b"log", b"\xffok1"], 1), ([b"dlq", b"retry", b"\xff", b"ok1"], 1),
-        ([b"config", b"get", b"max\xff"], 2), ([b"list", b"--state", b"dead\xfe"], 2),
+        ([b"enqueue", b"echo \xff\xfe"], 2),
+        ([b"enqueue", b"--id", b"\xff\xfe", b"echo"], 2),
+        ([b"enqueue", b'{"command": "echo \xff"}'], 2),
+        ([b"show", b"--", b"\xff\xfe"], 1),
+        ([b"log", b"\xffok1"], 1),
+        ([b"dlq", b"retry", b"\xff", b"ok1"], 1),
+        ([b"config", b"get", b"max\xff"], 2),
+        ([b"list", b"--state", b"dead\xfe"], 2),
     ]
     for args, code in cases:
         proc = queuectl(*args)
@@ -421,5 +528,4 @@ def test_argv_bytes_that_are_not_utf8_are_refused_or_not_found_cleanly(tmp_path)
         assert not RAW_CONTROL.search(err.rstrip("\n")) and err.isascii(), (args, err)
         assert proc.stdout in (b"", b"Retried 0 job(s)\n"), (args, proc.stdout)
     listed = json.loads(queuectl(b"list", b"--json").stdout)
-    assert [(j["id"], j["command"], j["state"]) for j in listed] == [("ok1", "echo ok",
-                                                                     "pending")]
+    assert [(j["id"], j["command"], j["state"]) for j in listed] == [("ok1", "echo ok", "pending")]

@@ -42,13 +42,19 @@ def wal_size(db: Path) -> int:
 @pytest.mark.parametrize("kill_point", ["validating", "writing"])
 def test_enqueue_killed_midway_stores_all_of_the_batch_or_none(q, kill_point):
     batch = q.home / "batch.jsonl"
-    batch.write_text("".join(json.dumps({"id": f"bulk-{n:05d}", "command": "true"}) + "\n"
-                             for n in range(BATCH)))
+    batch.write_text(
+        "".join(json.dumps({"id": f"bulk-{n:05d}", "command": "true"}) + "\n" for n in range(BATCH))
+    )
     q.cli("status")  # create the store first, so its WAL starts empty
     wal_before = wal_size(q.db)
-    proc = subprocess.Popen([*QUEUECTL, "--db", str(q.db), "enqueue", "--file", str(batch)],
-                            cwd=q.home, env=q.env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [*QUEUECTL, "--db", str(q.db), "enqueue", "--file", str(batch)],
+        cwd=q.home,
+        env=q.env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         if kill_point == "validating":  # the store is open: the batch is being checked
             started = lambda: has_open(proc.pid, q.db)  # noqa: E731
@@ -84,8 +90,9 @@ def test_worker_retries_its_result_through_a_locked_sqlite_file(q):
     lock.execute("BEGIN EXCLUSIVE")
     locked_at = time.monotonic()
     try:
-        wait_for(lambda: "retrying the write" in supervisor.output(), 10,
-                 "the worker to retry its write")
+        wait_for(
+            lambda: "retrying the write" in supervisor.output(), 10, "the worker to retry its write"
+        )
         assert q.job(job_id)["state"] == "processing"
         # The outage lasts about 3 s in all: longer than stale_after, on purpose.
         time.sleep(max(0.0, 3.0 - (time.monotonic() - locked_at)))
@@ -93,10 +100,15 @@ def test_worker_retries_its_result_through_a_locked_sqlite_file(q):
         lock.execute("ROLLBACK")
         lock.close()
 
-    job = wait_for(lambda: (j := q.job(job_id))["state"] not in ("processing",) and j, 15,
-                   "the result to be recorded")
+    job = wait_for(
+        lambda: (j := q.job(job_id))["state"] not in ("processing",) and j,
+        15,
+        "the result to be recorded",
+    )
     assert (job["state"], job["attempts"], job["exit_code"]) == ("completed", 1, 0), (
-        job["last_error"], supervisor.output())
+        job["last_error"],
+        supervisor.output(),
+    )
     assert job["stdout"] == "outage-result\n"
     q.cli("worker", "stop", "--wait", "--timeout", "20")
     assert supervisor.wait(10) == 0

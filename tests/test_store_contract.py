@@ -19,8 +19,7 @@ _seq = itertools.count(1)
 
 def job(job_id: str, **fields) -> Job:
     """A pending job due at T, enqueued after every job made before it."""
-    values = {"command": "true", "run_at": T, "created_at": T, "updated_at": T,
-              "seq": next(_seq)}
+    values = {"command": "true", "run_at": T, "created_at": T, "updated_at": T, "seq": next(_seq)}
     values.update(fields)
     return Job(id=job_id, **values)
 
@@ -52,11 +51,25 @@ def claim_all(store, now: float = T) -> list[str]:
 
 def test_a_job_round_trips_with_every_field(store):
     full = job(
-        "full", command="echo 'hi' \"there\" é ✓", state="completed", attempts=2,
-        max_retries=5, priority=-3, timeout=2.5, run_at=T + 0.125, created_at=T - 10,
-        updated_at=T + 1, started_at=T + 0.5, finished_at=T + 0.75, locked_by=None,
-        exit_code=0, last_error="exit status 1: boom", stdout="out\n", stderr="err\n",
-        duration=0.25, seq=2**62,
+        "full",
+        command="echo 'hi' \"there\" é ✓",
+        state="completed",
+        attempts=2,
+        max_retries=5,
+        priority=-3,
+        timeout=2.5,
+        run_at=T + 0.125,
+        created_at=T - 10,
+        updated_at=T + 1,
+        started_at=T + 0.5,
+        finished_at=T + 0.75,
+        locked_by=None,
+        exit_code=0,
+        last_error="exit status 1: boom",
+        stdout="out\n",
+        stderr="err\n",
+        duration=0.25,
+        seq=2**62,
     )
     bare = job("bare")
     store.insert_jobs([full, bare])
@@ -94,33 +107,42 @@ def test_an_id_repeated_inside_a_batch_inserts_nothing(store):
 
 
 def test_pending_and_failed_are_listed_in_claim_order(store):
-    store.insert_jobs([
-        job("late", run_at=T + 5),
-        job("low", priority=-1, run_at=T - 100),
-        job("first-in"),
-        job("urgent", priority=10, run_at=T + 50),
-        job("second-in"),
-        job("early", run_at=T - 5),
-        job("f2", state="failed", run_at=T + 1),
-        job("f1", state="failed", run_at=T - 1),
-        job("done", state="completed"),
-    ])
+    store.insert_jobs(
+        [
+            job("late", run_at=T + 5),
+            job("low", priority=-1, run_at=T - 100),
+            job("first-in"),
+            job("urgent", priority=10, run_at=T + 50),
+            job("second-in"),
+            job("early", run_at=T - 5),
+            job("f2", state="failed", run_at=T + 1),
+            job("f1", state="failed", run_at=T - 1),
+            job("done", state="completed"),
+        ]
+    )
     assert ids(store.list_jobs("pending", 50)) == [
-        "urgent", "early", "first-in", "second-in", "late", "low",
+        "urgent",
+        "early",
+        "first-in",
+        "second-in",
+        "late",
+        "low",
     ]
     assert ids(store.list_jobs("failed", 50)) == ["f1", "f2"]
     assert ids(store.list_jobs("pending", 2)) == ["urgent", "early"]
 
 
 def test_other_states_and_all_are_listed_newest_update_first(store):
-    store.insert_jobs([
-        job("c1", state="completed", updated_at=T + 1),
-        job("c3", state="completed", updated_at=T + 3),
-        job("c2", state="completed", updated_at=T + 2),
-        job("d1", state="dead", updated_at=T + 4),
-        job("p1", updated_at=T + 5),
-        job("r1", state="processing", updated_at=T + 0.5),
-    ])
+    store.insert_jobs(
+        [
+            job("c1", state="completed", updated_at=T + 1),
+            job("c3", state="completed", updated_at=T + 3),
+            job("c2", state="completed", updated_at=T + 2),
+            job("d1", state="dead", updated_at=T + 4),
+            job("p1", updated_at=T + 5),
+            job("r1", state="processing", updated_at=T + 0.5),
+        ]
+    )
     assert ids(store.list_jobs("completed", 50)) == ["c3", "c2", "c1"]
     assert ids(store.list_jobs("completed", 1)) == ["c3"]
     assert ids(store.list_jobs("dead", 50)) == ["d1"]
@@ -158,21 +180,30 @@ def test_claim_takes_the_job_and_records_the_lease(store):
 
 
 def test_claim_order_is_priority_then_run_at_then_enqueue_order(store):
-    store.insert_jobs([
-        job("p0-b", seq=30), job("p0-a", seq=20), job("p0-early", run_at=T - 1, seq=40),
-        job("p5", priority=5, seq=50), job("p-neg", priority=-5, run_at=T - 1000, seq=10),
-        job("f-p5-early", priority=5, state="failed", run_at=T - 3, seq=60),
-    ])
+    store.insert_jobs(
+        [
+            job("p0-b", seq=30),
+            job("p0-a", seq=20),
+            job("p0-early", run_at=T - 1, seq=40),
+            job("p5", priority=5, seq=50),
+            job("p-neg", priority=-5, run_at=T - 1000, seq=10),
+            job("f-p5-early", priority=5, state="failed", run_at=T - 3, seq=60),
+        ]
+    )
     assert claim_all(store) == ["f-p5-early", "p5", "p0-early", "p0-a", "p0-b", "p-neg"]
 
 
 def test_claim_skips_future_and_unready_jobs(store):
-    store.insert_jobs([
-        job("future", run_at=T + 10, priority=100),
-        job("retry-later", state="failed", run_at=T + 1, priority=100),
-        job("busy", state="processing"), job("done", state="completed"), job("dlq", state="dead"),
-        job("now"),
-    ])
+    store.insert_jobs(
+        [
+            job("future", run_at=T + 10, priority=100),
+            job("retry-later", state="failed", run_at=T + 1, priority=100),
+            job("busy", state="processing"),
+            job("done", state="completed"),
+            job("dlq", state="dead"),
+            job("now"),
+        ]
+    )
     assert claim_all(store) == ["now"]
     assert claim_all(store, T + 1) == ["retry-later"]
     assert claim_all(store, T + 10) == ["future"]
@@ -233,8 +264,10 @@ def test_finish_is_fenced_by_the_lease_token(store):
     claimed = store.claim("w1", T, "right")
     assert store.finish("a", "wrong", {"state": "completed", "exit_code": 0}) is False
     assert store.get_job("a") == claimed
-    assert store.finish("a", "right", {"state": "completed", "exit_code": 0,
-                                       "lease_token": None}) is True
+    assert (
+        store.finish("a", "right", {"state": "completed", "exit_code": 0, "lease_token": None})
+        is True
+    )
     assert (store.get_job("a").state, store.get_job("a").exit_code) == ("completed", 0)
     assert store.finish("a", "right", {"state": "failed", "exit_code": 1}) is False
     assert store.get_job("a").state == "completed"
@@ -298,14 +331,24 @@ def test_jobs_locked_by(store):
 
 def dlq_fixture(store) -> None:
     """Three dead jobs among a failed and a completed one."""
-    store.insert_jobs([
-        job("d1", state="dead", attempts=4, last_error="exit status 1", run_at=T - 50,
-            locked_by="w1", lease_token="tok", finished_at=T - 40),
-        job("d2", state="dead", attempts=1, last_error="timed out after 5s"),
-        job("d3", state="dead", attempts=2),
-        job("f1", state="failed", attempts=1, run_at=T + 5),
-        job("c1", state="completed", attempts=1),
-    ])
+    store.insert_jobs(
+        [
+            job(
+                "d1",
+                state="dead",
+                attempts=4,
+                last_error="exit status 1",
+                run_at=T - 50,
+                locked_by="w1",
+                lease_token="tok",
+                finished_at=T - 40,
+            ),
+            job("d2", state="dead", attempts=1, last_error="timed out after 5s"),
+            job("d3", state="dead", attempts=2),
+            job("f1", state="failed", attempts=1, run_at=T + 5),
+            job("c1", state="completed", attempts=1),
+        ]
+    )
 
 
 def test_retry_dead_by_id(store):
@@ -335,10 +378,13 @@ def test_retry_dead_all(store):
 
 def test_next_run_at_looks_only_at_pending_and_failed(store):
     assert store.next_run_at() is None
-    store.insert_jobs([
-        job("done", state="completed", run_at=T - 100), job("dlq", state="dead", run_at=T - 90),
-        job("busy", state="processing", run_at=T - 80),
-    ])
+    store.insert_jobs(
+        [
+            job("done", state="completed", run_at=T - 100),
+            job("dlq", state="dead", run_at=T - 90),
+            job("busy", state="processing", run_at=T - 80),
+        ]
+    )
     assert store.next_run_at() is None
     store.insert_jobs([job("later", run_at=T + 60)])
     assert store.next_run_at() == T + 60
@@ -362,10 +408,15 @@ def test_job_stats_durations_by_nearest_rank(store, n):
     durations = [round(0.1 * (i + 1), 3) for i in range(n)]
     shuffled = random.Random(n).sample(durations, n)
     store.insert_jobs(
-        [job(f"c{i}", state="completed", duration=d, finished_at=T - 7200)
-         for i, d in enumerate(shuffled)]
-        + [job("no-duration", state="completed", duration=None, finished_at=T - 7200),
-           job("slow-dead", state="dead", duration=99.0), job("slow-run", duration=50.0)]
+        [
+            job(f"c{i}", state="completed", duration=d, finished_at=T - 7200)
+            for i, d in enumerate(shuffled)
+        ]
+        + [
+            job("no-duration", state="completed", duration=None, finished_at=T - 7200),
+            job("slow-dead", state="dead", duration=99.0),
+            job("slow-run", duration=50.0),
+        ]
     )
     stats = store.job_stats(T)
     assert stats["mean"] == pytest.approx(sum(durations) / n)
@@ -374,16 +425,18 @@ def test_job_stats_durations_by_nearest_rank(store, n):
 
 
 def test_job_stats_counts_retries_and_throughput(store):
-    store.insert_jobs([
-        job("once", state="completed", attempts=1, finished_at=T - 10, duration=1.0),
-        job("thrice", state="completed", attempts=3, finished_at=T - 59, duration=1.0),
-        job("hour", state="completed", attempts=1, finished_at=T - 61, duration=1.0),
-        job("hour2", state="completed", attempts=2, finished_at=T - 3599, duration=1.0),
-        job("old", state="completed", attempts=1, finished_at=T - 3601, duration=1.0),
-        job("dead", state="dead", attempts=4, finished_at=T - 5),
-        job("retrying", state="failed", attempts=2, finished_at=T - 5),
-        job("new", attempts=0),
-    ])
+    store.insert_jobs(
+        [
+            job("once", state="completed", attempts=1, finished_at=T - 10, duration=1.0),
+            job("thrice", state="completed", attempts=3, finished_at=T - 59, duration=1.0),
+            job("hour", state="completed", attempts=1, finished_at=T - 61, duration=1.0),
+            job("hour2", state="completed", attempts=2, finished_at=T - 3599, duration=1.0),
+            job("old", state="completed", attempts=1, finished_at=T - 3601, duration=1.0),
+            job("dead", state="dead", attempts=4, finished_at=T - 5),
+            job("retrying", state="failed", attempts=2, finished_at=T - 5),
+            job("new", attempts=0),
+        ]
+    )
     stats = store.job_stats(T)
     assert stats["retries"] == 2 + 1 + 3 + 1
     assert stats["last_minute"] == 2
@@ -416,8 +469,11 @@ def test_register_and_get_a_worker(store):
 
 def test_update_worker_sets_fields_and_adds_counters(store):
     store.register_worker(worker("w1", jobs_done=1))
-    store.update_worker("w1", {"status": "busy", "current_job": "j1", "last_heartbeat": T + 5},
-                        {"jobs_done": 2, "jobs_failed": 1})
+    store.update_worker(
+        "w1",
+        {"status": "busy", "current_job": "j1", "last_heartbeat": T + 5},
+        {"jobs_done": 2, "jobs_failed": 1},
+    )
     store.update_worker("w1", {}, {"jobs_done": 3})
     store.update_worker("w1", {"current_job": None})
     store.update_worker("w1", {}, {})
@@ -441,14 +497,17 @@ def test_request_stop_flags_only_those_workers(store):
         store.register_worker(worker(name))
     store.request_stop(["a", "c", "unknown"])
     assert {w.id: w.stop_requested for w in store.list_workers()} == {
-        "a": True, "b": False, "c": True,
+        "a": True,
+        "b": False,
+        "c": True,
     }
 
 
 def test_mark_workers_lost_takes_only_silent_live_workers(store):
     store.register_worker(worker("silent-idle", last_heartbeat=T - 700))
-    store.register_worker(worker("silent-busy", status="busy", current_job="j",
-                                 last_heartbeat=T - 601))
+    store.register_worker(
+        worker("silent-busy", status="busy", current_job="j", last_heartbeat=T - 601)
+    )
     store.register_worker(worker("silent-stopping", status="stopping", last_heartbeat=T - 900))
     store.register_worker(worker("alive", status="busy", current_job="k", last_heartbeat=T - 5))
     store.register_worker(worker("stopped", status="stopped", last_heartbeat=T - 9000))
@@ -456,8 +515,11 @@ def test_mark_workers_lost_takes_only_silent_live_workers(store):
     assert sorted(lost) == ["silent-busy", "silent-idle", "silent-stopping"]
     statuses = {w.id: (w.status, w.current_job) for w in store.list_workers()}
     assert statuses == {
-        "silent-idle": ("lost", None), "silent-busy": ("lost", None),
-        "silent-stopping": ("lost", None), "alive": ("busy", "k"), "stopped": ("stopped", None),
+        "silent-idle": ("lost", None),
+        "silent-busy": ("lost", None),
+        "silent-stopping": ("lost", None),
+        "alive": ("busy", "k"),
+        "stopped": ("stopped", None),
     }
     assert store.mark_workers_lost(T - 600) == []
 

@@ -14,8 +14,11 @@ from queuectl.store import mask_url, url_password
         ("mongodb://u:secret@h/db", "mongodb://u:***@h/db", "secret"),
         ("mongodb://u:p/ss@h/db", "mongodb://u:***@h/db", "p/ss"),
         ("mongodb://u:p@ss@h:1/db", "mongodb://u:***@h:1/db", "p@ss"),
-        ("mongodb+srv://u:p%40ss@c.example/db?w=majority", "mongodb+srv://u:***@c.example/db?w=majority",
-         "p%40ss"),
+        (
+            "mongodb+srv://u:p%40ss@c.example/db?w=majority",
+            "mongodb+srv://u:***@c.example/db?w=majority",
+            "p%40ss",
+        ),
         ("mongodb://u:zz?x@h/db", "mongodb://u:***@h/db", "zz?x"),
         ("mongodb://h/db?authSource=a@b", "mongodb://h/db?authSource=a@b", None),
         ("mongodb://user@h/db", "mongodb://user@h/db", None),
@@ -27,9 +30,14 @@ def test_mask_url_and_password(url, masked, password):
     assert url_password(url) == password
 
 
-@pytest.mark.parametrize("url", ["mongodb://user:Kq7/Wv9x@host/db",
-                                 "mongodb://user:Kq7@Wv9x@host/db",
-                                 "mongodb://user:Kq7?Wv9x@host/db"])
+@pytest.mark.parametrize(
+    "url",
+    [
+        "mongodb://user:Kq7/Wv9x@host/db",
+        "mongodb://user:Kq7@Wv9x@host/db",
+        "mongodb://user:Kq7?Wv9x@host/db",
+    ],
+)
 def test_a_mangled_url_with_a_password_reports_no_fragment_of_it(url, home, capsys):
     assert main(["--db", url, "status"]) == 2
     err = capsys.readouterr().err

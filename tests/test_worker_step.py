@@ -70,15 +70,20 @@ def test_start_registers_the_worker(store, make_worker, lines):
     worker = make_worker()
     row = store.get_worker(worker.info.id)
     assert re.fullmatch(rf"{re.escape(hostname())}:{os.getpid()}:1-[0-9a-f]{{4}}", row.id)
-    assert (row.host, row.pid, row.status, row.current_job) == (hostname(), os.getpid(),
-                                                                "idle", None)
+    assert (row.host, row.pid, row.status, row.current_job) == (
+        hostname(),
+        os.getpid(),
+        "idle",
+        None,
+    )
     assert lines == [f"[{row.id}] started (pid {os.getpid()})"]
     assert make_worker().info.id != row.id
 
 
 def test_a_succeeding_command_completes(store, clock, make_worker, lines):
-    first, second = add(store, clock, {"command": "echo hello", "id": "j1"},
-                        {"command": "true", "id": "j2"})
+    first, second = add(
+        store, clock, {"command": "echo hello", "id": "j1"}, {"command": "true", "id": "j2"}
+    )
     worker = make_worker()
     wid = worker.info.id
     assert worker.step() is True
@@ -128,16 +133,21 @@ def test_failures_back_off_2_4_8_then_the_dlq(store, clock, make_worker, lines):
 
 
 def test_failure_records_the_exit_status_and_stderr(store, clock, make_worker):
-    ids = add(store, clock, {"command": "echo out; echo oops >&2; exit 3"},
-              {"command": "no_such_command_queuectl_test"})
+    ids = add(
+        store,
+        clock,
+        {"command": "echo out; echo oops >&2; exit 3"},
+        {"command": "no_such_command_queuectl_test"},
+    )
     worker = make_worker()
     assert worker.step() and worker.step()
     code3, missing = (store.get_job(i) for i in ids)
     assert (code3.exit_code, code3.stdout, code3.stderr) == (3, "out\n", "oops\n")
     assert code3.last_error == "exit status 3: oops"
     assert missing.exit_code == 127
-    assert re.fullmatch(r"exit status 127: .*no_such_command_queuectl_test.*not found",
-                        missing.last_error)
+    assert re.fullmatch(
+        r"exit status 127: .*no_such_command_queuectl_test.*not found", missing.last_error
+    )
 
 
 def test_a_timed_out_command_is_killed_and_fails(store, clock, make_worker, lines):
@@ -185,7 +195,11 @@ def test_a_reclaimed_job_refuses_the_old_workers_result(store, clock, make_worke
     assert released == [job_id]
     job = store.get_job(job_id)
     assert (job.state, job.locked_by, job.lease_token, job.attempts) == (
-        "processing", "other", "other-token", 2)
+        "processing",
+        "other",
+        "other-token",
+        2,
+    )
     assert job.last_error == f"worker {worker.info.id} stopped heartbeating"
     assert job.stdout is None and job.exit_code is None
     assert lines[-1] == f"[{worker.info.id}] {REFUSED}"
@@ -219,11 +233,22 @@ def test_a_lost_lease_kills_the_running_command(store, clock, make_worker, lines
 
 def test_the_reaper_releases_jobs_of_silent_workers(store, clock):
     def remote(worker_id: str) -> WorkerInfo:
-        return WorkerInfo(id=worker_id, host="far.example", pid=1, status="busy",
-                          started_at=clock(), last_heartbeat=clock())
+        return WorkerInfo(
+            id=worker_id,
+            host="far.example",
+            pid=1,
+            status="busy",
+            started_at=clock(),
+            last_heartbeat=clock(),
+        )
 
-    a, b, c = add(store, clock, {"command": "true", "id": "a", "max_retries": 3},
-                  {"command": "true", "id": "b", "max_retries": 0}, {"command": "true", "id": "c"})
+    a, b, c = add(
+        store,
+        clock,
+        {"command": "true", "id": "a", "max_retries": 3},
+        {"command": "true", "id": "b", "max_retries": 0},
+        {"command": "true", "id": "c"},
+    )
     store.register_worker(remote("far:1:1-aaaa"))
     store.register_worker(remote("far:2:1-bbbb"))
     store.claim("far:1:1-aaaa", clock(), "t-a")
@@ -253,9 +278,17 @@ def test_a_dead_local_worker_process_loses_its_job_at_once(store, clock, make_wo
     gone.wait()
     assert not pid_alive(gone.pid)
     dead_id = f"{hostname()}:{gone.pid}:1-dead"
-    store.register_worker(WorkerInfo(id=dead_id, host=hostname(), pid=gone.pid, status="busy",
-                                     started_at=clock(), last_heartbeat=clock(),
-                                     machine=machine_key()))
+    store.register_worker(
+        WorkerInfo(
+            id=dead_id,
+            host=hostname(),
+            pid=gone.pid,
+            status="busy",
+            started_at=clock(),
+            last_heartbeat=clock(),
+            machine=machine_key(),
+        )
+    )
     [job_id] = add(store, clock, {"command": "true"})
     store.claim(dead_id, clock(), "tok")
     worker = make_worker()  # start() reaps, with no time passing at all
@@ -265,15 +298,22 @@ def test_a_dead_local_worker_process_loses_its_job_at_once(store, clock, make_wo
     assert f"[{worker.info.id}] job {job_id} released from a lost worker" in lines
 
 
-def test_a_same_named_host_in_another_pid_namespace_is_not_judged_by_pid(store, clock,
-                                                                          make_worker):
+def test_a_same_named_host_in_another_pid_namespace_is_not_judged_by_pid(store, clock, make_worker):
     # Containers sharing the host's network share its hostname, not its pids.
     gone = subprocess.Popen(["true"])
     gone.wait()
     other_id = f"{hostname()}:{gone.pid}:1-twin"
-    store.register_worker(WorkerInfo(id=other_id, host=hostname(), pid=gone.pid, status="busy",
-                                     started_at=clock(), last_heartbeat=clock(),
-                                     machine=machine_key() + "-another-namespace"))
+    store.register_worker(
+        WorkerInfo(
+            id=other_id,
+            host=hostname(),
+            pid=gone.pid,
+            status="busy",
+            started_at=clock(),
+            last_heartbeat=clock(),
+            machine=machine_key() + "-another-namespace",
+        )
+    )
     [job_id] = add(store, clock, {"command": "true"})
     store.claim(other_id, clock(), "tok")
     make_worker()
@@ -286,8 +326,16 @@ def test_the_reaper_judges_leases_by_the_current_config(store, clock, make_worke
     # stale_after was raised.
     ConfigManager(store).set("stale_after", 60)
     reaper = make_worker()
-    store.register_worker(WorkerInfo(id="far:1:1-aaaa", host="far.example", pid=1,
-                                     status="busy", started_at=clock(), last_heartbeat=clock()))
+    store.register_worker(
+        WorkerInfo(
+            id="far:1:1-aaaa",
+            host="far.example",
+            pid=1,
+            status="busy",
+            started_at=clock(),
+            last_heartbeat=clock(),
+        )
+    )
     [job_id] = add(store, clock, {"command": "true"})
     store.claim("far:1:1-aaaa", clock(), "tok")
     ConfigManager(store).set("stale_after", 3600)
@@ -299,8 +347,7 @@ def test_the_reaper_judges_leases_by_the_current_config(store, clock, make_worke
 # -- stopping ----------------------------------------------------------------------------------
 
 
-def test_a_burst_worker_says_once_what_scheduled_job_it_waits_for(store, clock, make_worker,
-                                                                   lines):
+def test_a_burst_worker_says_once_what_scheduled_job_it_waits_for(store, clock, make_worker, lines):
     ConfigManager(store).set("poll_interval", 0.01)
     add(store, clock, {"command": "true", "delay": 3600})
     worker = make_worker(burst=True)

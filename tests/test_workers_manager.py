@@ -7,8 +7,13 @@ from queuectl.workers import FORGET_WORKERS_AFTER, WorkerManager
 
 
 def remote(worker_id: str, clock, **fields) -> WorkerInfo:
-    values = {"host": "far.example", "pid": 1, "started_at": clock(),
-              "last_heartbeat": clock(), "machine": "far"}
+    values = {
+        "host": "far.example",
+        "pid": 1,
+        "started_at": clock(),
+        "last_heartbeat": clock(),
+        "machine": "far",
+    }
     values.update(fields)
     return WorkerInfo(id=worker_id, **values)
 
@@ -24,8 +29,12 @@ def test_list_shows_live_and_lost_workers_with_their_jobs(store, clock):
 
     shown = {w.id: (w.status, w.current_job) for w in WorkerManager(store, clock).list()}
 
-    assert shown == {"busy-one": ("busy", "j1"), "idle-one": ("idle", None),
-                     "silent": ("lost", None), "marked-lost": ("lost", None)}
+    assert shown == {
+        "busy-one": ("busy", "j1"),
+        "idle-one": ("idle", None),
+        "silent": ("lost", None),
+        "marked-lost": ("lost", None),
+    }
     everything = WorkerManager(store, clock).list(include_stopped=True)
     assert {w.id for w in everything} == set(shown) | {"done"}
 
@@ -44,6 +53,7 @@ def test_the_reaper_forgets_workers_gone_for_a_week(store, clock):
     clock.advance(FORGET_WORKERS_AFTER - 10)
     store.update_worker("recent", {"last_heartbeat": clock()})
     clock.advance(20)
-    WorkerManager(store, clock).reap({"stale_after": 600, "backoff_base": 2,
-                                      "backoff_max": 3600, "backoff_jitter": 0})
+    WorkerManager(store, clock).reap(
+        {"stale_after": 600, "backoff_base": 2, "backoff_max": 3600, "backoff_jitter": 0}
+    )
     assert [w.id for w in store.list_workers()] == ["recent"]

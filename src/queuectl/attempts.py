@@ -19,32 +19,58 @@ UNLOCK = {"locked_by": None, "locked_at": None, "lease_token": None, "lease_rene
 
 def _outputs(result: Result | None, now: float) -> dict[str, Any]:
     if result is None:  # the attempt was lost: its output never reached the store
-        return {"exit_code": None, "stdout": None, "stderr": None, "duration": None,
-                "finished_at": now}
+        return {
+            "exit_code": None,
+            "stdout": None,
+            "stderr": None,
+            "duration": None,
+            "finished_at": now,
+        }
     return {
-        "exit_code": result.exit_code, "stdout": result.stdout, "stderr": result.stderr,
-        "duration": round(result.duration, 6), "finished_at": now,
+        "exit_code": result.exit_code,
+        "stdout": result.stdout,
+        "stderr": result.stderr,
+        "duration": round(result.duration, 6),
+        "finished_at": now,
     }
 
 
 def complete(store: Store, job: Job, result: Result, now: float) -> bool:
     """Record a successful attempt. False when the lease was no longer ours."""
-    changes = {"state": COMPLETED, "updated_at": now, "last_error": None,
-               **_outputs(result, now), **UNLOCK}
+    changes = {
+        "state": COMPLETED,
+        "updated_at": now,
+        "last_error": None,
+        **_outputs(result, now),
+        **UNLOCK,
+    }
     return store.finish(job.id, _token(job), changes)
 
 
 def fail(
-    store: Store, job: Job, error: str, config: dict[str, Any], now: float,
+    store: Store,
+    job: Job,
+    error: str,
+    config: dict[str, Any],
+    now: float,
     result: Result | None = None,
 ) -> tuple[bool, Outcome]:
     """Record a failed attempt: `failed` with a backoff run_at, or `dead` past max_retries."""
     outcome = after_failure(
-        job.attempts, job.max_retries, now,
-        config["backoff_base"], config["backoff_max"], config["backoff_jitter"],
+        job.attempts,
+        job.max_retries,
+        now,
+        config["backoff_base"],
+        config["backoff_max"],
+        config["backoff_jitter"],
     )
-    changes: dict[str, Any] = {"state": outcome.state, "updated_at": now, "last_error": error,
-                               **_outputs(result, now), **UNLOCK}
+    changes: dict[str, Any] = {
+        "state": outcome.state,
+        "updated_at": now,
+        "last_error": error,
+        **_outputs(result, now),
+        **UNLOCK,
+    }
     if outcome.run_at is not None:
         changes["run_at"] = outcome.run_at
     return store.finish(job.id, _token(job), changes), outcome
@@ -52,8 +78,13 @@ def fail(
 
 def hand_back(store: Store, job: Job, now: float) -> bool:
     """Put a job back to pending without spending its attempt (an immediate shutdown)."""
-    changes = {"state": PENDING, "attempts": max(job.attempts - 1, 0), "run_at": now,
-               "updated_at": now, **UNLOCK}
+    changes = {
+        "state": PENDING,
+        "attempts": max(job.attempts - 1, 0),
+        "run_at": now,
+        "updated_at": now,
+        **UNLOCK,
+    }
     return store.finish(job.id, _token(job), changes)
 
 

@@ -25,14 +25,19 @@ app = typer.Typer(
     help="queuectl: a background job queue for shell commands, on SQLite or MongoDB.\n\n"
     "Store: --db URL, else $QUEUECTL_DB, else $MONGODB_URI, else $QUEUECTL_HOME/queue.db "
     "(QUEUECTL_HOME defaults to ~/.queuectl).",
-    no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False,
-    pretty_exceptions_enable=False, rich_markup_mode=None,
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
-dlq_app = typer.Typer(help="The dead letter queue: jobs that used up their retries.",
-                      no_args_is_help=True)
+dlq_app = typer.Typer(
+    help="The dead letter queue: jobs that used up their retries.", no_args_is_help=True
+)
 app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
+
 
 def _version(value: bool) -> None:
     if value:
@@ -43,10 +48,12 @@ def _version(value: bool) -> None:
 @app.callback()
 def root(
     ctx: typer.Context,
-    db: Optional[str] = typer.Option(None, "--db", metavar="URL",
-                                     help="Store URL: mongodb://…, sqlite:///file.db or a path."),
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
-                                 help="Print the version and exit."),
+    db: Optional[str] = typer.Option(
+        None, "--db", metavar="URL", help="Store URL: mongodb://…, sqlite:///file.db or a path."
+    ),
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
 ) -> None:
     """queuectl: a background job queue for shell commands, on SQLite or MongoDB."""
     ctx.obj = Context(db)
@@ -61,13 +68,16 @@ def enqueue(
     job_id: Optional[str] = typer.Option(None, "--id", help="Job id (default: generated)."),
     priority: Optional[int] = typer.Option(None, help="Higher runs first (default 0)."),
     delay: Optional[float] = typer.Option(None, help="Seconds to wait before it may run."),
-    run_at: Optional[str] = typer.Option(None, "--run-at",
-                                         help="ISO 8601 time to run at; no offset = local."),
-    max_retries: Optional[int] = typer.Option(None, "--max-retries",
-                                              help="Retries after the first attempt."),
+    run_at: Optional[str] = typer.Option(
+        None, "--run-at", help="ISO 8601 time to run at; no offset = local."
+    ),
+    max_retries: Optional[int] = typer.Option(
+        None, "--max-retries", help="Retries after the first attempt."
+    ),
     timeout: Optional[float] = typer.Option(None, help="Seconds before the job is killed."),
-    file: Optional[str] = typer.Option(None, "--file", "-f",
-                                       help="JSON lines file of jobs ('-' = stdin)."),
+    file: Optional[str] = typer.Option(
+        None, "--file", "-f", help="JSON lines file of jobs ('-' = stdin)."
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Print only the job id(s)."),
     as_json: bool = JSON_OPT,
 ) -> None:
@@ -79,8 +89,15 @@ def enqueue(
     from .enqueue_input import merge_options, read_batch, read_spec
     from .jobs import JobManager
 
-    options = {"id": job_id, "command": command, "priority": priority, "delay": delay,
-               "run_at": run_at, "max_retries": max_retries, "timeout": timeout}
+    options = {
+        "id": job_id,
+        "command": command,
+        "priority": priority,
+        "delay": delay,
+        "run_at": run_at,
+        "max_retries": max_retries,
+        "timeout": timeout,
+    }
     specs: list[tuple[str | None, dict[str, Any]]]
     if file is not None:
         if spec is not None or command is not None or job_id is not None:
@@ -154,8 +171,9 @@ def list_jobs(
 
 
 @app.command()
-def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
-         as_json: bool = JSON_OPT) -> None:
+def show(
+    ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT
+) -> None:
     """Print every field of one job.
 
     \b
@@ -171,8 +189,9 @@ def show(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
 
 
 @app.command()
-def log(ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"),
-        as_json: bool = JSON_OPT) -> None:
+def log(
+    ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT
+) -> None:
     """Print the captured stdout and stderr of a job's latest attempt.
 
     \b
@@ -236,8 +255,15 @@ def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
-        rows = [(render.printable(j.id, 40), j.attempts, render.printable(j.command, 40),
-                 render.printable(j.last_error, 50)) for j in jobs]
+        rows = [
+            (
+                render.printable(j.id, 40),
+                j.attempts,
+                render.printable(j.command, 40),
+                render.printable(j.last_error, 50),
+            )
+            for j in jobs
+        ]
         typer.echo(render.table(rows, ["ID", "Attempts", "Command", "Last Error"]))
     else:
         typer.echo("The DLQ is empty.")
@@ -326,4 +352,3 @@ def _fail(message: str, code: int) -> int:
     first = " ".join(str(message).split("\n")).strip()
     sys.stderr.write(f"Error: {render.printable(first, MAX_ERROR)}\n")
     return code
-

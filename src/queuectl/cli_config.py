@@ -7,8 +7,7 @@ import typer
 from . import render
 from .cli_context import JSON_OPT, command_context
 
-config_app = typer.Typer(help="Settings shared by every worker of the store.",
-                         no_args_is_help=True)
+config_app = typer.Typer(help="Settings shared by every worker of the store.", no_args_is_help=True)
 
 
 @config_app.command("list")

@@ -48,7 +48,8 @@ def worker_stop(
     ctx: typer.Context,
     wait: bool = typer.Option(False, help="Block until every worker has stopped."),
     timeout: Optional[float] = typer.Option(
-        None, help="With --wait: give up after this many seconds (default 60)."),
+        None, help="With --wait: give up after this many seconds (default 60)."
+    ),
 ) -> None:
     """Ask every running worker of this store, on every machine, to stop gracefully.
 

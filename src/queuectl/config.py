@@ -28,18 +28,43 @@ KEYS: dict[str, Key] = {
     k.name: k
     for k in (
         Key("max_retries", int, ">= 0", lambda v: v >= 0, 3, "retries after the first attempt"),
-        Key("backoff_base", float, ">= 1", lambda v: v >= 1, 2,
-            "delay after n-th failure: base**n"),
+        Key(
+            "backoff_base", float, ">= 1", lambda v: v >= 1, 2, "delay after n-th failure: base**n"
+        ),
         Key("backoff_max", float, "> 0", lambda v: v > 0, 3600, "longest retry delay, seconds"),
-        Key("backoff_jitter", float, "between 0 and 1", lambda v: 0 <= v <= 1, 0,
-            "scale each delay by a random factor in [1-x, 1]"),
-        Key("job_timeout", float, ">= 0 (0 = none)", lambda v: v >= 0, 0,
-            "default job timeout, seconds"),
+        Key(
+            "backoff_jitter",
+            float,
+            "between 0 and 1",
+            lambda v: 0 <= v <= 1,
+            0,
+            "scale each delay by a random factor in [1-x, 1]",
+        ),
+        Key(
+            "job_timeout",
+            float,
+            ">= 0 (0 = none)",
+            lambda v: v >= 0,
+            0,
+            "default job timeout, seconds",
+        ),
         Key("poll_interval", float, "> 0", lambda v: v > 0, 1, "idle worker's poll, seconds"),
-        Key("heartbeat_interval", float, "> 0", lambda v: v > 0, 30,
-            "worker heartbeat and lease renewal, seconds"),
-        Key("stale_after", float, "> heartbeat_interval", lambda v: v > 0, 600,
-            "a lease or worker silent this long is lost, seconds"),
+        Key(
+            "heartbeat_interval",
+            float,
+            "> 0",
+            lambda v: v > 0,
+            30,
+            "worker heartbeat and lease renewal, seconds",
+        ),
+        Key(
+            "stale_after",
+            float,
+            "> heartbeat_interval",
+            lambda v: v > 0,
+            600,
+            "a lease or worker silent this long is lost, seconds",
+        ),
     )
 }
 # Upper bound on every value, so arithmetic on them (base ** n, timestamps) stays finite.

@@ -51,14 +51,16 @@ def take_snapshot(store: Store, interval: float, now: float | None = None) -> Sn
 
     jobs = JobManager(store)
     return Snapshot(
-        store=store.url, interval=interval, counts=jobs.counts(),
-        workers=tuple(WorkerManager(store).list()), jobs=tuple(jobs.list(None, RECENT_JOBS)),
+        store=store.url,
+        interval=interval,
+        counts=jobs.counts(),
+        workers=tuple(WorkerManager(store).list()),
+        jobs=tuple(jobs.list(None, RECENT_JOBS)),
         taken_at=time.time() if now is None else now,
     )
 
 
-def refresh(get_store: Callable[[], Store], interval: float,
-            previous: Snapshot | None) -> Snapshot:
+def refresh(get_store: Callable[[], Store], interval: float, previous: Snapshot | None) -> Snapshot:
     """A new snapshot, or the previous data marked with the error that stopped the read."""
     try:
         store = get_store()
@@ -96,11 +98,14 @@ def fit_line(segments: Sequence[Segment], width: int, colour: bool) -> str:
     return "".join(out)
 
 
-def table(headers: Sequence[str], rows: Sequence[Sequence[Segment]], caps: Sequence[int],
-          width: int) -> list[list[Segment]]:
+def table(
+    headers: Sequence[str], rows: Sequence[Sequence[Segment]], caps: Sequence[int], width: int
+) -> list[list[Segment]]:
     """Columns sized to their content (each at most its cap); the last one takes the rest."""
-    widths = [min(cap, max([len(header)] + [len(row[i][0]) for row in rows]))
-              for i, (header, cap) in enumerate(zip(headers[:-1], caps, strict=True))]
+    widths = [
+        min(cap, max([len(header)] + [len(row[i][0]) for row in rows]))
+        for i, (header, cap) in enumerate(zip(headers[:-1], caps, strict=True))
+    ]
     used = sum(widths) + len(GAP) * len(widths)
     last = max(width - used, len(headers[-1]))
     lines = []
@@ -121,10 +126,17 @@ def _header(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
     if snap.store:
         lines.append([("Store: " + render.printable(snap.store), None)])
     if snap.error:
-        seen = ("never read" if snap.taken_at is None
-                else f"showing data from {age(now - snap.taken_at)} ago")
-        lines.append([("Store unreachable", "dead"), (f" - retrying every {snap.interval:g}s "
-                                                      f"({seen}):", None)])
+        seen = (
+            "never read"
+            if snap.taken_at is None
+            else f"showing data from {age(now - snap.taken_at)} ago"
+        )
+        lines.append(
+            [
+                ("Store unreachable", "dead"),
+                (f" - retrying every {snap.interval:g}s ({seen}):", None),
+            ]
+        )
         wrapped = textwrap.wrap(render.printable(snap.error), max(width - 2, 10))
         lines += [[("  " + part, None)] for part in wrapped[:ERROR_LINES]]
     elif snap.taken_at is None:
@@ -146,32 +158,54 @@ def _workers(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
     lines: list[list[Segment]] = [[(f"Workers: {active} active", None)]]
     if not snap.workers:
         return lines + [[("  (no worker is running)", None)]]
-    rows = [[(w.id, None), (w.status, w.status), (age(now - w.last_heartbeat) + " ago", None),
-             (str(w.jobs_done), None), (str(w.jobs_failed), None), (w.current_job or "-", None)]
-            for w in snap.workers]
-    return lines + table(["ID", "Status", "Heartbeat", "Done", "Failed", "Current job"],
-                         rows, [32, 8, 9, 6, 6], width)
+    rows = [
+        [
+            (w.id, None),
+            (w.status, w.status),
+            (age(now - w.last_heartbeat) + " ago", None),
+            (str(w.jobs_done), None),
+            (str(w.jobs_failed), None),
+            (w.current_job or "-", None),
+        ]
+        for w in snap.workers
+    ]
+    return lines + table(
+        ["ID", "Status", "Heartbeat", "Done", "Failed", "Current job"],
+        rows,
+        [32, 8, 9, 6, 6],
+        width,
+    )
 
 
 def _jobs(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
     lines: list[list[Segment]] = [[("Recent jobs", None)]]
     if not snap.jobs:
         return lines + [[("  (no jobs)", None)]]
-    rows = [[(j.id, None), (j.state, j.state), (f"{j.attempts}/{j.max_retries + 1}", None),
-             (age(now - j.updated_at) + " ago", None), (j.command, None)] for j in snap.jobs]
-    return lines + table(["ID", "State", "Tries", "Updated", "Command"], rows,
-                         [26, 10, 7, 8], width)
+    rows = [
+        [
+            (j.id, None),
+            (j.state, j.state),
+            (f"{j.attempts}/{j.max_retries + 1}", None),
+            (age(now - j.updated_at) + " ago", None),
+            (j.command, None),
+        ]
+        for j in snap.jobs
+    ]
+    return lines + table(
+        ["ID", "State", "Tries", "Updated", "Command"], rows, [26, 10, 7, 8], width
+    )
 
 
-def render_frame(snapshot: Snapshot, width: int, now: float, height: int | None = None,
-                 colour: bool = False) -> str:
+def render_frame(
+    snapshot: Snapshot, width: int, now: float, height: int | None = None, colour: bool = False
+) -> str:
     """The whole screen as text: every line at most `width` visible characters, at most
     `height` lines (recent jobs are cut first), control characters escaped."""
     width = max(width, 1)
     lines = _header(snapshot, width, now) + [[], [*_counts(snapshot)], []]
     lines += _workers(snapshot, width, now) + [[]] + _jobs(snapshot, width, now)
     if height is not None:
-        lines = lines[:max(height, 1)]
+        lines = lines[: max(height, 1)]
     return "\n".join(fit_line(line, width, colour) for line in lines)
 
 
@@ -189,8 +223,9 @@ def draw(out: TextIO, frame: str, rows: int | None) -> None:
     out.flush()
 
 
-def run_dashboard(get_store: Callable[[], Store], interval: float,
-                  out: TextIO | None = None) -> None:
+def run_dashboard(
+    get_store: Callable[[], Store], interval: float, out: TextIO | None = None
+) -> None:
     """Refresh every `interval` seconds until Ctrl+C, which ends it quietly. A store that
     cannot be reached is shown on screen and tried again at the next refresh."""
     out = out or sys.stdout
@@ -208,8 +243,13 @@ def run_dashboard(get_store: Callable[[], Store], interval: float,
             snapshot = refresh(get_store, interval, snapshot)
             size = shutil.get_terminal_size()
             rows = size.lines if tty else None
-            draw(out, render_frame(snapshot, size.columns, time.time(), rows,
-                                   tty and render.use_colour()), rows)
+            draw(
+                out,
+                render_frame(
+                    snapshot, size.columns, time.time(), rows, tty and render.use_colour()
+                ),
+                rows,
+            )
             time.sleep(max(interval - (time.monotonic() - started), 0.0))
     except KeyboardInterrupt:
         pass  # Ctrl+C is how a user leaves the view: no traceback, exit 0

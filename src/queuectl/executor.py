@@ -84,8 +84,11 @@ class Execution:
         started = time.monotonic()
         try:
             self.proc = subprocess.Popen(
-                ["/bin/sh", "-c", self.command], stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True,
+                ["/bin/sh", "-c", self.command],
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                start_new_session=True,
                 env=dict(self.env),
             )
         except OSError as exc:
@@ -95,8 +98,7 @@ class Execution:
         out, err, timed_out = self._supervise(started)
         code = self.proc.wait()
         duration = time.monotonic() - started
-        return Result(code, out.text(), err.text(), duration,
-                      self._error(code, err, timed_out))
+        return Result(code, out.text(), err.text(), duration, self._error(code, err, timed_out))
 
     def _supervise(self, started: float) -> tuple[Tail, Tail, bool]:
         """Read both pipes until the shell has exited and they are drained, enforcing the
@@ -118,9 +120,7 @@ class Execution:
                     if exit_fd is not None:
                         sel.unregister(exit_fd)
                 pipes_open = any(key.fileobj in tails for key in sel.get_map().values())
-                if exited_at is not None and (
-                    not pipes_open or now - exited_at > DRAIN_AFTER_EXIT
-                ):
+                if exited_at is not None and (not pipes_open or now - exited_at > DRAIN_AFTER_EXIT):
                     break
                 if exited_at is None and deadline is not None and now >= deadline:
                     if not timed_out:
@@ -128,12 +128,13 @@ class Execution:
                         _signal_group(self.proc, signal.SIGTERM)
                     elif now - term_at >= KILL_GRACE:
                         _signal_group(self.proc, signal.SIGKILL)
-                for key, _ in sel.select(self._next_wait(now, deadline, term_at, exited_at,
-                                                         exit_fd is not None)):
+                for key, _ in sel.select(
+                    self._next_wait(now, deadline, term_at, exited_at, exit_fd is not None)
+                ):
                     if key.fileobj in tails:
                         chunk = os.read(key.fd, 65536)
                         if chunk:
-                            tails[key.fileobj].feed(chunk)  # type: ignore[index]
+                            tails[key.fileobj].feed(chunk)
                         else:
                             sel.unregister(key.fileobj)
         if exit_fd is not None:
@@ -144,8 +145,14 @@ class Execution:
             _signal_group(self.proc, signal.SIGKILL)  # stragglers that ignored SIGTERM
         return tails[self.proc.stdout], tails[self.proc.stderr], timed_out
 
-    def _next_wait(self, now: float, deadline: float | None, term_at: float,
-                   exited_at: float | None, sees_exit: bool) -> float:
+    def _next_wait(
+        self,
+        now: float,
+        deadline: float | None,
+        term_at: float,
+        exited_at: float | None,
+        sees_exit: bool,
+    ) -> float:
         # Without a pidfd the exit is only seen by polling, so poll often.
         wait = 1.0 if sees_exit and not self.kill_reason else 0.05
         if exited_at is not None:

@@ -31,7 +31,9 @@ class JobManager:
         for index, (label, spec) in enumerate(specs):
             try:
                 job = build_job(
-                    spec, now=now, default_max_retries=config["max_retries"],
+                    spec,
+                    now=now,
+                    default_max_retries=config["max_retries"],
                     default_timeout=config["job_timeout"],
                 )
             except InvalidInput as exc:
@@ -111,4 +113,3 @@ def _is_text(value: str) -> bool:
     except UnicodeEncodeError:
         return False
     return True
-

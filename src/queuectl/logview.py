@@ -40,9 +40,16 @@ def log_text(job: Job) -> str:
 
 def log_json(job: Job) -> dict[str, Any]:
     """The same as a JSON document."""
-    return {"id": job.id, "state": job.state, "attempts": job.attempts,
-            "exit_code": job.exit_code, "last_error": job.last_error, "has_run": has_run(job),
-            "stdout": job.stdout, "stderr": job.stderr}
+    return {
+        "id": job.id,
+        "state": job.state,
+        "attempts": job.attempts,
+        "exit_code": job.exit_code,
+        "last_error": job.last_error,
+        "has_run": has_run(job),
+        "stdout": job.stdout,
+        "stderr": job.stderr,
+    }
 
 
 def _seconds(value: float | None) -> str:
@@ -53,11 +60,13 @@ def stats_text(data: dict[str, Any]) -> str:
     """`stats` for people."""
     jobs, duration, throughput = data["jobs"], data["duration"], data["throughput"]
     rate = data["success_rate"]
-    lines = ["Jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items()),
-             f"Duration of completed jobs: mean {_seconds(duration['mean'])}, "
-             f"p50 {_seconds(duration['p50'])}, p95 {_seconds(duration['p95'])}",
-             f"Success rate: {'-' if rate is None else f'{rate:.1%}'} (completed vs dead)",
-             f"Retries: {data['retries']}",
-             f"Completed in the last minute: {throughput['last_minute']}, "
-             f"last hour: {throughput['last_hour']}"]
+    lines = [
+        "Jobs: " + ", ".join(f"{k} {v}" for k, v in jobs.items()),
+        f"Duration of completed jobs: mean {_seconds(duration['mean'])}, "
+        f"p50 {_seconds(duration['p50'])}, p95 {_seconds(duration['p95'])}",
+        f"Success rate: {'-' if rate is None else f'{rate:.1%}'} (completed vs dead)",
+        f"Retries: {data['retries']}",
+        f"Completed in the last minute: {throughput['last_minute']}, "
+        f"last hour: {throughput['last_hour']}",
+    ]
     return "\n".join(lines)

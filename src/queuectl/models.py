@@ -25,9 +25,25 @@ SPEC_FIELDS = ("id", "command", "max_retries", "priority", "delay", "run_at", "t
 
 # Public fields, in the order `show` prints them (SPEC §4).
 PUBLIC_FIELDS = (
-    "id", "command", "state", "attempts", "max_retries", "priority", "timeout", "run_at",
-    "created_at", "updated_at", "started_at", "finished_at", "locked_by", "locked_at",
-    "exit_code", "last_error", "stdout", "stderr", "duration",
+    "id",
+    "command",
+    "state",
+    "attempts",
+    "max_retries",
+    "priority",
+    "timeout",
+    "run_at",
+    "created_at",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "locked_by",
+    "locked_at",
+    "exit_code",
+    "last_error",
+    "stdout",
+    "stderr",
+    "duration",
 )
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "locked_at")
 # run_at must be a time every store, and format_time, can hold: 1970-01-01 up to 9999-12-30 UTC.
@@ -37,8 +53,11 @@ MAX_TIME = 253402128000.0
 def shown(value: Any, limit: int = 60) -> str:
     """repr() of a value the user gave (JSON's true, false and null spelt as JSON does),
     cut so that an error message stays one short line."""
-    text = {True: "true", False: "false", None: "null"}.get(value, "") if (
-        value is None or isinstance(value, bool)) else repr(value)
+    text = (
+        {True: "true", False: "false", None: "null"}.get(value, "")
+        if (value is None or isinstance(value, bool))
+        else repr(value)
+    )
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
@@ -241,7 +260,6 @@ def to_json_ready(job: Job) -> dict[str, Any]:
     for name in TIME_FIELDS:
         data[name] = format_time(data[name])
     return data
-
 
 
 LIVE_WORKER_STATUSES = ("idle", "busy", "stopping")

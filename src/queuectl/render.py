@@ -19,8 +19,17 @@ _UNSAFE = re.compile(f"[\x00-\x1f{_RISKY}]")
 _UNSAFE_IN_JSON = re.compile(f"[{_RISKY}]")
 _UNSAFE_IN_BLOCK = re.compile(f"[\x00-\x08\x0b-\x1f{_RISKY}]")  # keeps \t and \n
 
-STATE_COLOURS = {"pending": "33", "processing": "36", "completed": "32", "failed": "35",
-                 "dead": "31", "idle": "32", "busy": "36", "stopping": "33", "lost": "31"}
+STATE_COLOURS = {
+    "pending": "33",
+    "processing": "36",
+    "completed": "32",
+    "failed": "35",
+    "dead": "31",
+    "idle": "32",
+    "busy": "36",
+    "stopping": "33",
+    "lost": "31",
+}
 
 
 def printable(text: str | None, width: int | None = None) -> str:
@@ -67,7 +76,10 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     """A plain table (tabulate imported only when one is printed)."""
     from tabulate import tabulate
 
-    return tabulate(list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True)
+    table: str = tabulate(
+        list(rows), headers=list(headers), tablefmt="simple", disable_numparse=True
+    )
+    return table
 
 
 def jobs_table(jobs: Sequence[Job], state: str | None) -> str:
@@ -75,8 +87,14 @@ def jobs_table(jobs: Sequence[Job], state: str | None) -> str:
     waiting = state in ("pending", "failed")
     when = "Run At" if waiting else "Updated At"
     rows = [
-        (printable(j.id, 40), colour(j.state, j.state), j.attempts, j.priority,
-         printable(j.command, 48), format_time(j.run_at if waiting else j.updated_at))
+        (
+            printable(j.id, 40),
+            colour(j.state, j.state),
+            j.attempts,
+            j.priority,
+            printable(j.command, 48),
+            format_time(j.run_at if waiting else j.updated_at),
+        )
         for j in jobs
     ]
     return table(rows, ["ID", "State", "Attempts", "Priority", "Command", when])
@@ -106,11 +124,16 @@ def show_job(job: Job) -> str:
 def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
     """A worker as `worker list --json` prints it."""
     return {
-        "id": worker.id, "host": worker.host, "pid": worker.pid, "status": worker.status,
-        "current_job": worker.current_job, "started_at": format_time(worker.started_at),
+        "id": worker.id,
+        "host": worker.host,
+        "pid": worker.pid,
+        "status": worker.status,
+        "current_job": worker.current_job,
+        "started_at": format_time(worker.started_at),
         "last_heartbeat": format_time(worker.last_heartbeat),
         "heartbeat_age": round(max(now - worker.last_heartbeat, 0.0), 3),
-        "jobs_done": worker.jobs_done, "jobs_failed": worker.jobs_failed,
+        "jobs_done": worker.jobs_done,
+        "jobs_failed": worker.jobs_failed,
     }
 
 
@@ -118,19 +141,32 @@ def workers_table(workers: Sequence[WorkerInfo], now: float | None = None) -> st
     """ID, Host, PID, Status, Current Job, Heartbeat age, Done, Failed."""
     now = time.time() if now is None else now
     rows = [
-        (printable(w.id, 40), printable(w.host, 30), w.pid, colour(w.status, w.status),
-         printable(w.current_job or "-", 30),
-         f"{max(now - w.last_heartbeat, 0):.0f}s ago", w.jobs_done, w.jobs_failed)
+        (
+            printable(w.id, 40),
+            printable(w.host, 30),
+            w.pid,
+            colour(w.status, w.status),
+            printable(w.current_job or "-", 30),
+            f"{max(now - w.last_heartbeat, 0):.0f}s ago",
+            w.jobs_done,
+            w.jobs_failed,
+        )
         for w in workers
     ]
-    return table(rows, ["ID", "Host", "PID", "Status", "Current Job", "Heartbeat", "Done",
-                        "Failed"])
+    return table(
+        rows, ["ID", "Host", "PID", "Status", "Current Job", "Heartbeat", "Done", "Failed"]
+    )
 
 
 def status_text(counts: dict[str, int], active: int) -> str:
     """The `status` summary of SPEC §5."""
-    labels = (("Pending", "pending"), ("Processing", "processing"), ("Completed", "completed"),
-              ("Failed", "failed"), ("Dead (DLQ)", "dead"))
+    labels = (
+        ("Pending", "pending"),
+        ("Processing", "processing"),
+        ("Completed", "completed"),
+        ("Failed", "failed"),
+        ("Dead (DLQ)", "dead"),
+    )
     lines = [f"{label}: {counts.get(key, 0)}" for label, key in labels]
     lines.append(f"Active Workers: {active}")
     return "\n".join(lines)

@@ -33,8 +33,9 @@ def _spawn(url: str, index: int, burst: bool) -> subprocess.Popen[bytes]:
         cmd.append("--burst")
     # Each worker gets its own session: a terminal's Ctrl+C reaches only the supervisor,
     # which forwards it once, so one Ctrl+C is never seen twice.
-    return subprocess.Popen(cmd, env=_child_env(url), stdin=subprocess.DEVNULL,
-                            start_new_session=True)
+    return subprocess.Popen(
+        cmd, env=_child_env(url), stdin=subprocess.DEVNULL, start_new_session=True
+    )
 
 
 def run(url: str, count: int, burst: bool) -> int:
@@ -74,8 +75,9 @@ def _wait_all(url: str, children: list[subprocess.Popen[bytes]]) -> list[int]:
                     continue
                 codes[n] = child.returncode
                 if child.returncode != 0:
-                    how = describe_exit(child.returncode).replace("exit status",
-                                                                  "exited with status")
+                    how = describe_exit(child.returncode).replace(
+                        "exit status", "exited with status"
+                    )
                     sys.stderr.write(f"Error: worker {n} (pid {child.pid}) {how}\n")
                     store = store or open_store(url)
                     _reap_now(store)
@@ -112,24 +114,32 @@ def detach(url: str, count: int, burst: bool) -> None:
     if burst:
         cmd.append("--burst")
     started = time.time()
-    proc = subprocess.Popen(cmd, env=_child_env(url), stdin=subprocess.DEVNULL, stdout=fd,
-                            stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        cmd,
+        env=_child_env(url),
+        stdin=subprocess.DEVNULL,
+        stdout=fd,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     os.close(fd)
     store = open_store(url)
     host, ids = hostname(), []
     deadline = time.monotonic() + START_CHECK_SECONDS
     while time.monotonic() < deadline:
-        ids = [w.id for w in store.list_workers()
-               if w.host == host and w.started_at >= started - 1
-               and _parent_of(w.pid) in (proc.pid, None)]
+        ids = [
+            w.id
+            for w in store.list_workers()
+            if w.host == host
+            and w.started_at >= started - 1
+            and _parent_of(w.pid) in (proc.pid, None)
+        ]
         if len(ids) >= count or proc.poll() is not None:
             break
         time.sleep(0.1)
     if not ids:
-        raise QueuectlError(f"no worker registered within {START_CHECK_SECONDS:g}s; "
-                            f"see {log_path}")
-    print(f"Started {len(ids)} of {count} worker(s) in the background "
-          f"(supervisor pid {proc.pid})")
+        raise QueuectlError(f"no worker registered within {START_CHECK_SECONDS:g}s; see {log_path}")
+    print(f"Started {len(ids)} of {count} worker(s) in the background (supervisor pid {proc.pid})")
     for worker_id in ids:
         print(f"  {worker_id}")
     print(f"Logs: {log_path}")

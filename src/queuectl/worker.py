@@ -27,8 +27,13 @@ class Worker:
     """A worker bound to one store. `step()` runs one job; `run()` loops until stopped."""
 
     def __init__(
-        self, store: Store, index: int = 1, *, burst: bool = False,
-        clock: Callable[[], float] = time.time, log: Callable[[str], None] | None = None,
+        self,
+        store: Store,
+        index: int = 1,
+        *,
+        burst: bool = False,
+        clock: Callable[[], float] = time.time,
+        log: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.index = index
@@ -132,10 +137,16 @@ class Worker:
         job = self.store.claim(self.info.id, self.clock(), os.urandom(8).hex())
         if job is None:
             return False
-        self.log(f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1}): "
-                 f"{printable(job.command, 120)}")
-        env = {**os.environ, "QUEUECTL_JOB_ID": job.id, "QUEUECTL_WORKER_ID": self.info.id,
-               "QUEUECTL_ATTEMPT": str(job.attempts)}
+        self.log(
+            f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1}): "
+            f"{printable(job.command, 120)}"
+        )
+        env = {
+            **os.environ,
+            "QUEUECTL_JOB_ID": job.id,
+            "QUEUECTL_WORKER_ID": self.info.id,
+            "QUEUECTL_ATTEMPT": str(job.attempts),
+        }
         execution = Execution(job.command, job.timeout, env)
         with self._lock:
             self._current, self._held = (job, execution), job
@@ -178,8 +189,9 @@ class Worker:
             if outcome.state == "dead":
                 self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
             else:
-                self.log(f"job {job.id} failed: {printable(error, 200)}; "
-                         f"retry in {outcome.delay:g}s")
+                self.log(
+                    f"job {job.id} failed: {printable(error, 200)}; retry in {outcome.delay:g}s"
+                )
 
     def _write(self, write: Callable[[], bool]) -> bool:
         """Apply a fenced write, retrying through store outages. A refused write (the lease
@@ -254,8 +266,9 @@ class Worker:
         with self._lock:
             current, held = self._current, self._held
         status = "stopping" if self.stopping else ("busy" if held else "idle")
-        self._update_row({"last_heartbeat": now, "status": status,
-                          "current_job": held.id if held else None})
+        self._update_row(
+            {"last_heartbeat": now, "status": status, "current_job": held.id if held else None}
+        )
         if held:
             assert held.lease_token is not None
             # Renewed before reaping, so our own reaper never sees our lease as stale.

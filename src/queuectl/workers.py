@@ -126,9 +126,14 @@ class WorkerManager:
     def register(self, index: int) -> WorkerInfo:
         """Add a new worker row for this process."""
         now = self.clock()
-        worker = WorkerInfo(id=new_worker_id(index), host=hostname(), pid=os.getpid(),
-                            machine=machine_key(),
-                            started_at=now, last_heartbeat=now)
+        worker = WorkerInfo(
+            id=new_worker_id(index),
+            host=hostname(),
+            pid=os.getpid(),
+            machine=machine_key(),
+            started_at=now,
+            last_heartbeat=now,
+        )
         self.store.register_worker(worker)
         return worker
 
@@ -139,8 +144,9 @@ class WorkerManager:
         stale_after = ConfigManager(self.store).get("stale_after")
         now = self.clock()
         statuses = None if include_stopped else (*LIVE_WORKER_STATUSES, "lost")
-        holders = {job.locked_by: job.id
-                   for job in self.store.list_jobs("processing", MAX_LISTED_JOBS)}
+        holders = {
+            job.locked_by: job.id for job in self.store.list_jobs("processing", MAX_LISTED_JOBS)
+        }
         shown = []
         for worker in self.store.list_workers(statuses=statuses):
             if worker.status in LIVE_WORKER_STATUSES:
@@ -156,8 +162,11 @@ class WorkerManager:
     def active(self) -> List[WorkerInfo]:
         """Workers that are idle, busy or stopping and heartbeated within stale_after."""
         cutoff = self.clock() - ConfigManager(self.store).get("stale_after")
-        return [w for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
-                if w.last_heartbeat >= cutoff]
+        return [
+            w
+            for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
+            if w.last_heartbeat >= cutoff
+        ]
 
     def request_stop(self) -> List[WorkerInfo]:
         """Ask every active worker to stop: through the store for every machine, and by
@@ -182,8 +191,9 @@ class WorkerManager:
                 self.store.update_worker(worker.id, {"status": "lost", "current_job": None})
                 kill_orphaned_commands(worker.id)
                 for job in self.store.jobs_locked_by(worker.id):
-                    ok, _ = attempts.fail(self.store, job, f"worker {worker.id} exited",
-                                          config, now)
+                    ok, _ = attempts.fail(
+                        self.store, job, f"worker {worker.id} exited", config, now
+                    )
                     if ok:
                         released.append(job.id)
         self.store.mark_workers_lost(cutoff)

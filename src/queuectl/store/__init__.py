@@ -46,7 +46,7 @@ def url_password(url: str) -> str | None:
 def sqlite_path(url: str) -> str:
     """`sqlite:///relative.db`, `sqlite:////absolute.db`, or a bare path, to a file path."""
     if url.startswith("sqlite://"):
-        rest = url[len("sqlite://"):]
+        rest = url[len("sqlite://") :]
         if not rest.startswith("/") or rest == "/":
             raise InvalidInput(
                 f"bad SQLite URL {url!r}; use sqlite:///relative.db or sqlite:////absolute.db"

@@ -65,9 +65,7 @@ class MongoStore:
         except DuplicateKeyError:
             raise
         except PyMongoError as exc:
-            raise StoreUnavailable(
-                f"MongoDB at {self.url}: {_short(exc, self._secret)}"
-            ) from None
+            raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc, self._secret)}") from None
 
     def _ensure_indexes(self) -> None:
         # create_indexes is idempotent on the server: one round trip per collection.
@@ -83,17 +81,20 @@ class MongoStore:
 
     def _create_indexes(self, IndexModel: Any) -> None:  # noqa: N803
 
-        self.jobs.create_indexes([
-            IndexModel([("state", 1), ("priority", -1), ("run_at", 1), ("seq", 1)],
-                       name="claim_order"),
-            IndexModel([("state", 1), ("run_at", 1)], name="state_run_at"),
-            IndexModel([("state", 1), ("updated_at", -1), ("seq", -1)], name="state_updated"),
-            IndexModel([("updated_at", -1), ("seq", -1)], name="updated"),
-            IndexModel([("state", 1), ("duration", 1)], name="state_duration"),
-            IndexModel([("state", 1), ("finished_at", 1)], name="state_finished"),
-            IndexModel([("state", 1), ("lease_renewed_at", 1)], name="lease"),
-            IndexModel([("locked_by", 1)], name="locked_by"),
-        ])
+        self.jobs.create_indexes(
+            [
+                IndexModel(
+                    [("state", 1), ("priority", -1), ("run_at", 1), ("seq", 1)], name="claim_order"
+                ),
+                IndexModel([("state", 1), ("run_at", 1)], name="state_run_at"),
+                IndexModel([("state", 1), ("updated_at", -1), ("seq", -1)], name="state_updated"),
+                IndexModel([("updated_at", -1), ("seq", -1)], name="updated"),
+                IndexModel([("state", 1), ("duration", 1)], name="state_duration"),
+                IndexModel([("state", 1), ("finished_at", 1)], name="state_finished"),
+                IndexModel([("state", 1), ("lease_renewed_at", 1)], name="lease"),
+                IndexModel([("locked_by", 1)], name="locked_by"),
+            ]
+        )
         self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
 
     def close(self) -> None:
@@ -118,8 +119,9 @@ class MongoStore:
             except (BulkWriteError, DuplicateKeyError) as exc:
                 inserted = _inserted_count(exc)
                 if inserted:  # never remove one a worker has already claimed
-                    self.jobs.delete_many({"_id": {"$in": ids[:inserted]}, "state": "pending",
-                                           "attempts": 0})
+                    self.jobs.delete_many(
+                        {"_id": {"$in": ids[:inserted]}, "state": "pending", "attempts": 0}
+                    )
                 raise DuplicateJob(ids[inserted] if inserted < len(ids) else ids[0]) from None
 
     def get_job(self, job_id: str) -> Job | None:
@@ -147,16 +149,22 @@ class MongoStore:
 
         update = {
             "$set": {
-                "state": "processing", "locked_by": worker_id, "locked_at": now,
-                "lease_token": lease_token, "lease_renewed_at": now, "started_at": now,
+                "state": "processing",
+                "locked_by": worker_id,
+                "locked_at": now,
+                "lease_token": lease_token,
+                "lease_renewed_at": now,
+                "started_at": now,
                 "updated_at": now,
             },
             "$inc": {"attempts": 1},
         }
         with self._errors():
             doc = self.jobs.find_one_and_update(
-                {"state": READY, "run_at": {"$lte": now}}, update,
-                sort=CLAIM_SORT, return_document=ReturnDocument.AFTER,
+                {"state": READY, "run_at": {"$lte": now}},
+                update,
+                sort=CLAIM_SORT,
+                return_document=ReturnDocument.AFTER,
             )
         return _job(doc)
 
@@ -174,14 +182,14 @@ class MongoStore:
                 {"_id": job_id, "state": "processing", "lease_token": lease_token},
                 {"$set": changes},
             )
-        return result.matched_count == 1
+        return bool(result.matched_count == 1)
 
     def stale_jobs(self, cutoff: float) -> list[Job]:
         """Processing jobs whose lease was not renewed since `cutoff`."""
         with self._errors():
-            docs = list(self.jobs.find(
-                {"state": "processing", "lease_renewed_at": {"$lt": cutoff}}
-            ))
+            docs = list(
+                self.jobs.find({"state": "processing", "lease_renewed_at": {"$lt": cutoff}})
+            )
         return [j for j in map(_job, docs) if j is not None]
 
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
@@ -200,9 +208,17 @@ class MongoStore:
             if ids:
                 self.jobs.update_many(
                     {"_id": {"$in": ids}, "state": "dead"},
-                    {"$set": {"state": "pending", "attempts": 0, "run_at": now,
-                              "updated_at": now, "locked_by": None, "locked_at": None,
-                              "lease_token": None}},
+                    {
+                        "$set": {
+                            "state": "pending",
+                            "attempts": 0,
+                            "run_at": now,
+                            "updated_at": now,
+                            "locked_by": None,
+                            "locked_at": None,
+                            "lease_token": None,
+                        }
+                    },
                 )
         return ids
 
@@ -216,23 +232,37 @@ class MongoStore:
         """Aggregates computed by the server."""
         done = {"state": "completed", "duration": {"$ne": None}}
         with self._errors():
-            agg = list(self.jobs.aggregate([
-                {"$match": done},
-                {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
-            ]))
+            agg = list(
+                self.jobs.aggregate(
+                    [
+                        {"$match": done},
+                        {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
+                    ]
+                )
+            )
             n = agg[0]["n"] if agg else 0
             result: dict[str, Any] = {
-                "mean": agg[0]["mean"] if agg else None, "p50": None, "p95": None,
+                "mean": agg[0]["mean"] if agg else None,
+                "p50": None,
+                "p95": None,
             }
             for name, q in (("p50", 0.50), ("p95", 0.95)):
                 if n:
-                    docs = list(self.jobs.find(done, {"duration": 1}).sort("duration", 1)
-                                .skip(quantile_rank(n, q)).limit(1))
+                    docs = list(
+                        self.jobs.find(done, {"duration": 1})
+                        .sort("duration", 1)
+                        .skip(quantile_rank(n, q))
+                        .limit(1)
+                    )
                     result[name] = docs[0]["duration"] if docs else None
-            retries = list(self.jobs.aggregate([
-                {"$match": {"attempts": {"$gt": 1}}},
-                {"$group": {"_id": None, "r": {"$sum": {"$subtract": ["$attempts", 1]}}}},
-            ]))
+            retries = list(
+                self.jobs.aggregate(
+                    [
+                        {"$match": {"attempts": {"$gt": 1}}},
+                        {"$group": {"_id": None, "r": {"$sum": {"$subtract": ["$attempts", 1]}}}},
+                    ]
+                )
+            )
             result["retries"] = retries[0]["r"] if retries else 0
             for name, window in (("last_minute", 60), ("last_hour", 3600)):
                 result[name] = self.jobs.count_documents(
@@ -300,9 +330,11 @@ class MongoStore:
     def delete_workers(self, before: float) -> int:
         """Forget long-gone workers."""
         with self._errors():
-            return self.workers.delete_many(
-                {"status": {"$in": ["stopped", "lost"]}, "last_heartbeat": {"$lt": before}}
-            ).deleted_count
+            return int(
+                self.workers.delete_many(
+                    {"status": {"$in": ["stopped", "lost"]}, "last_heartbeat": {"$lt": before}}
+                ).deleted_count
+            )
 
     def mark_workers_lost(self, cutoff: float) -> list[str]:
         """Silent live workers become lost (each conditioned on still being silent)."""
@@ -348,8 +380,11 @@ def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
     # about 5 s in all (SPEC §3), not pymongo's 30 s. A URL's own settings win.
     # socketTimeoutMS bounds every operation, so a network partition cannot hold a worker
     # inside the driver for minutes (it is far below stale_after).
-    options: dict[str, Any] = {"serverSelectionTimeoutMS": 4000, "connectTimeoutMS": 4000,
-                               "socketTimeoutMS": 30000}
+    options: dict[str, Any] = {
+        "serverSelectionTimeoutMS": 4000,
+        "connectTimeoutMS": 4000,
+        "socketTimeoutMS": 30000,
+    }
     lowered = url.lower()
     kwargs = {k: v for k, v in options.items() if k.lower() not in lowered}
     try:
@@ -365,7 +400,9 @@ def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
         # in the URL only a generic hint is given.
         detail = (
             "check its syntax; special characters in the user name or password must be "
-            "percent-encoded" if secret else _short(exc)
+            "percent-encoded"
+            if secret
+            else _short(exc)
         )
         raise InvalidInput(f"bad MongoDB URL {masked}: {detail}") from None
     return MongoStore(client, db_name, masked, secret)

@@ -138,7 +138,9 @@ class SqliteStore:
                 create_private_file(self.path)
             busy_ms = busy_timeout_ms()
             conn = sqlite3.connect(
-                self.path, timeout=busy_ms / 1000, isolation_level=None,
+                self.path,
+                timeout=busy_ms / 1000,
+                isolation_level=None,
                 check_same_thread=False,
             )
             conn.row_factory = sqlite3.Row
@@ -218,12 +220,16 @@ class SqliteStore:
     def list_jobs(self, state: str | None, limit: int) -> list[Job]:
         """Pending/failed in claim order; other states newest update first."""
         if state in ("pending", "failed"):
-            sql = (f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
-                   f"ORDER BY {CLAIM_ORDER} LIMIT ?")
+            sql = (
+                f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
+                f"ORDER BY {CLAIM_ORDER} LIMIT ?"
+            )
             params: tuple[Any, ...] = (state, limit)
         elif state:
-            sql = ("SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
-                   "ORDER BY updated_at DESC, seq DESC LIMIT ?")
+            sql = (
+                "SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
+                "ORDER BY updated_at DESC, seq DESC LIMIT ?"
+            )
             params = (state, limit)
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
