@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
-from .store.base import Store
+from .. import render
+from ..store.base import Store
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document instead of text.")
 
@@ -18,14 +21,14 @@ class Context:
 
     @property
     def url(self) -> str:
-        from .settings import resolve_url
+        from ..settings import resolve_url
 
         return resolve_url(self.db)
 
     @property
     def store(self) -> Store:
         if self._store is None:
-            from .store import open_store
+            from ..store import open_store
 
             self._store = open_store(self.url)
         return self._store
@@ -34,3 +37,13 @@ class Context:
 def command_context(ctx: typer.Context) -> Context:
     """The Context the root callback attached to this invocation."""
     return ctx.find_root().obj  # type: ignore[no-any-return]
+
+
+MAX_ERROR = 1000  # characters: an `Error:` line stays one readable line whatever the input
+
+
+def write_error(message: str, code: int) -> int:
+    """Write one `Error:` line (never longer than MAX_ERROR characters) and return `code`."""
+    first = " ".join(str(message).split("\n")).strip()
+    sys.stderr.write(f"Error: {render.printable(first, MAX_ERROR)}\n")
+    return code

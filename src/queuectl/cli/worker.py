@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from . import render
-from .cli_context import JSON_OPT, command_context
-from .errors import InvalidInput, QueuectlError
+from .. import render
+from ..errors import InvalidInput, QueuectlError
+from .context import JSON_OPT, command_context
 
 DEFAULT_STOP_WAIT = 60.0
 
@@ -28,8 +28,8 @@ def worker_start(
     \b
     Example: queuectl worker start --count 4
     """
-    from . import supervisor
-    from .config import ConfigManager
+    from .. import supervisor
+    from ..config import ConfigManager
 
     if not 1 <= count <= 256:
         raise InvalidInput(f"--count must be between 1 and 256, got {count}")
@@ -56,7 +56,7 @@ def worker_stop(
     \b
     Example: queuectl worker stop --wait --timeout 30
     """
-    from .workers import WorkerManager
+    from ..workers import WorkerManager
 
     if timeout is not None and not wait:
         raise InvalidInput("--timeout only applies with --wait")
@@ -87,7 +87,7 @@ def worker_list(
     \b
     Example: queuectl worker list --all
     """
-    from .workers import WorkerManager
+    from ..workers import WorkerManager
 
     workers = WorkerManager(command_context(ctx).store).list(include_stopped=include_all)
     now = time.time()

@@ -1,0 +1,69 @@
+"""`queuectl dlq …`: list the dead letter queue and put jobs back."""
+
+from __future__ import annotations
+
+from typing import List, Optional
+
+import typer
+
+from .. import render
+from ..errors import InvalidInput
+from ..models import shown
+from .context import JSON_OPT, command_context, write_error
+
+dlq_app = typer.Typer(
+    help="The dead letter queue: jobs that used up their retries.", no_args_is_help=True
+)
+
+
+@dlq_app.command("list")
+def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+    """List the jobs in the dead letter queue.
+
+    \b
+    Example: queuectl dlq list
+    """
+    from ..jobs import JobManager
+
+    jobs = JobManager(command_context(ctx).store).dead()
+    if as_json:
+        render.emit_json([render.job_json(j) for j in jobs])
+    elif jobs:
+        rows = [
+            (
+                render.printable(j.id, 40),
+                j.attempts,
+                render.printable(j.command, 40),
+                render.printable(j.last_error, 50),
+            )
+            for j in jobs
+        ]
+        typer.echo(render.table(rows, ["ID", "Attempts", "Command", "Last Error"]))
+    else:
+        typer.echo("The DLQ is empty.")
+
+
+@dlq_app.command("retry")
+def dlq_retry(
+    ctx: typer.Context,
+    job_ids: Optional[List[str]] = typer.Argument(None, metavar="ID...", help="Dead job ids."),
+    all_jobs: bool = typer.Option(False, "--all", help="Retry every dead job."),
+) -> None:
+    """Put dead jobs back to pending with their attempts reset.
+
+    \b
+    Example: queuectl dlq retry job1 job2   (or: queuectl dlq retry --all)
+    """
+    from ..jobs import JobManager
+
+    if bool(job_ids) == all_jobs:
+        raise InvalidInput("give one or more job ids, or --all (not both)")
+    manager = JobManager(command_context(ctx).store)
+    retried, missing = manager.retry_dead(None if all_jobs else job_ids)
+    typer.echo(f"Retried {len(retried)} job(s)")
+    if missing:
+        listed = ", ".join(shown(job_id, 60) for job_id in missing[:20])
+        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
+        subject = "job {} is" if len(missing) == 1 else "jobs {} are"
+        write_error(f"{subject.format(listed + more)} not in the DLQ (left unchanged)", 1)
+        raise typer.Exit(1)
