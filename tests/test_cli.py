@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +19,7 @@ import pytest
 
 from queuectl import __version__
 from queuectl import cli as cli_module
+from queuectl.config import Config
 from queuectl.models import PUBLIC_FIELDS, STATES, Job, WorkerInfo
 from queuectl.store.base import Store
 
@@ -884,7 +885,7 @@ def test_a_timed_out_job_shows_the_signal_not_a_negative_status(cli):
         store,
         job,
         "timed out after 1s",
-        {"backoff_base": 2, "backoff_max": 60, "backoff_jitter": 0},
+        replace(Config.defaults(), backoff_base=2, backoff_max=60, backoff_jitter=0),
         job.run_at,
         Result(-15, "", "", 1.0, "timed out after 1s"),
     )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from queuectl import attempts
+from queuectl.app import App
 from queuectl.config import ConfigManager
 from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound
 from queuectl.executor import Result
@@ -17,7 +18,7 @@ STATS_KEYS = {"jobs", "duration", "success_rate", "retries", "throughput"}
 @pytest.fixture
 def jobs(store, clock) -> JobManager:
     """A JobManager on a fresh store, its time given by the test's clock."""
-    return JobManager(store, clock)
+    return App(store=store, clock=clock).jobs
 
 
 def one(spec: dict) -> list[tuple[None, dict]]:
@@ -39,7 +40,7 @@ def run_to_end(store, clock, job_id: str, ok: bool, duration: float = 0.5) -> No
         assert attempts.complete(store, claimed, result, clock())
     else:
         assert attempts.fail(
-            store, claimed, "exit status 1", ConfigManager(store).all(), clock(), result
+            store, claimed, "exit status 1", ConfigManager(store).load(), clock(), result
         )[0]
 
 
@@ -266,5 +267,7 @@ class _WorkersUnreadable:
 
 def test_enqueue_succeeds_when_waking_workers_fails(store, clock):
     # The jobs are stored: reporting failure now would invite a retry that duplicates them.
-    enqueued = JobManager(_WorkersUnreadable(store), clock).enqueue(one({"command": "true"}))
+    enqueued = App(store=_WorkersUnreadable(store), clock=clock).jobs.enqueue(
+        one({"command": "true"})
+    )
     assert store.get_job(enqueued[0].id) is not None

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+from queuectl.app import App
+from queuectl.config import Config
 from queuectl.models import Job, WorkerInfo
-from queuectl.workers import FORGET_WORKERS_AFTER, WorkerManager
+from queuectl.workers import FORGET_WORKERS_AFTER
 
 
 def remote(worker_id: str, clock, **fields) -> WorkerInfo:
@@ -27,7 +31,7 @@ def test_list_shows_live_and_lost_workers_with_their_jobs(store, clock):
     store.insert_jobs([Job(id="j1", command="true", run_at=clock(), seq=1)])
     store.claim("busy-one", clock(), "tok")
 
-    shown = {w.id: (w.status, w.current_job) for w in WorkerManager(store, clock).list()}
+    shown = {w.id: (w.status, w.current_job) for w in App(store=store, clock=clock).workers.list()}
 
     assert shown == {
         "busy-one": ("busy", "j1"),
@@ -35,7 +39,7 @@ def test_list_shows_live_and_lost_workers_with_their_jobs(store, clock):
         "silent": ("lost", None),
         "marked-lost": ("lost", None),
     }
-    everything = WorkerManager(store, clock).list(include_stopped=True)
+    everything = App(store=store, clock=clock).workers.list(include_stopped=True)
     assert {w.id for w in everything} == set(shown) | {"done"}
 
 
@@ -44,7 +48,7 @@ def test_active_counts_only_live_workers_that_heartbeat(store, clock):
     store.register_worker(remote("b", clock, status="stopping"))
     store.register_worker(remote("silent", clock, last_heartbeat=clock() - 601))
     store.register_worker(remote("gone", clock, status="stopped"))
-    assert sorted(w.id for w in WorkerManager(store, clock).active()) == ["a", "b"]
+    assert sorted(w.id for w in App(store=store, clock=clock).workers.active()) == ["a", "b"]
 
 
 def test_the_reaper_forgets_workers_gone_for_a_week(store, clock):
@@ -53,7 +57,9 @@ def test_the_reaper_forgets_workers_gone_for_a_week(store, clock):
     clock.advance(FORGET_WORKERS_AFTER - 10)
     store.update_worker("recent", {"last_heartbeat": clock()})
     clock.advance(20)
-    WorkerManager(store, clock).reap(
-        {"stale_after": 600, "backoff_base": 2, "backoff_max": 3600, "backoff_jitter": 0}
+    App(store=store, clock=clock).workers.reap(
+        replace(
+            Config.defaults(), stale_after=600, backoff_base=2, backoff_max=3600, backoff_jitter=0
+        )
     )
     assert [w.id for w in store.list_workers()] == ["recent"]

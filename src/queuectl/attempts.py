@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .backoff import Outcome, after_failure
+from .config import Config
 from .executor import Result
 from .models import COMPLETED, PENDING, Job
 from .store.base import Store
@@ -51,7 +52,7 @@ def fail(
     store: Store,
     job: Job,
     error: str,
-    config: dict[str, Any],
+    config: Config,
     now: float,
     result: Result | None = None,
 ) -> tuple[bool, Outcome]:
@@ -60,9 +61,9 @@ def fail(
         job.attempts,
         job.max_retries,
         now,
-        config["backoff_base"],
-        config["backoff_max"],
-        config["backoff_jitter"],
+        config.backoff_base,
+        config.backoff_max,
+        config.backoff_jitter,
     )
     changes: dict[str, Any] = {
         "state": outcome.state,

@@ -16,14 +16,15 @@ Clock = Callable[[], float]
 class JobManager:
     """The operations of SPEC §5 on jobs, over any Store."""
 
-    def __init__(self, store: Store, clock: Clock = time.time) -> None:
+    def __init__(self, store: Store, configs: ConfigManager, *, clock: Clock = time.time) -> None:
         self.store = store
+        self.configs = configs
         self.clock = clock
 
     def build(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> List[Job]:
         """Validate every spec before anything is written. Each spec comes with a label
         (e.g. "line 3") that prefixes its error, or None for a single job."""
-        config = ConfigManager(self.store).all()
+        config = self.configs.load()
         now = self.clock()
         base_seq = time.time_ns()
         jobs: List[Job] = []
@@ -33,8 +34,8 @@ class JobManager:
                 job = build_job(
                     spec,
                     now=now,
-                    default_max_retries=config["max_retries"],
-                    default_timeout=config["job_timeout"],
+                    default_max_retries=config.max_retries,
+                    default_timeout=config.job_timeout,
                 )
             except InvalidInput as exc:
                 raise InvalidInput(f"{label}: {exc}" if label else str(exc)) from None

@@ -89,11 +89,11 @@ def _wait_all(url: str, children: list[subprocess.Popen[bytes]]) -> list[int]:
 
 
 def _reap_now(store: Store) -> None:
-    from .config import ConfigManager
-    from .workers import WorkerManager
+    from .app import App
 
     try:
-        for job_id in WorkerManager(store).reap(ConfigManager(store).all()):
+        workers = App(store=store).workers
+        for job_id in workers.reap(workers.settings()):
             sys.stderr.write(f"job {job_id} released from the dead worker\n")
     except QueuectlError:
         pass  # the store is failing too; the other workers' reapers will release the job

@@ -11,12 +11,12 @@ import time
 from typing import Any, Callable
 
 from . import attempts
-from .config import ConfigManager
+from .config import Config
 from .errors import StoreUnavailable
 from .executor import Execution, Result
+from .jobs import JobManager
 from .models import Job, WorkerInfo, format_time
 from .render import printable
-from .store.base import Store
 from .workers import WorkerManager
 
 INTERRUPTED = "interrupted by an immediate shutdown"
@@ -28,20 +28,22 @@ class Worker:
 
     def __init__(
         self,
-        store: Store,
+        jobs: JobManager,
+        workers: WorkerManager,
         index: int = 1,
         *,
         burst: bool = False,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        self.store = store
+        self.jobs = jobs
+        self.manager = workers
+        self.store = jobs.store
         self.index = index
         self.burst = burst
         self.clock = clock
-        self.manager = WorkerManager(store, clock)
         self.info: WorkerInfo | None = None
-        self.config: dict[str, Any] = {}
+        self.config: Config = Config.defaults()
         self.stopping = False
         self.abort = False
         self._log = log or _print_line
@@ -71,7 +73,7 @@ class Worker:
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
         """Register, read the config, and reap what dead local workers left behind."""
-        self.config = ConfigManager(self.store).all()
+        self.config = self.manager.settings()
         self.info = self.manager.register(self.index)
         self._reap()
         self.log(f"started (pid {os.getpid()})")
@@ -180,7 +182,7 @@ class Worker:
 
         def record() -> bool:
             nonlocal outcome
-            self.config = ConfigManager(self.store).all()  # the job may have run for long
+            self.config = self.manager.settings()  # the job may have run for long
             ok, outcome = attempts.fail(self.store, job, error, self.config, self.clock(), result)
             return ok
 
@@ -219,7 +221,7 @@ class Worker:
         next_run = self.store.next_run_at()
         if self.burst and next_run is None:
             return False
-        timeout = float(self.config["poll_interval"])
+        timeout = float(self.config.poll_interval)
         if next_run is not None:
             timeout = min(timeout, max(next_run - self.clock(), 0.0))
             if self.burst and next_run > self.clock() + timeout and next_run != self._told:
@@ -237,8 +239,8 @@ class Worker:
         now = time.monotonic()
         if now < self._next_refresh:
             return
-        self.config = ConfigManager(self.store).all()
-        self._next_refresh = now + float(self.config["poll_interval"])
+        self.config = self.manager.settings()
+        self._next_refresh = now + float(self.config.poll_interval)
         assert self.info is not None
         me = self.store.get_worker(self.info.id)
         if me is not None and me.stop_requested and not self.stopping:
@@ -250,7 +252,7 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         while not self._heartbeat_stop.is_set():
-            _sleep_on(self._beat_r, float(self.config["heartbeat_interval"]))
+            _sleep_on(self._beat_r, float(self.config.heartbeat_interval))
             if self._heartbeat_stop.is_set():
                 break
             try:
@@ -282,7 +284,7 @@ class Worker:
     def _reap(self) -> None:
         # Fresh config: judging other workers' leases by a stale_after read before a long
         # job began would release healthy jobs after the setting was raised.
-        self.config = ConfigManager(self.store).all()
+        self.config = self.manager.settings()
         for job_id in self.manager.reap(self.config):
             self.log(f"job {job_id} released from a lost worker")
 

@@ -10,9 +10,8 @@ import os
 import signal
 import sys
 
+from .app import App
 from .errors import QueuectlError
-from .store import open_store
-from .worker import Worker
 from .workers import WAKE_SIGNAL
 
 
@@ -24,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parent = os.getppid()
     try:
-        store = open_store(os.environ["QUEUECTL_DB"])
-        worker = Worker(store, args.index, burst=args.burst)
+        worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst)
 
         def on_stop(signum: int, _frame: object) -> None:
             if worker.stopping:

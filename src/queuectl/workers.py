@@ -8,10 +8,10 @@ import signal
 import socket
 import time
 from dataclasses import replace
-from typing import Any, Callable, List
+from typing import Callable, List
 
 from . import attempts
-from .config import ConfigManager
+from .config import Config, ConfigManager
 from .errors import QueuectlError
 from .models import LIVE_WORKER_STATUSES, WorkerInfo
 from .store.base import Store
@@ -119,9 +119,17 @@ def kill_orphaned_commands(worker_id: str) -> int:
 class WorkerManager:
     """Registers workers, reports on them, asks them to stop, and reaps the lost."""
 
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, store: Store, configs: ConfigManager, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
+        self.configs = configs
         self.clock = clock
+
+    def settings(self) -> Config:
+        """The shared configuration as it is now in the store (workers re-read it often,
+        so `config set` reaches them)."""
+        return self.configs.load()
 
     def register(self, index: int) -> WorkerInfo:
         """Add a new worker row for this process."""
@@ -141,7 +149,7 @@ class WorkerManager:
         """Workers as users see them: live and lost ones (stopped too with
         include_stopped); `busy` with its job when it holds one; `lost` once silent for
         stale_after seconds, even before a reaper has marked it."""
-        stale_after = ConfigManager(self.store).get("stale_after")
+        stale_after = self.settings().stale_after
         now = self.clock()
         statuses = None if include_stopped else (*LIVE_WORKER_STATUSES, "lost")
         holders = {
@@ -161,7 +169,7 @@ class WorkerManager:
 
     def active(self) -> List[WorkerInfo]:
         """Workers that are idle, busy or stopping and heartbeated within stale_after."""
-        cutoff = self.clock() - ConfigManager(self.store).get("stale_after")
+        cutoff = self.clock() - self.settings().stale_after
         return [
             w
             for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
@@ -180,11 +188,11 @@ class WorkerManager:
                 signal_worker(worker, signal.SIGTERM)
         return workers
 
-    def reap(self, config: dict[str, Any]) -> List[str]:
+    def reap(self, config: Config) -> List[str]:
         """Release jobs whose lease went silent, at once for workers on this machine whose
         process is gone; mark silent workers lost. Returns the ids of released jobs."""
         now = self.clock()
-        cutoff = now - config["stale_after"]
+        cutoff = now - config.stale_after
         released: List[str] = []
         for worker in self.store.list_workers(statuses=LIVE_WORKER_STATUSES):
             if is_neighbour(worker) and not pid_alive(worker.pid):

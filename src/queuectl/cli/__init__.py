@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import QueuectlError
 from . import jobs
 from .config import config_app
-from .context import Context, write_error
+from .context import write_error
 from .dlq import dlq_app
 from .worker import worker_app
 
@@ -58,7 +58,9 @@ def root(
     ),
 ) -> None:
     """queuectl: a background job queue for shell commands, on SQLite or MongoDB."""
-    ctx.obj = Context(db)
+    from ..app import App
+
+    ctx.obj = App(db)
 
 
 # -- entry point ----------------------------------------------------------------------------

@@ -1,41 +1,22 @@
-"""What every command shares: the per-invocation Context (store URL, lazily opened store)."""
+"""What every command shares: the --json option, the App of this invocation, the error line."""
 
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 
 import typer
 
 from .. import render
-from ..store.base import Store
+
+if TYPE_CHECKING:
+    from ..app import App
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document instead of text.")
 
 
-class Context:
-    """Per-invocation state: the store URL, and the store once a command needs it."""
-
-    def __init__(self, db: str | None) -> None:
-        self.db = db
-        self._store: Store | None = None
-
-    @property
-    def url(self) -> str:
-        from ..settings import resolve_url
-
-        return resolve_url(self.db)
-
-    @property
-    def store(self) -> Store:
-        if self._store is None:
-            from ..store import open_store
-
-            self._store = open_store(self.url)
-        return self._store
-
-
-def command_context(ctx: typer.Context) -> Context:
-    """The Context the root callback attached to this invocation."""
+def command_context(ctx: typer.Context) -> App:
+    """The App the root callback attached to this invocation (it opens nothing until used)."""
     return ctx.find_root().obj  # type: ignore[no-any-return]
 
 

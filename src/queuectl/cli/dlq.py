@@ -23,9 +23,8 @@ def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     \b
     Example: queuectl dlq list
     """
-    from ..jobs import JobManager
 
-    jobs = JobManager(command_context(ctx).store).dead()
+    jobs = command_context(ctx).jobs.dead()
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
@@ -54,11 +53,10 @@ def dlq_retry(
     \b
     Example: queuectl dlq retry job1 job2   (or: queuectl dlq retry --all)
     """
-    from ..jobs import JobManager
 
     if bool(job_ids) == all_jobs:
         raise InvalidInput("give one or more job ids, or --all (not both)")
-    manager = JobManager(command_context(ctx).store)
+    manager = command_context(ctx).jobs
     retried, missing = manager.retry_dead(None if all_jobs else job_ids)
     typer.echo(f"Retried {len(retried)} job(s)")
     if missing:

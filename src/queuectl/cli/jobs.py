@@ -49,7 +49,6 @@ def enqueue(
     \b
     Example: queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
     """
-    from ..jobs import JobManager
     from .enqueue_input import merge_options, read_batch, read_spec
 
     options = {
@@ -72,7 +71,7 @@ def enqueue(
         )
     else:
         specs = [(None, merge_options(read_spec(spec), options))]
-    jobs = JobManager(command_context(ctx).store).enqueue(specs)
+    jobs = command_context(ctx).jobs.enqueue(specs)
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
 
 
@@ -96,12 +95,10 @@ def status(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     \b
     Example: queuectl status --json
     """
-    from ..jobs import JobManager
-    from ..workers import WorkerManager
 
-    store = command_context(ctx).store
-    counts = JobManager(store).counts()
-    active = len(WorkerManager(store).active())
+    app = command_context(ctx)
+    counts = app.jobs.counts()
+    active = len(app.workers.active())
     if as_json:
         render.emit_json({"jobs": counts, "workers": {"active": active}})
     else:
@@ -119,10 +116,9 @@ def list_jobs(
     \b
     Example: queuectl list --state pending --limit 10
     """
-    from ..jobs import JobManager
 
     # Both stores hold LIMIT as a 64-bit integer; nobody lists more rows than this anyway.
-    jobs = JobManager(command_context(ctx).store).list(state, min(limit, 2**31 - 1))
+    jobs = command_context(ctx).jobs.list(state, min(limit, 2**31 - 1))
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
@@ -139,9 +135,8 @@ def show(
     \b
     Example: queuectl show job1
     """
-    from ..jobs import JobManager
 
-    job = JobManager(command_context(ctx).store).get(job_id)
+    job = command_context(ctx).jobs.get(job_id)
     if as_json:
         render.emit_json(render.job_json(job))
     else:
@@ -156,10 +151,9 @@ def log(
     \b
     Example: queuectl log job1
     """
-    from ..jobs import JobManager
     from .logview import log_json, log_text
 
-    job = JobManager(command_context(ctx).store).get(job_id)
+    job = command_context(ctx).jobs.get(job_id)
     if as_json:
         render.emit_json(log_json(job))
     else:
@@ -172,10 +166,9 @@ def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     \b
     Example: queuectl stats --json
     """
-    from ..jobs import JobManager
     from .logview import stats_text
 
-    data = JobManager(command_context(ctx).store).stats()
+    data = command_context(ctx).jobs.stats()
     if as_json:
         render.emit_json(data)
     else:
@@ -195,4 +188,4 @@ def dashboard(
 
     if not 0.1 <= interval <= 3600:
         raise InvalidInput(f"--interval must be between 0.1 and 3600 seconds, got {interval}")
-    run_dashboard(lambda: command_context(ctx).store, interval)
+    run_dashboard(lambda: command_context(ctx), interval)
