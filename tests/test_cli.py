@@ -879,15 +879,14 @@ def test_a_timed_out_job_shows_the_signal_not_a_negative_status(cli):
     store = cli.store
     cli.ok("enqueue", "--id", "slow", "--max-retries", "0", "sleep 9")
     job = store.claim("w", store.get_job("slow").run_at, "tok")
-    from queuectl import attempts
+    from queuectl.app import App
 
-    attempts.fail(
-        store,
+    App(store=store).jobs.fail(
         job,
         "timed out after 1s",
-        replace(Config.defaults(), backoff_base=2, backoff_max=60, backoff_jitter=0),
-        job.run_at,
         Result(-15, "", "", 1.0, "timed out after 1s"),
+        now=job.run_at,
+        config=replace(Config.defaults(), backoff_base=2, backoff_max=60, backoff_jitter=0),
     )
     out = cli.ok("log", "slow")
     assert out.startswith("Job slow: dead, killed by SIGTERM, attempt 1/1\n")

@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from queuectl import attempts, dashboard
+from queuectl import dashboard
 from queuectl.app import App
 from queuectl.dashboard import Snapshot, render_frame, run_dashboard
 from queuectl.errors import StoreUnavailable
@@ -277,7 +277,7 @@ def test_dashboard_in_a_terminal_follows_a_job_and_quits_on_ctrl_c(tmp_path):
         assert re.search(rf"^{re.escape(worker.id)}\s+busy\s.*watched-job$", screen, re.M)
 
         result = Result(exit_code=0, stdout="watched\n", stderr="", duration=0.01, error=None)
-        assert attempts.complete(store, claimed, result, time.time())
+        assert App(store=store).jobs.complete(claimed, result)
         screen = term.read_until(lambda s: "completed" in row_of(s, "watched-job"))
         assert re.search(r"completed 41\b", screen) and re.search(r"pending 0\b", screen)
         assert max(len(line) for line in screen.split("\n")) <= 80

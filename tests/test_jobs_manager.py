@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-from queuectl import attempts
 from queuectl.app import App
 from queuectl.config import ConfigManager
 from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound
@@ -37,11 +36,9 @@ def run_to_end(store, clock, job_id: str, ok: bool, duration: float = 0.5) -> No
     assert claimed is not None and claimed.id == job_id
     result = Result(0 if ok else 1, "", "", duration, None if ok else "exit status 1")
     if ok:
-        assert attempts.complete(store, claimed, result, clock())
+        assert App(store=store, clock=clock).jobs.complete(claimed, result)
     else:
-        assert attempts.fail(
-            store, claimed, "exit status 1", ConfigManager(store).load(), clock(), result
-        )[0]
+        assert App(store=store, clock=clock).jobs.fail(claimed, "exit status 1", result)[0]
 
 
 # -- enqueue -----------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from queuectl import attempts, cli
+from queuectl import cli
 from queuectl.app import App
 from queuectl.config import ConfigManager
 from queuectl.executor import TAIL_BYTES, Result
@@ -125,7 +125,7 @@ def test_log_never_pairs_an_old_output_with_a_newer_attempt(run_cli, store):
     assert "first try" in out
     # The second attempt is lost (its worker stopped heartbeating): it left no output.
     error = "worker far:1:1-beef stopped heartbeating"
-    assert attempts.fail(store, running, error, ConfigManager(store).load(), time.time())[0]
+    assert App(store=store).jobs.fail(running, error)[0]
     code, out, _ = run_cli("log", "again")
     assert out == (
         f"Job again: failed, exit status -, attempt 2/4\nLast error: {error}\n"
@@ -204,7 +204,8 @@ def settle(
 ) -> None:
     """Enqueue a job and take it through `outcomes` ("fail" / "ok") with a known duration."""
     spec = {"id": job_id, "command": "true", "max_retries": max_retries}
-    App(store=store).jobs.enqueue([(None, spec)])
+    jobs = App(store=store).jobs
+    jobs.enqueue([(None, spec)])
     config = ConfigManager(store).load()
     for n, outcome in enumerate(outcomes):
         # Claiming "later" makes a retry's backoff already over.
@@ -218,9 +219,9 @@ def settle(
             error=None if outcome == "ok" else "exit status 1",
         )
         if outcome == "ok":
-            assert attempts.complete(store, job, result, finished_at)
+            assert jobs.complete(job, result, now=finished_at)
         else:
-            assert attempts.fail(store, job, "exit status 1", config, finished_at, result)[0]
+            assert jobs.fail(job, "exit status 1", result, now=finished_at, config=config)[0]
 
 
 def nearest_rank(values: list[float], q: float) -> float:

@@ -14,9 +14,9 @@ import pytest
 
 from queuectl.app import App
 from queuectl.config import ConfigManager
+from queuectl.localproc import hostname, machine_key, pid_alive
 from queuectl.models import WorkerInfo, format_time
 from queuectl.worker import Worker
-from queuectl.workers import hostname, machine_key, pid_alive
 
 REFUSED = "result refused: the job's lease was lost (it was reclaimed)"
 DEADLINE = 10.0  # seconds any wait in this file may take before the test fails

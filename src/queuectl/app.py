@@ -68,12 +68,16 @@ class App:
     @cached_property
     def jobs(self) -> JobManager:
         """Every job transition."""
-        return JobManager(self.store, self.configs, clock=self.clock)
+        return JobManager(self.store, self.configs, clock=self.clock, wake=self._wake_workers)
 
     @cached_property
     def workers(self) -> WorkerManager:
         """The registry of workers, stop requests, liveness and the reaper."""
-        return WorkerManager(self.store, self.configs, clock=self.clock)
+        return WorkerManager(self.store, self.configs, self.jobs, clock=self.clock)
+
+    def _wake_workers(self) -> None:
+        # Late-bound: the job manager is built before the worker manager it wakes through.
+        self.workers.wake_idle()
 
     def worker(
         self, index: int = 1, *, burst: bool = False, log: Callable[[str], None] | None = None

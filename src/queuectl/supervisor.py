@@ -102,8 +102,8 @@ def _reap_now(store: Store) -> None:
 def detach(url: str, count: int, burst: bool) -> None:
     """Start the workers in the background, logging to $QUEUECTL_HOME/logs/, and return once
     they have registered."""
+    from .localproc import hostname
     from .store import open_store
-    from .workers import hostname
 
     logs = home_dir() / "logs"
     logs.mkdir(mode=0o700, exist_ok=True)

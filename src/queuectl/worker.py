@@ -10,7 +10,6 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import attempts
 from .config import Config
 from .errors import StoreUnavailable
 from .executor import Execution, Result
@@ -168,11 +167,11 @@ class Worker:
 
     def _settle(self, job: Job, result: Result, execution: Execution) -> None:
         if execution.kill_reason == INTERRUPTED:
-            if self._write(lambda: attempts.hand_back(self.store, job, self.clock())):
+            if self._write(lambda: self.jobs.hand_back(job)):
                 self.log(f"job {job.id} interrupted; returned to pending")
             return
         if result.ok:
-            applied = self._write(lambda: attempts.complete(self.store, job, result, self.clock()))
+            applied = self._write(lambda: self.jobs.complete(job, result))
             if applied:
                 self.log(f"job {job.id} completed in {result.duration:.2f}s")
                 self._count("jobs_done")
@@ -183,7 +182,7 @@ class Worker:
         def record() -> bool:
             nonlocal outcome
             self.config = self.manager.settings()  # the job may have run for long
-            ok, outcome = attempts.fail(self.store, job, error, self.config, self.clock(), result)
+            ok, outcome = self.jobs.fail(job, error, result, config=self.config)
             return ok
 
         if self._write(record) and outcome is not None:

@@ -12,7 +12,7 @@ import sys
 
 from .app import App
 from .errors import QueuectlError
-from .workers import WAKE_SIGNAL
+from .localproc import WAKE_SIGNAL
 
 
 def main(argv: list[str] | None = None) -> int:
