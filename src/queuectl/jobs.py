@@ -116,9 +116,9 @@ class JobManager:
         # os.urandom, not secrets: `secrets` loads OpenSSL, ~4 MB in every worker process.
         return self.store.claim(worker_id, self.clock(), os.urandom(8).hex())
 
-    def renew(self, job: Job) -> bool:
+    def renew(self, job: Job, *, now: float | None = None) -> bool:
         """Extend the lease of a claimed job; False when it is no longer ours."""
-        return self.store.renew_lease(job.id, _token(job), self.clock())
+        return self.store.renew_lease(job.id, _token(job), self.clock() if now is None else now)
 
     def next_run_at(self) -> float | None:
         """When the earliest pending or failed job may run (None: no job is waiting)."""

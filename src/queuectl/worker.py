@@ -23,7 +23,8 @@ MAX_WRITE_BACKOFF = 10.0
 
 
 class Worker:
-    """A worker bound to one store. `step()` runs one job; `run()` loops until stopped."""
+    """One worker over the job and worker managers. `step()` runs one job; `run()` loops
+    until stopped."""
 
     def __init__(
         self,
@@ -37,7 +38,6 @@ class Worker:
     ) -> None:
         self.jobs = jobs
         self.manager = workers
-        self.store = jobs.store
         self.index = index
         self.burst = burst
         self.clock = clock
@@ -134,8 +134,7 @@ class Worker:
     def step(self) -> bool:
         """Claim one ready job, run it, record the result. False when none was ready."""
         assert self.info is not None, "call start() first"
-        # os.urandom, not secrets: `secrets` loads OpenSSL, ~4 MB in every worker process.
-        job = self.store.claim(self.info.id, self.clock(), os.urandom(8).hex())
+        job = self.jobs.claim(self.info.id)
         if job is None:
             return False
         self.log(
@@ -217,7 +216,7 @@ class Worker:
     def _idle(self) -> bool:
         """Wait for work. Returns False when a burst worker has nothing left to wait for."""
         self._flush_counts()
-        next_run = self.store.next_run_at()
+        next_run = self.jobs.next_run_at()
         if self.burst and next_run is None:
             return False
         timeout = float(self.config.poll_interval)
@@ -241,8 +240,7 @@ class Worker:
         self.config = self.manager.settings()
         self._next_refresh = now + float(self.config.poll_interval)
         assert self.info is not None
-        me = self.store.get_worker(self.info.id)
-        if me is not None and me.stop_requested and not self.stopping:
+        if self.manager.stop_requested(self.info.id) and not self.stopping:
             self.log("stop requested through the store")
             self.request_stop()
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
@@ -271,9 +269,8 @@ class Worker:
             {"last_heartbeat": now, "status": status, "current_job": held.id if held else None}
         )
         if held:
-            assert held.lease_token is not None
             # Renewed before reaping, so our own reaper never sees our lease as stale.
-            renewed = self.store.renew_lease(held.id, held.lease_token, now)
+            renewed = self.jobs.renew(held, now=now)
             # A command already killed (an immediate stop hands its job back) lost nothing.
             if not renewed and current and current[0] is held and not current[1].kill_reason:
                 self.log(f"job {held.id}: lease lost; killing its command")
@@ -325,7 +322,7 @@ class Worker:
                 return
             counts = self._take_counts()
             try:
-                self.store.update_worker(self.info.id, changes, counts)
+                self.manager.update(self.info.id, changes, counts)
             except StoreUnavailable:
                 with self._lock:
                     for name, value in counts.items():

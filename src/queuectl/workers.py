@@ -6,7 +6,7 @@ import os
 import signal
 import time
 from dataclasses import replace
-from typing import Callable, List
+from typing import Any, Callable, List
 
 from .config import Config, ConfigManager
 from .errors import QueuectlError
@@ -67,6 +67,18 @@ class WorkerManager:
         )
         self.store.register_worker(worker)
         return worker
+
+    def update(
+        self, worker_id: str, changes: dict[str, Any], increments: dict[str, int] | None = None
+    ) -> None:
+        """Write a worker's own row: set fields (status, heartbeat, current job) and add to
+        its counters, in one store write."""
+        self.store.update_worker(worker_id, changes, increments)
+
+    def stop_requested(self, worker_id: str) -> bool:
+        """Whether a stop was asked for that worker through the store (any machine)."""
+        worker = self.store.get_worker(worker_id)
+        return worker is not None and worker.stop_requested
 
     def list(self, include_stopped: bool = False) -> List[WorkerInfo]:
         """Workers as users see them: live and lost ones (stopped too with
