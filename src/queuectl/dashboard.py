@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence, TextIO, Tuple
 from . import render
 from .errors import QueuectlError
 from .models import STATES, Job, WorkerInfo
+from .text import printable
 
 if TYPE_CHECKING:
     from .app import App
@@ -109,8 +110,8 @@ def table(
     for row in [[(h, None) for h in headers], *rows]:
         line: list[Segment] = []
         for i, (text, key) in enumerate(row[:-1]):
-            line += [(render.printable(text, widths[i]).ljust(widths[i]), key), (GAP, None)]
-        line.append((render.printable(row[-1][0], last), row[-1][1]))
+            line += [(printable(text, widths[i]).ljust(widths[i]), key), (GAP, None)]
+        line.append((printable(row[-1][0], last), row[-1][1]))
         lines.append(line)
     return lines
 
@@ -121,7 +122,7 @@ def _header(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
     pad = max(width - len(title) - len(stamp), 1)
     lines: list[list[Segment]] = [[(title + " " * pad + stamp, None)]]
     if snap.store:
-        lines.append([("Store: " + render.printable(snap.store), None)])
+        lines.append([("Store: " + printable(snap.store), None)])
     if snap.error:
         seen = (
             "never read"
@@ -134,7 +135,7 @@ def _header(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
                 (f" - retrying every {snap.interval:g}s ({seen}):", None),
             ]
         )
-        wrapped = textwrap.wrap(render.printable(snap.error), max(width - 2, 10))
+        wrapped = textwrap.wrap(printable(snap.error), max(width - 2, 10))
         lines += [[("  " + part, None)] for part in wrapped[:ERROR_LINES]]
     elif snap.taken_at is None:
         lines.append([("Reading the store...", None)])

@@ -12,6 +12,8 @@ import time
 from dataclasses import dataclass
 from typing import Mapping
 
+from .text import describe_exit
+
 TAIL_BYTES = 64 * 1024
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the group
 # After the shell exits, a background child may still hold the pipes open; read this long.
@@ -175,19 +177,6 @@ class Execution:
         last_line = bytes(err.data).decode("utf-8", "replace").strip().splitlines()[-1:]
         detail = f": {last_line[0][:300]}" if last_line else ""
         return f"{describe_exit(code)}{detail}"
-
-
-def describe_exit(code: int | None) -> str:
-    """`exit status 3`, or `killed by SIGKILL` for a negative status (the signal), or
-    `exit status -` when there is none."""
-    if code is None:
-        return "exit status -"
-    if code >= 0:
-        return f"exit status {code}"
-    try:
-        return f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
 
 
 def _exit_fd(pid: int) -> int | None:

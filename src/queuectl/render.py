@@ -4,20 +4,12 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from typing import Any, Iterable, Sequence
 
 from .models import Job, WorkerInfo, format_time, to_json_ready
-
-# Characters a terminal may act on rather than show: C0/C1 controls, DEL, lone surrogates, line
-# and paragraph separators, and bidirectional overrides (which can make text read reversed).
-_RISKY = "\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_UNSAFE = re.compile(f"[\x00-\x1f{_RISKY}]")
-# json.dumps already escapes C0 controls inside strings; outside them it writes only newlines.
-_UNSAFE_IN_JSON = re.compile(f"[{_RISKY}]")
-_UNSAFE_IN_BLOCK = re.compile(f"[\x00-\x08\x0b-\x1f{_RISKY}]")  # keeps \t and \n
+from .text import UNSAFE_IN_JSON, printable
 
 STATE_COLOURS = {
     "pending": "33",
@@ -30,28 +22,6 @@ STATE_COLOURS = {
     "stopping": "33",
     "lost": "31",
 }
-
-
-def printable(text: str | None, width: int | None = None) -> str:
-    """Text safe for one terminal line: control characters escaped, cut to `width`."""
-    if text is None:
-        return ""
-    line = _UNSAFE.sub(_escape, text)
-    if width is not None and len(line) > width:
-        line = line[: max(width - 1, 0)] + "…"
-    return line
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code in (0x0A, 0x09):
-        return "\\n" if code == 0x0A else "\\t"
-    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
-
-
-def safe_block(text: str) -> str:
-    """Multi-line text with terminal control characters escaped (newlines and tabs kept)."""
-    return _UNSAFE_IN_BLOCK.sub(_escape, text)
 
 
 def use_colour() -> bool:
@@ -69,7 +39,7 @@ def emit_json(document: Any) -> None:
     """Print one JSON document. Characters a terminal could act on are written as \\u escapes
     (json leaves DEL, C1 controls and bidi overrides raw when ensure_ascii is off)."""
     text = json.dumps(document, indent=2, ensure_ascii=False)
-    sys.stdout.write(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+    sys.stdout.write(UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:

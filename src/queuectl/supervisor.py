@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QueuectlError
-from .executor import describe_exit
 from .settings import home_dir
 from .store.base import Store
+from .text import describe_exit
 
 START_CHECK_SECONDS = 10.0
 CHILD_POLL_SECONDS = 0.2

@@ -15,7 +15,7 @@ from .errors import StoreUnavailable
 from .executor import Execution, Result
 from .jobs import JobManager
 from .models import Job, WorkerInfo, format_time
-from .render import printable
+from .text import printable
 from .workers import WorkerManager
 
 INTERRUPTED = "interrupted by an immediate shutdown"

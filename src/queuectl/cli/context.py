@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from .. import render
+from .. import text
 
 if TYPE_CHECKING:
     from ..app import App
@@ -26,5 +26,5 @@ MAX_ERROR = 1000  # characters: an `Error:` line stays one readable line whateve
 def write_error(message: str, code: int) -> int:
     """Write one `Error:` line (never longer than MAX_ERROR characters) and return `code`."""
     first = " ".join(str(message).split("\n")).strip()
-    sys.stderr.write(f"Error: {render.printable(first, MAX_ERROR)}\n")
+    sys.stderr.write(f"Error: {text.printable(first, MAX_ERROR)}\n")
     return code

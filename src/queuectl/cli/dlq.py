@@ -6,7 +6,7 @@ from typing import List, Optional
 
 import typer
 
-from .. import render
+from .. import render, text
 from ..errors import InvalidInput
 from ..models import shown
 from .context import JSON_OPT, command_context, write_error
@@ -30,10 +30,10 @@ def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     elif jobs:
         rows = [
             (
-                render.printable(j.id, 40),
+                text.printable(j.id, 40),
                 j.attempts,
-                render.printable(j.command, 40),
-                render.printable(j.last_error, 50),
+                text.printable(j.command, 40),
+                text.printable(j.last_error, 50),
             )
             for j in jobs
         ]

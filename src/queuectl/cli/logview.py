@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..executor import describe_exit
 from ..models import Job
-from ..render import safe_block
+from ..text import describe_exit, safe_block
 
 
 def has_run(job: Job) -> bool:
