@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Callable, Optional, Sequence, TextIO, Tuple
 
 from . import render
 from .errors import QueuectlError
-from .models import STATES, Job, WorkerInfo
+from .models import DEAD, STATES, Job, WorkerInfo, WorkerStatus
 from .text import printable
 
 if TYPE_CHECKING:
@@ -131,7 +131,7 @@ def _header(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
         )
         lines.append(
             [
-                ("Store unreachable", "dead"),
+                ("Store unreachable", DEAD),
                 (f" - retrying every {snap.interval:g}s ({seen}):", None),
             ]
         )
@@ -152,7 +152,7 @@ def _counts(snap: Snapshot) -> list[Segment]:
 
 
 def _workers(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
-    active = sum(1 for w in snap.workers if w.status != "lost")
+    active = sum(1 for w in snap.workers if w.status != WorkerStatus.LOST)
     lines: list[list[Segment]] = [[(f"Workers: {active} active", None)]]
     if not snap.workers:
         return lines + [[("  (no worker is running)", None)]]

@@ -8,19 +8,28 @@ import sys
 import time
 from typing import Any, Iterable, Sequence
 
-from .models import Job, WorkerInfo, format_time, to_json_ready
+from .models import (
+    READY_STATES,
+    Job,
+    JobState,
+    WorkerInfo,
+    WorkerStatus,
+    format_time,
+    to_json_ready,
+)
 from .text import UNSAFE_IN_JSON, printable
 
-STATE_COLOURS = {
-    "pending": "33",
-    "processing": "36",
-    "completed": "32",
-    "failed": "35",
-    "dead": "31",
-    "idle": "32",
-    "busy": "36",
-    "stopping": "33",
-    "lost": "31",
+# Keyed by the enums; a state read back from a store as a plain string finds the same entry.
+STATE_COLOURS: dict[str, str] = {
+    JobState.PENDING: "33",
+    JobState.PROCESSING: "36",
+    JobState.COMPLETED: "32",
+    JobState.FAILED: "35",
+    JobState.DEAD: "31",
+    WorkerStatus.IDLE: "32",
+    WorkerStatus.BUSY: "36",
+    WorkerStatus.STOPPING: "33",
+    WorkerStatus.LOST: "31",
 }
 
 
@@ -54,7 +63,7 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
 
 def jobs_table(jobs: Sequence[Job], state: str | None) -> str:
     """ID, State, Attempts, Priority, Command (shortened), Run At or Updated At."""
-    waiting = state in ("pending", "failed")
+    waiting = state in READY_STATES
     when = "Run At" if waiting else "Updated At"
     rows = [
         (
@@ -131,11 +140,11 @@ def workers_table(workers: Sequence[WorkerInfo], now: float | None = None) -> st
 def status_text(counts: dict[str, int], active: int) -> str:
     """The `status` summary of SPEC §5."""
     labels = (
-        ("Pending", "pending"),
-        ("Processing", "processing"),
-        ("Completed", "completed"),
-        ("Failed", "failed"),
-        ("Dead (DLQ)", "dead"),
+        ("Pending", JobState.PENDING),
+        ("Processing", JobState.PROCESSING),
+        ("Completed", JobState.COMPLETED),
+        ("Failed", JobState.FAILED),
+        ("Dead (DLQ)", JobState.DEAD),
     )
     lines = [f"{label}: {counts.get(key, 0)}" for label, key in labels]
     lines.append(f"Active Workers: {active}")

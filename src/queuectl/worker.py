@@ -14,9 +14,12 @@ from .config import Config
 from .errors import StoreUnavailable
 from .executor import Execution, Result
 from .jobs import JobManager
-from .models import Job, WorkerInfo, format_time
+from .models import DEAD, Job, WorkerInfo, WorkerStatus, format_time
 from .text import printable
 from .workers import WorkerManager
+
+IDLE, BUSY = WorkerStatus.IDLE, WorkerStatus.BUSY
+STOPPING, STOPPED = WorkerStatus.STOPPING, WorkerStatus.STOPPED
 
 INTERRUPTED = "interrupted by an immediate shutdown"
 MAX_WRITE_BACKOFF = 10.0
@@ -186,7 +189,7 @@ class Worker:
 
         if self._write(record) and outcome is not None:
             self._count("jobs_failed")
-            if outcome.state == "dead":
+            if outcome.state == DEAD:
                 self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
             else:
                 self.log(
@@ -264,7 +267,7 @@ class Worker:
         now = self.clock()
         with self._lock:
             current, held = self._current, self._held
-        status = "stopping" if self.stopping else ("busy" if held else "idle")
+        status = STOPPING if self.stopping else (BUSY if held else IDLE)
         self._update_row(
             {"last_heartbeat": now, "status": status, "current_job": held.id if held else None}
         )
@@ -289,7 +292,7 @@ class Worker:
             return
         try:
             self._update_row(
-                {"status": "stopped", "current_job": None, "last_heartbeat": self.clock()}
+                {"status": STOPPED, "current_job": None, "last_heartbeat": self.clock()}
             )
         except StoreUnavailable as exc:
             self.log(f"could not record the stop: {exc}")
@@ -328,7 +331,7 @@ class Worker:
                     for name, value in counts.items():
                         self._counts[name] += value
                 raise
-            self._row_final = changes.get("status") == "stopped"
+            self._row_final = changes.get("status") == STOPPED
 
     def log(self, message: str) -> None:
         """One line per event, prefixed with the worker id."""

@@ -20,10 +20,11 @@ from .localproc import (
     pid_alive,
     signal_worker,
 )
-from .models import LIVE_WORKER_STATUSES, WorkerInfo
+from .models import LIVE_WORKER_STATUSES, PROCESSING, WorkerInfo, WorkerStatus
 from .store.base import Store
 
 # Rows of stopped and lost workers are kept this long for `worker list --all`, then dropped.
+IDLE, BUSY, LOST = WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.LOST
 FORGET_WORKERS_AFTER = 7 * 24 * 3600
 MAX_LISTED_JOBS = 100_000
 
@@ -86,18 +87,18 @@ class WorkerManager:
         stale_after seconds, even before a reaper has marked it."""
         stale_after = self.settings().stale_after
         now = self.clock()
-        statuses = None if include_stopped else (*LIVE_WORKER_STATUSES, "lost")
+        statuses = None if include_stopped else (*LIVE_WORKER_STATUSES, LOST)
         holders = {
-            job.locked_by: job.id for job in self.store.list_jobs("processing", MAX_LISTED_JOBS)
+            job.locked_by: job.id for job in self.store.list_jobs(PROCESSING, MAX_LISTED_JOBS)
         }
         shown = []
         for worker in self.store.list_workers(statuses=statuses):
             if worker.status in LIVE_WORKER_STATUSES:
                 if now - worker.last_heartbeat > stale_after:
-                    worker = replace(worker, status="lost", current_job=None)
+                    worker = replace(worker, status=LOST, current_job=None)
                 else:
                     job = holders.get(worker.id)
-                    status = "busy" if job and worker.status == "idle" else worker.status
+                    status = BUSY if job and worker.status == IDLE else worker.status
                     worker = replace(worker, current_job=job, status=status)
             shown.append(worker)
         return shown
@@ -115,7 +116,7 @@ class WorkerManager:
         """Nudge idle workers on this machine so they claim at once instead of at their next
         poll. Best effort: workers elsewhere still find the job by polling."""
         try:
-            idle = self.store.list_workers(statuses=("idle",))
+            idle = self.store.list_workers(statuses=(IDLE,))
         except QueuectlError:
             return  # the caller's change is stored; failing its command now would be a lie
         for worker in idle:
@@ -129,7 +130,7 @@ class WorkerManager:
         for worker in workers:
             # A second signal means "stop at once" to a worker, so one already stopping
             # is left to finish its job.
-            if worker.status != "stopping":
+            if worker.status != WorkerStatus.STOPPING:
                 signal_worker(worker, signal.SIGTERM)
         return workers
 
@@ -141,7 +142,7 @@ class WorkerManager:
         released: List[str] = []
         for worker in self.store.list_workers(statuses=LIVE_WORKER_STATUSES):
             if is_neighbour(worker) and not pid_alive(worker.pid):
-                self.store.update_worker(worker.id, {"status": "lost", "current_job": None})
+                self.store.update_worker(worker.id, {"status": LOST, "current_job": None})
                 kill_orphaned_commands(worker.id)
                 for job in self.store.jobs_locked_by(worker.id):
                     if self.jobs.release(job, f"worker {worker.id} exited", config, now=now):
