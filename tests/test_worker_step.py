@@ -426,3 +426,17 @@ def test_an_immediate_stop_kills_a_running_command(store, clock, make_worker, tm
     assert (job.state, job.attempts) == ("pending", 0)
     clock.advance(1)
     assert store.claim("next", clock(), "tok").id == job_id  # claimable again at once
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_close_releases_the_pipes_a_worker_opens(store, clock):
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    worker = App(store=store, clock=clock).worker(log=lambda _line: None)
+    assert len(open_fds() - before) == 4  # the wake pipe and the heartbeat pipe
+    worker.close()
+    assert open_fds() - before == set()
+    worker.wake()  # a late wake-up after close is harmless
+    worker.close()  # and so is a second close

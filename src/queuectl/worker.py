@@ -71,6 +71,7 @@ class Worker:
         self._beat_r, self._beat_w = os.pipe()
         for fd in (self._beat_r, self._beat_w):
             os.set_blocking(fd, False)
+        self._pipes: tuple[int, ...] = (self._wake_r, self._wake_w, self._beat_r, self._beat_w)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
@@ -123,6 +124,18 @@ class Worker:
         # only workers not yet stopping, and a second signal would mean "stop at once".
         _poke(self._beat_w)
         self.wake()
+
+    def close(self) -> None:
+        """Close the wake and heartbeat pipes. Call once the worker is done and no signal
+        handler can reach it any more (a closed pipe's number may be reused by a new file)."""
+        fds, self._pipes = self._pipes, ()
+        # -1: a late poke fails harmlessly instead of writing to a reused descriptor.
+        self._wake_w = self._beat_w = -1
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
 
     @property
     def busy(self) -> bool:

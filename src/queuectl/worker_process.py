@@ -46,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             # handlers, which would kill the process and turn a clean exit into a failure.
             for signum in (signal.SIGINT, signal.SIGTERM, WAKE_SIGNAL):
                 signal.signal(signum, signal.SIG_IGN)
+            worker.close()
     except QueuectlError as exc:
         sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
         return 1
