@@ -669,6 +669,18 @@ def test_dlq_retry_of_a_job_not_in_the_dlq_is_reported_and_the_others_still_retr
     assert cli.store.get_job("ghost") is None
 
 
+def test_dlq_retry_names_the_ids_not_in_the_dlq_exactly(cli):
+    seed_dead(cli, "d1")
+    one = cli("dlq", "retry", "d1", "ghost")
+    assert (one.code, one.out) == (1, "Retried 1 job(s)\n")
+    assert one.err == "Error: job 'ghost' is not in the DLQ (left unchanged)\n"
+    many = [f"g{n}" for n in range(22)]
+    result = cli("dlq", "retry", *many)
+    listed = ", ".join(f"'g{n}'" for n in range(20))
+    assert result.err == f"Error: jobs {listed} and 2 more are not in the DLQ (left unchanged)\n"
+    assert result.code == 1
+
+
 def test_dlq_retry_all(cli):
     seed_dead(cli, "d1", "d2", "d3")
     cli.seed("c", "completed")

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import pytest
+
 from queuectl.app import App
 from queuectl.config import Config
+from queuectl.errors import QueuectlError
 from queuectl.models import Job, WorkerInfo
 from queuectl.workers import FORGET_WORKERS_AFTER
 
@@ -63,3 +66,14 @@ def test_the_reaper_forgets_workers_gone_for_a_week(store, clock):
         )
     )
     assert [w.id for w in store.list_workers()] == ["recent"]
+
+
+def test_wait_stopped_returns_once_the_workers_are_gone_and_gives_up_at_the_timeout(store, clock):
+    workers = App(store=store, clock=clock).workers
+    store.register_worker(remote("a", clock))
+    asked = workers.active()
+    store.update_worker("a", {"status": "stopped"})
+    workers.wait_stopped(asked, timeout=5)  # returns at once: nothing is active
+    store.register_worker(remote("b", clock))
+    with pytest.raises(QueuectlError, match=r"^workers still running after 0\.2s$"):
+        workers.wait_stopped(workers.active(), timeout=0.2, poll=0.05)

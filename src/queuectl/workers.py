@@ -6,7 +6,7 @@ import os
 import signal
 import time
 from dataclasses import replace
-from typing import Any, Callable, List
+from typing import Any, Callable, List, Sequence
 
 from .config import Config, ConfigManager
 from .errors import QueuectlError
@@ -133,6 +133,18 @@ class WorkerManager:
             if worker.status != WorkerStatus.STOPPING:
                 signal_worker(worker, signal.SIGTERM)
         return workers
+
+    def wait_stopped(
+        self, workers: Sequence[WorkerInfo], timeout: float, poll: float = 0.2
+    ) -> None:
+        """Block until none of `workers` is active any more; QueuectlError after `timeout`
+        seconds."""
+        deadline = time.monotonic() + timeout
+        ids = {w.id for w in workers}
+        while any(w.id in ids for w in self.active()):
+            if time.monotonic() > deadline:
+                raise QueuectlError(f"workers still running after {timeout:g}s")
+            time.sleep(poll)
 
     def reap(self, config: Config) -> List[str]:
         """Release jobs whose lease went silent, at once for workers on this machine whose

@@ -7,9 +7,8 @@ from typing import List, Optional
 import typer
 
 from .. import render, text
-from ..errors import InvalidInput
-from ..models import shown
-from .context import JSON_OPT, command_context, write_error
+from ..errors import InvalidInput, NotInDlq
+from .context import JSON_OPT, command_context
 
 dlq_app = typer.Typer(
     help="The dead letter queue: jobs that used up their retries.", no_args_is_help=True
@@ -60,8 +59,4 @@ def dlq_retry(
     retried, missing = manager.retry_dead(None if all_jobs else job_ids)
     typer.echo(f"Retried {len(retried)} job(s)")
     if missing:
-        listed = ", ".join(shown(job_id, 60) for job_id in missing[:20])
-        more = f" and {len(missing) - 20} more" if len(missing) > 20 else ""
-        subject = "job {} is" if len(missing) == 1 else "jobs {} are"
-        write_error(f"{subject.format(listed + more)} not in the DLQ (left unchanged)", 1)
-        raise typer.Exit(1)
+        raise NotInDlq(missing)

@@ -8,7 +8,7 @@ from typing import Optional
 import typer
 
 from .. import render
-from ..errors import InvalidInput, QueuectlError
+from ..errors import InvalidInput
 from .context import JSON_OPT, command_context
 
 DEFAULT_STOP_WAIT = 60.0
@@ -65,12 +65,7 @@ def worker_stop(
     asked = manager.request_stop()
     typer.echo(f"Stop requested for {len(asked)} worker(s)")
     if wait and asked:
-        deadline = time.monotonic() + timeout
-        ids = {w.id for w in asked}
-        while any(w.id in ids for w in manager.active()):
-            if time.monotonic() > deadline:
-                raise QueuectlError(f"workers still running after {timeout:g}s")
-            time.sleep(0.2)
+        manager.wait_stopped(asked, timeout)
         typer.echo("All workers stopped")
 
 
