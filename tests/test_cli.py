@@ -844,6 +844,7 @@ def test_stats_json_shape(cli):
         "success_rate": None,
         "retries": 0,
         "throughput": {"last_minute": 0, "last_hour": 0},
+        "queues": {},
     }
 
 

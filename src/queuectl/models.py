@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -54,7 +55,20 @@ MAX_COMMAND_BYTES = 64 * 1024
 # Integers are kept inside 32 bits so both stores hold them exactly and no overflow can occur.
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-SPEC_FIELDS = ("id", "command", "max_retries", "priority", "delay", "run_at", "timeout")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+DEFAULT_QUEUE = "default"
+MAX_AFTER = 1000  # dependencies of one job: far more than any workflow needs, and bounded
+SPEC_FIELDS = (
+    "id",
+    "command",
+    "max_retries",
+    "priority",
+    "delay",
+    "run_at",
+    "timeout",
+    "queue",
+    "after",
+)
 
 # Public fields, in the order `show` prints them (SPEC §4).
 PUBLIC_FIELDS = (
@@ -77,6 +91,8 @@ PUBLIC_FIELDS = (
     "stdout",
     "stderr",
     "duration",
+    "queue",
+    "after",
 )
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "locked_at")
 # run_at must be a time every store, and format_time, can hold: 1970-01-01 up to 9999-12-30 UTC.
@@ -117,11 +133,19 @@ class Job:
     stdout: str | None = None
     stderr: str | None = None
     duration: float | None = None
+    queue: str = DEFAULT_QUEUE
+    after: list[str] = field(default_factory=list)
     # Internal: enqueue order (a nanosecond stamp), the fencing token of the current claim,
     # and when that claim's lease was last renewed.
     seq: int = 0
     lease_token: str | None = None
     lease_renewed_at: float | None = None
+    # Internal: how many of `after` are not completed yet (0 = claimable); a cancel asked
+    # for while the job runs; the running attempt's output so far (cleared when it ends).
+    waiting: int = 0
+    cancel_requested: bool = False
+    live_stdout: str | None = None
+    live_stderr: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Every field, internal ones included, as the stores write them."""
@@ -135,7 +159,17 @@ class Job:
     def from_record(cls, record: dict[str, Any]) -> Job:
         """Build a job from a store record, ignoring keys it does not know (e.g. `_id`)."""
         known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in known})
+        data = {k: v for k, v in record.items() if k in known}
+        # A record written before queues and dependencies existed has neither field.
+        if data.get("queue") is None:
+            data["queue"] = DEFAULT_QUEUE
+        after = data.get("after")
+        if isinstance(after, str):  # SQLite keeps the array as JSON text
+            after = json.loads(after)
+        data["after"] = list(after or [])
+        data["waiting"] = int(data.get("waiting") or 0)
+        data["cancel_requested"] = bool(data.get("cancel_requested"))
+        return cls(**data)
 
 
 JOB_COLUMNS = tuple(f.name for f in fields(Job))
@@ -240,6 +274,30 @@ def validate_id(job_id: Any) -> str:
     return job_id
 
 
+def validate_queue(queue: Any) -> str:
+    """Queue names are 1-64 characters of A-Z a-z 0-9 . _ : -"""
+    if not isinstance(queue, str) or not QUEUE_PATTERN.fullmatch(queue):
+        raise InvalidInput(
+            f"queue {shown(queue, 50)} is not allowed; use 1-64 characters of A-Z a-z 0-9 . _ : -"
+        )
+    return queue
+
+
+def validate_after(after: Any) -> list[str]:
+    """`after` is an array of job ids (repeats are dropped, order kept)."""
+    if not isinstance(after, list):
+        raise InvalidInput(f"after must be an array of job ids, got {shown(after)}")
+    if len(after) > MAX_AFTER:
+        raise InvalidInput(f"after lists {len(after)} jobs; the limit is {MAX_AFTER}")
+    for dep in after:
+        if not isinstance(dep, str) or not ID_PATTERN.fullmatch(dep):
+            raise InvalidInput(
+                f"after: {shown(dep, 50)} is not a job id; use 1-128 characters of "
+                "A-Z a-z 0-9 . _ : -"
+            )
+    return list(dict.fromkeys(after))
+
+
 def build_job(
     spec: dict[str, Any], *, now: float, default_max_retries: int, default_timeout: float
 ) -> Job:
@@ -268,6 +326,10 @@ def build_job(
         run_at = parse_time(spec["run_at"])
     if timeout is None and default_timeout > 0:
         timeout = float(default_timeout)
+    queue = validate_queue(spec["queue"]) if spec.get("queue") is not None else DEFAULT_QUEUE
+    after = validate_after(spec["after"]) if spec.get("after") is not None else []
+    if job_id in after:
+        raise InvalidInput(f"job {job_id} cannot run after itself")
     return Job(
         id=job_id,
         command=command,
@@ -277,6 +339,8 @@ def build_job(
         run_at=run_at,
         created_at=now,
         updated_at=now,
+        queue=queue,
+        after=after,
     )
 
 
@@ -312,6 +376,8 @@ class WorkerInfo:
     jobs_done: int = 0
     jobs_failed: int = 0
     stop_requested: bool = False
+    # The queues it serves; empty means every queue.
+    queues: list[str] = field(default_factory=list)
     # Internal: which machine and pid namespace `pid` belongs to (hostnames can repeat, e.g.
     # containers sharing the host's network), so only a true neighbour judges its pid.
     machine: str = ""
@@ -326,6 +392,10 @@ class WorkerInfo:
         known = {f.name for f in fields(cls)}
         data = {k: v for k, v in record.items() if k in known}
         data["stop_requested"] = bool(data.get("stop_requested"))
+        queues = data.get("queues")
+        if isinstance(queues, str):  # SQLite keeps the array as JSON text
+            queues = json.loads(queues)
+        data["queues"] = list(queues or [])
         return cls(**data)
 
 

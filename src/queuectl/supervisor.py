@@ -8,7 +8,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import QueuectlError
 from .settings import home_dir
@@ -27,10 +27,12 @@ def _child_env(url: str) -> dict[str, str]:
     return env
 
 
-def _spawn(url: str, index: int, burst: bool) -> subprocess.Popen[bytes]:
+def _spawn(url: str, index: int, burst: bool, queues: Sequence[str]) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "queuectl.worker_process", "--index", str(index)]
     if burst:
         cmd.append("--burst")
+    if queues:
+        cmd += ["--queue", ",".join(queues)]
     # Each worker gets its own session: a terminal's Ctrl+C reaches only the supervisor,
     # which forwards it once, so one Ctrl+C is never seen twice.
     return subprocess.Popen(
@@ -38,9 +40,10 @@ def _spawn(url: str, index: int, burst: bool) -> subprocess.Popen[bytes]:
     )
 
 
-def run(url: str, count: int, burst: bool) -> int:
-    """Start `count` workers and wait for all of them. 0 after a graceful stop or a burst."""
-    children = [_spawn(url, n, burst) for n in range(1, count + 1)]
+def run(url: str, count: int, burst: bool, queues: Sequence[str] = ()) -> int:
+    """Start `count` workers (serving those queues; every queue if none) and wait for all
+    of them. 0 after a graceful stop or a burst."""
+    children = [_spawn(url, n, burst, queues) for n in range(1, count + 1)]
 
     def forward(signum: int, _frame: Any) -> None:
         for child in children:
@@ -99,7 +102,7 @@ def _reap_now(store: Store) -> None:
         pass  # the store is failing too; the other workers' reapers will release the job
 
 
-def detach(url: str, count: int, burst: bool) -> None:
+def detach(url: str, count: int, burst: bool, queues: Sequence[str] = ()) -> None:
     """Start the workers in the background, logging to $QUEUECTL_HOME/logs/, and return once
     they have registered."""
     from .localproc import hostname
@@ -113,6 +116,8 @@ def detach(url: str, count: int, burst: bool) -> None:
     cmd = [sys.executable, "-m", "queuectl", "worker", "start", "--count", str(count)]
     if burst:
         cmd.append("--burst")
+    if queues:
+        cmd += ["--queue", ",".join(queues)]
     started = time.time()
     proc = subprocess.Popen(
         cmd,

@@ -12,6 +12,7 @@ from .config import Config, ConfigManager
 from .errors import QueuectlError
 from .jobs import JobManager
 from .localproc import (
+    CANCEL_SIGNAL,
     WAKE_SIGNAL,
     hostname,
     is_neighbour,
@@ -55,8 +56,9 @@ class WorkerManager:
         so `config set` reaches them)."""
         return self.configs.load()
 
-    def register(self, index: int) -> WorkerInfo:
-        """Add a new worker row for this process."""
+    def register(self, index: int, queues: Sequence[str] = ()) -> WorkerInfo:
+        """Add a new worker row for this process, serving those queues (every queue if
+        none)."""
         now = self.clock()
         worker = WorkerInfo(
             id=new_worker_id(index),
@@ -65,6 +67,7 @@ class WorkerManager:
             machine=machine_key(),
             started_at=now,
             last_heartbeat=now,
+            queues=list(queues),
         )
         self.store.register_worker(worker)
         return worker
@@ -103,14 +106,26 @@ class WorkerManager:
             shown.append(worker)
         return shown
 
-    def active(self) -> List[WorkerInfo]:
-        """Workers that are idle, busy or stopping and heartbeated within stale_after."""
+    def active(self, queue: str | None = None) -> List[WorkerInfo]:
+        """Workers that are idle, busy or stopping and heartbeated within stale_after (those
+        serving `queue`, when given: it or every queue)."""
         cutoff = self.clock() - self.settings().stale_after
         return [
             w
             for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
             if w.last_heartbeat >= cutoff
+            and (queue is None or not w.queues or queue in w.queues)
         ]
+
+    def nudge_cancel(self, worker_id: str) -> None:
+        """Make a worker on this machine look for its job's cancel at once (workers
+        elsewhere find it within about poll_interval). Best effort."""
+        try:
+            worker = self.store.get_worker(worker_id)
+        except QueuectlError:
+            return
+        if worker is not None:
+            signal_worker(worker, CANCEL_SIGNAL)
 
     def wake_idle(self) -> None:
         """Nudge idle workers on this machine so they claim at once instead of at their next
@@ -165,4 +180,5 @@ class WorkerManager:
             reason = f"worker {job.locked_by} stopped heartbeating"
             if self.jobs.release(job, reason, config, now=now):
                 released.append(job.id)
+        self.jobs.repair_dependents()
         return released

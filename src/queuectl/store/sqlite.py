@@ -13,15 +13,15 @@ import os
 import sqlite3
 import threading
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
-from ..errors import DuplicateJob, StoreUnavailable
+from ..errors import DependencyNotFound, DuplicateJob, StoreUnavailable
 from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
-SCHEMA_VERSION = 2  # raised whenever SCHEMA gains a table or an index
+SCHEMA_VERSION = 3  # raised whenever SCHEMA or CONTROL_SCHEMA gains a table or an index
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -80,8 +80,51 @@ CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Columns added after the first release: an older file gets them by ALTER TABLE on first use
+# (each with its default, so existing rows are `default`-queue jobs with no dependencies).
+ADDED_COLUMNS = {
+    "jobs": (
+        ("queue", "TEXT NOT NULL DEFAULT 'default'"),
+        ("after", "TEXT"),  # JSON array of job ids; NULL = none
+        ("waiting", "INTEGER NOT NULL DEFAULT 0"),
+        ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+        ("live_stdout", "TEXT"),
+        ("live_stderr", "TEXT"),
+    ),
+    "workers": (("queues", "TEXT NOT NULL DEFAULT '[]'"),),
+}
+
+# Queues and dependencies. A job with unfinished dependencies has `waiting` > 0 and is left
+# out of the claim indexes by their partial condition, so no claim ever walks a blocked job.
+# `job_deps` is the reverse of `after`: who waits on a job, found by its primary key.
+CONTROL_SCHEMA = (
+    "CREATE TABLE IF NOT EXISTS job_deps (dep_id TEXT NOT NULL, job_id TEXT NOT NULL, "
+    "PRIMARY KEY (dep_id, job_id)) WITHOUT ROWID",
+    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (priority DESC, run_at, seq) "
+    "WHERE state IN ('pending', 'failed') AND waiting = 0",
+    "CREATE INDEX IF NOT EXISTS jobs_claim_queue ON jobs (queue, priority DESC, run_at, seq) "
+    "WHERE state IN ('pending', 'failed') AND waiting = 0",
+    "CREATE INDEX IF NOT EXISTS jobs_next ON jobs (run_at) "
+    "WHERE state IN ('pending', 'failed') AND waiting = 0",
+    "CREATE INDEX IF NOT EXISTS jobs_next_queue ON jobs (queue, run_at) "
+    "WHERE state IN ('pending', 'failed') AND waiting = 0",
+    "CREATE INDEX IF NOT EXISTS jobs_ready_queue ON jobs (queue, priority DESC, run_at, seq) "
+    "WHERE state IN ('pending', 'failed')",
+    "CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state, updated_at, seq)",
+    "CREATE INDEX IF NOT EXISTS jobs_queue_updated ON jobs (queue, updated_at, seq)",
+    "CREATE INDEX IF NOT EXISTS jobs_queue_duration ON jobs (queue, duration) "
+    "WHERE state = 'completed'",
+    "CREATE INDEX IF NOT EXISTS jobs_queue_finished ON jobs (queue, finished_at) "
+    "WHERE state = 'completed'",
+    "CREATE INDEX IF NOT EXISTS jobs_queue_retried ON jobs (queue, attempts) WHERE attempts > 1",
+)
+
 READY = "state IN ('pending', 'failed')"
+CLAIMABLE = "state IN ('pending', 'failed') AND waiting = 0"
 CLAIM_ORDER = "priority DESC, run_at, seq"
+CLAIM_COLUMNS = "id, priority, run_at, seq"
+JSON_COLUMNS = ("after", "queues")
+BATCH = 500  # ids per IN (...) list: far below SQLite's limit of bound parameters
 
 
 def busy_timeout_ms() -> int:
@@ -152,7 +195,8 @@ class SqliteStore:
             if not self._schema_ready:
                 # Checking the version first keeps a CLI call on an existing file read-only.
                 if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    conn.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+                    conn.executescript(SCHEMA)
+                    _upgrade(conn)
                 self._schema_ready = True
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
@@ -190,18 +234,68 @@ class SqliteStore:
             self._local.conn = None
 
     # -- jobs -----------------------------------------------------------------------------
-    def insert_jobs(self, jobs: Sequence[Job]) -> None:
-        """All or nothing, in one transaction."""
+    def insert_jobs(
+        self, jobs: Sequence[Job], dead_dependency: Callable[[str], dict[str, Any]] | None = None
+    ) -> None:
+        """All or nothing, in one transaction; a job's dependencies are counted (and a dead
+        one makes it dead) inside that transaction."""
         placeholders = ", ".join("?" for _ in JOB_COLUMNS)
         sql = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({placeholders})"
         row_of = operator.attrgetter(*JOB_COLUMNS)
-        rows = [row_of(job) for job in jobs]
+        after_at = JOB_COLUMNS.index("after")
+        rows = []
+        for job in jobs:
+            row = row_of(job)
+            if job.after:
+                row = (*row[:after_at], json.dumps(job.after), *row[after_at + 1 :])
+            else:
+                row = (*row[:after_at], None, *row[after_at + 1 :])
+            rows.append(row)
         try:
             with self._tx() as conn:
                 conn.executemany(sql, rows)
+                waiting = [job for job in jobs if job.after]
+                if waiting:
+                    self._link(conn, waiting, dead_dependency or _no_cascade)
         except sqlite3.IntegrityError:
             taken = self._first_taken([job.id for job in jobs])
             raise DuplicateJob(taken) from None
+
+    def _link(
+        self,
+        conn: sqlite3.Connection,
+        jobs: Sequence[Job],
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> None:
+        """Record who waits on whom, and set each new job's `waiting` from its dependencies'
+        states now (earlier jobs of the batch are already inserted, so they count too)."""
+        conn.executemany(
+            "INSERT OR IGNORE INTO job_deps (dep_id, job_id) VALUES (?, ?)",
+            [(dep, job.id) for job in jobs for dep in job.after],
+        )
+        for job in jobs:
+            self._count_dependencies(conn, job.id, job.after, dead_dependency)
+
+    def _count_dependencies(
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        after: Sequence[str],
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> bool:
+        """Set `waiting` of a pending job to its unfinished dependencies; if one is dead
+        (or gone), the job becomes dead as a cascade would make it. False when it did."""
+        states = _states(conn, after)
+        missing = [dep for dep in after if dep not in states]
+        if missing:
+            raise DependencyNotFound(job_id, missing[0])
+        dead = [dep for dep in after if states[dep] == "dead"]
+        if dead:
+            _update(conn, job_id, dead_dependency(dead[0]))
+            return False
+        unfinished = sum(1 for dep in after if states[dep] != "completed")
+        conn.execute("UPDATE jobs SET waiting = ? WHERE id = ?", (unfinished, job_id))
+        return True
 
     def _first_taken(self, ids: list[str]) -> str:
         seen: set[str] = set()
@@ -216,8 +310,10 @@ class SqliteStore:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_record(dict(rows[0])) if rows else None
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
+    def list_jobs(self, state: str | None, limit: int, queue: str | None = None) -> list[Job]:
         """Pending/failed in claim order; other states newest update first."""
+        if queue is not None:
+            return self._list_queue(state, limit, queue)
         if state in ("pending", "failed"):
             sql = (
                 f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
@@ -235,22 +331,75 @@ class SqliteStore:
             params = (limit,)
         return [Job.from_record(dict(r)) for r in self._query(sql, params)]
 
-    def count_by_state(self) -> dict[str, int]:
-        """Number of jobs per state."""
-        rows = self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+    def _list_queue(self, state: str | None, limit: int, queue: str) -> list[Job]:
+        if state in ("pending", "failed"):
+            sql = (
+                f"SELECT * FROM jobs INDEXED BY jobs_ready_queue WHERE {READY} AND queue = ? "
+                f"AND state = ? ORDER BY {CLAIM_ORDER} LIMIT ?"
+            )
+            params: tuple[Any, ...] = (queue, state, limit)
+        elif state:
+            sql = (
+                "SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
+                "ORDER BY updated_at DESC, seq DESC LIMIT ?"
+            )
+            params = (queue, state, limit)
+        else:
+            sql = (
+                "SELECT * FROM jobs INDEXED BY jobs_queue_updated WHERE queue = ? "
+                "ORDER BY updated_at DESC, seq DESC LIMIT ?"
+            )
+            params = (queue, limit)
+        return [Job.from_record(dict(r)) for r in self._query(sql, params)]
+
+    def count_by_state(self, queue: str | None = None) -> dict[str, int]:
+        """Number of jobs per state (of one queue, when given)."""
+        if queue is not None:
+            rows = self._query(
+                "SELECT state, COUNT(*) AS n FROM jobs INDEXED BY jobs_queue_state "
+                "WHERE queue = ? GROUP BY state",
+                (queue,),
+            )
+        else:
+            rows = self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
 
-    def claim(self, worker_id: str, now: float, lease_token: str) -> Job | None:
-        """One UPDATE ... RETURNING under BEGIN IMMEDIATE: atomic against every process."""
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per queue and state (read from the queue index alone)."""
+        rows = self._query(
+            "SELECT queue, state, COUNT(*) AS n FROM jobs INDEXED BY jobs_queue_state "
+            "GROUP BY queue, state"
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for r in rows:
+            counts.setdefault(r["queue"], {})[r["state"]] = r["n"]
+        return counts
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of those jobs that exists, read in bounded batches."""
+        conn = self._conn()
+        try:
+            return _states(conn, job_ids)
+        except sqlite3.Error as exc:
+            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+
+    def claim(
+        self, worker_id: str, now: float, lease_token: str, queues: Sequence[str] = ()
+    ) -> Job | None:
+        """One UPDATE ... RETURNING under BEGIN IMMEDIATE: atomic against every process.
+        With queues, each queue's index is walked to its first ready job (LIMIT 1 each) and
+        the best of those few wins: no other queue's job and no blocked job is looked at."""
+        pick, params = _claim_pick(now, queues)
         sql = f"""
             UPDATE jobs SET state = 'processing', attempts = attempts + 1,
                 locked_by = ?, locked_at = ?, lease_token = ?, lease_renewed_at = ?,
                 started_at = ?, updated_at = ?
-            WHERE id = (SELECT id FROM jobs INDEXED BY jobs_ready WHERE {READY} AND run_at <= ?
-                        ORDER BY {CLAIM_ORDER} LIMIT 1)
+            WHERE id = ({pick})
             RETURNING *"""
         with self._tx() as conn:
-            row = conn.execute(sql, (worker_id, now, lease_token, now, now, now, now)).fetchone()
+            row = conn.execute(
+                sql, (worker_id, now, lease_token, now, now, now, *params)
+            ).fetchone()
         return Job.from_record(dict(row)) if row else None
 
     def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
@@ -285,6 +434,72 @@ class SqliteStore:
         )
         return [Job.from_record(dict(r)) for r in rows]
 
+    def settle(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> list[str] | None:
+        """Conditional like update_if, for changes that make a job completed or dead; in the
+        same transaction its dependents count it done, or (dead) become dead in turn.
+        Returns the ids of dependents made dead, or None when not applied."""
+        with self._tx() as conn:
+            if not _update(conn, job_id, changes, expected):
+                return None
+            return _resolve(conn, job_id, changes["state"], dead_dependency)
+
+    def requeue(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> bool:
+        """Conditional like update_if, for changes that make a job pending again; its
+        `waiting` is recounted in the same transaction (a dependency still dead sends it
+        back to dead at once). Returns whether the change was applied."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"SELECT after FROM jobs WHERE id = ?{_conditions(expected)}",
+                (job_id, *expected.values()),
+            ).fetchall()
+            if not rows:
+                return False
+            _update(conn, job_id, changes)
+            after = json.loads(rows[0]["after"] or "[]")
+            if after:
+                try:
+                    self._count_dependencies(conn, job_id, after, dead_dependency)
+                except DependencyNotFound:  # purged meanwhile: it can no longer block
+                    present = list(_states(conn, after))
+                    self._count_dependencies(conn, job_id, present, dead_dependency)
+        return True
+
+    def progress(
+        self, job_id: str, lease_token: str, changes: dict[str, Any]
+    ) -> bool | None:
+        """While a job runs: apply `changes` (may be empty) under the lease, and say whether
+        a cancel was asked for. None when the lease is no longer ours."""
+        fence = "WHERE id = ? AND state = 'processing' AND lease_token = ?"
+        if changes:
+            assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+            with self._tx() as conn:
+                row = conn.execute(
+                    f"UPDATE jobs SET {assignments} {fence} RETURNING cancel_requested",
+                    (*changes.values(), job_id, lease_token),
+                ).fetchone()
+        else:
+            rows = self._query(f"SELECT cancel_requested FROM jobs {fence}", (job_id, lease_token))
+            row = rows[0] if rows else None
+        return None if row is None else bool(row["cancel_requested"])
+
+    def resolve_open_dependents(
+        self, dead_dependency: Callable[[str], dict[str, Any]]
+    ) -> list[str]:
+        """Nothing to finish here: settle resolves dependents in its own transaction."""
+        return []
+
     def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
         """Conditional: applied only while every expected field still has its value."""
         assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
@@ -294,50 +509,70 @@ class SqliteStore:
             cursor = conn.execute(sql, (*changes.values(), job_id, *expected.values()))
         return cursor.rowcount == 1
 
-    def job_ids(self, state: str) -> list[str]:
-        """Ids of the jobs in one state."""
-        rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
+    def job_ids(self, state: str, queue: str | None = None) -> list[str]:
+        """Ids of the jobs in one state (and queue), in enqueue order."""
+        if queue is None:
+            rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
+        else:
+            rows = self._query(
+                "SELECT id FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
+                "ORDER BY seq",
+                (queue, state),
+            )
         return [r["id"] for r in rows]
 
-    def next_run_at(self) -> float | None:
-        """Earliest run_at of a ready-or-waiting job."""
-        rows = self._query(
-            f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_waiting WHERE {READY}"
+    def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
+        """Earliest run_at of a pending or failed job not blocked by a dependency (of
+        those queues, when given)."""
+        if not queues:
+            sql = f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_next WHERE {CLAIMABLE}"
+            rows = self._query(sql)
+            return rows[0]["t"] if rows else None
+        sql = (
+            f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_next_queue "
+            f"WHERE {CLAIMABLE} AND queue = ?"
         )
-        return rows[0]["t"] if rows else None
+        found = [r["t"] for q in queues for r in self._query(sql, (q,)) if r["t"] is not None]
+        return min(found) if found else None
 
-    def duration_summary(self) -> tuple[int, float | None]:
+    def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
         """Count and mean of completed jobs' durations, computed by SQLite."""
+        index, where, params = _by_queue("jobs_done_duration", "jobs_queue_duration", queue)
         agg = self._query(
-            "SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
-            "INDEXED BY jobs_done_duration WHERE state = 'completed'"
+            f"SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
+            f"INDEXED BY {index} WHERE state = 'completed'{where}",
+            params,
         )[0]
         return int(agg["n"]), agg["mean"]
 
-    def duration_at(self, rank: int) -> float | None:
+    def duration_at(self, rank: int, queue: str | None = None) -> float | None:
         """One duration by rank, read through the index (never by loading jobs)."""
+        index, where, params = _by_queue("jobs_done_duration", "jobs_queue_duration", queue)
         rows = self._query(
-            "SELECT duration FROM jobs INDEXED BY jobs_done_duration "
-            "WHERE state = 'completed' AND duration IS NOT NULL "
+            f"SELECT duration FROM jobs INDEXED BY {index} "
+            f"WHERE state = 'completed' AND duration IS NOT NULL{where} "
             "ORDER BY duration LIMIT 1 OFFSET ?",
-            (rank,),
+            (*params, rank),
         )
         return rows[0]["duration"] if rows else None
 
-    def retried_totals(self) -> tuple[int, int]:
+    def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
         """Jobs with more than one attempt, and their attempts summed."""
+        index, where, params = _by_queue("jobs_retried", "jobs_queue_retried", queue)
         row = self._query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(attempts), 0) AS a FROM jobs "
-            "INDEXED BY jobs_retried WHERE attempts > 1"
+            f"INDEXED BY {index} WHERE attempts > 1{where}",
+            params,
         )[0]
         return int(row["n"]), int(row["a"])
 
-    def completed_since(self, since: float) -> int:
+    def completed_since(self, since: float, queue: str | None = None) -> int:
         """Completed jobs that finished at or after `since`."""
+        index, where, params = _by_queue("jobs_done_finished", "jobs_queue_finished", queue)
         rows = self._query(
-            "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
-            "WHERE state = 'completed' AND finished_at >= ?",
-            (since,),
+            f"SELECT COUNT(*) AS c FROM jobs INDEXED BY {index} "
+            f"WHERE state = 'completed' AND finished_at >= ?{where}",
+            (since, *params),
         )
         return int(rows[0]["c"])
 
@@ -364,10 +599,13 @@ class SqliteStore:
     def register_worker(self, worker: WorkerInfo) -> None:
         """Insert a worker row."""
         marks = ", ".join("?" for _ in WORKER_COLUMNS)
+        values = tuple(
+            json.dumps(getattr(worker, c)) if c in JSON_COLUMNS else getattr(worker, c)
+            for c in WORKER_COLUMNS
+        )
         with self._tx() as conn:
             conn.execute(
-                f"INSERT INTO workers ({', '.join(WORKER_COLUMNS)}) VALUES ({marks})",
-                tuple(getattr(worker, c) for c in WORKER_COLUMNS),
+                f"INSERT INTO workers ({', '.join(WORKER_COLUMNS)}) VALUES ({marks})", values
             )
 
     def update_worker(
@@ -423,6 +661,125 @@ class SqliteStore:
                 (cutoff,),
             ).fetchall()
         return [r["id"] for r in rows]
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a file of any earlier schema up to this one: add missing columns, then the
+    tables and indexes of queues and dependencies. Under the write lock, so two processes
+    upgrading at once do it once; every step is idempotent."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            for table, columns in ADDED_COLUMNS.items():
+                have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
+                for name, decl in columns:
+                    if name not in have:
+                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
+            for statement in CONTROL_SCHEMA:
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+def _claim_pick(now: float, queues: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT that names the next job to claim, and its parameters."""
+    if not queues:
+        sql = (
+            f"SELECT id FROM jobs INDEXED BY jobs_claim WHERE {CLAIMABLE} AND run_at <= ? "
+            f"ORDER BY {CLAIM_ORDER} LIMIT 1"
+        )
+        return sql, (now,)
+    if len(queues) == 1:
+        sql = (
+            f"SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE {CLAIMABLE} AND queue = ? "
+            f"AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT 1"
+        )
+        return sql, (queues[0], now)
+    # One index walk per queue, each stopped at its first ready job; then the best of those.
+    heads = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT {CLAIM_COLUMNS} FROM jobs INDEXED BY jobs_claim_queue "
+        f"WHERE {CLAIMABLE} AND queue = ? AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT 1)"
+        for _ in queues
+    )
+    sql = f"SELECT id FROM ({heads}) ORDER BY {CLAIM_ORDER} LIMIT 1"
+    return sql, tuple(value for q in queues for value in (q, now))
+
+
+def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+    states: dict[str, str] = {}
+    unique = list(dict.fromkeys(job_ids))
+    for start in range(0, len(unique), BATCH):
+        chunk = unique[start : start + BATCH]
+        marks = ", ".join("?" for _ in chunk)
+        for row in conn.execute(f"SELECT id, state FROM jobs WHERE id IN ({marks})", chunk):
+            states[row[0]] = row[1]
+    return states
+
+
+def _conditions(expected: dict[str, Any]) -> str:
+    return "".join(f" AND {_column(k)} IS ?" for k in expected)
+
+
+def _update(
+    conn: sqlite3.Connection,
+    job_id: str,
+    changes: dict[str, Any],
+    expected: dict[str, Any] | None = None,
+) -> bool:
+    expected = expected or {}
+    assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+    cursor = conn.execute(
+        f"UPDATE jobs SET {assignments} WHERE id = ?{_conditions(expected)}",
+        (*changes.values(), job_id, *expected.values()),
+    )
+    return cursor.rowcount == 1
+
+
+def _resolve(
+    conn: sqlite3.Connection,
+    job_id: str,
+    state: str,
+    dead_dependency: Callable[[str], dict[str, Any]],
+) -> list[str]:
+    """A job reached a final state: its dependents count it done (completed), or become dead
+    with every job that waits on them, however deep (dead). Returns the jobs made dead."""
+    if state == "completed":
+        conn.execute(
+            "UPDATE jobs SET waiting = waiting - 1 WHERE waiting > 0 AND id IN "
+            "(SELECT job_id FROM job_deps WHERE dep_id = ?)",
+            (job_id,),
+        )
+        return []
+    if state != "dead":
+        return []
+    killed: list[str] = []
+    frontier = [job_id]
+    while frontier:
+        dep = frontier.pop()
+        rows = conn.execute(
+            "SELECT j.id FROM job_deps d JOIN jobs j ON j.id = d.job_id "
+            "WHERE d.dep_id = ? AND j.state = 'pending' AND j.waiting > 0",
+            (dep,),
+        ).fetchall()
+        changes = dead_dependency(dep)
+        for (dependent,) in rows:
+            if _update(conn, dependent, changes, {"state": "pending"}):
+                killed.append(dependent)
+                frontier.append(dependent)
+    return killed
+
+
+def _by_queue(index: str, queue_index: str, queue: str | None) -> tuple[str, str, tuple[Any, ...]]:
+    if queue is None:
+        return index, "", ()
+    return queue_index, " AND queue = ?", (queue,)
+
+
+def _no_cascade(dep: str) -> dict[str, Any]:
+    raise ValueError(f"dependency {dep} is dead, and no change was given for its dependents")
 
 
 def _column(name: str, allowed: Sequence[str] = JOB_COLUMNS) -> str:
