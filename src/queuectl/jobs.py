@@ -157,7 +157,7 @@ class JobManager:
 
     def states(self, job_ids: Sequence[str]) -> dict[str, str]:
         """The state of each of those jobs that exists (bounded batches, one pass)."""
-        return self.store.job_states(job_ids)
+        return self.store.job_states([i for i in job_ids if _is_text(i)])
 
     def dead(self, limit: int = 1000) -> List[Job]:
         """Jobs in the DLQ, most recently failed first."""

@@ -153,7 +153,9 @@ class Job:
 
     def public(self) -> dict[str, Any]:
         """The fields of SPEC §4, raw (times still epoch floats)."""
-        return {name: getattr(self, name) for name in PUBLIC_FIELDS}
+        data = {name: getattr(self, name) for name in PUBLIC_FIELDS}
+        data["after"] = list(self.after)
+        return data
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:

@@ -61,22 +61,37 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     return table
 
 
-def jobs_table(jobs: Sequence[Job], state: str | None) -> str:
-    """ID, State, Attempts, Priority, Command (shortened), Run At or Updated At."""
+Blockers = dict[str, list[tuple[str, str]]]
+
+
+def waits_for(blockers: Sequence[tuple[str, str]]) -> str:
+    """`a (processing), b (pending)`: the dependencies a job still waits for."""
+    return ", ".join(f"{dep} ({state})" for dep, state in blockers)
+
+
+def jobs_table(jobs: Sequence[Job], state: str | None, blocked: Blockers | None = None) -> str:
+    """ID, State, Attempts, Priority, Command (shortened), Run At or Updated At; and Waits
+    For when a listed job waits for dependencies."""
     waiting = state in READY_STATES
     when = "Run At" if waiting else "Updated At"
+    blocked = blocked or {}
     rows = [
-        (
+        [
             printable(j.id, 40),
             colour(j.state, j.state),
             j.attempts,
             j.priority,
             printable(j.command, 48),
             format_time(j.run_at if waiting else j.updated_at),
-        )
+        ]
         for j in jobs
     ]
-    return table(rows, ["ID", "State", "Attempts", "Priority", "Command", when])
+    headers = ["ID", "State", "Attempts", "Priority", "Command", when]
+    if blocked:
+        headers.append("Waits For")
+        for row, job in zip(rows, jobs):
+            row.append(printable(waits_for(blocked.get(job.id, [])), 40) or "-")
+    return table(rows, headers)
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -84,9 +99,13 @@ def job_json(job: Job) -> dict[str, Any]:
     return to_json_ready(job)
 
 
-def show_job(job: Job) -> str:
-    """Every field of a job, one per line; outputs by their size (`log` prints them)."""
-    data = to_json_ready(job)
+def show_job(job: Job, blockers: Sequence[tuple[str, str]] | None = None) -> str:
+    """Every field of a job, one per line; outputs by their size (`log` prints them); and,
+    for a job blocked by dependencies, those it still waits for."""
+    data: dict[str, Any] = to_json_ready(job)
+    data["after"] = ", ".join(job.after) or None
+    if blockers:
+        data["waits_for"] = waits_for(blockers)
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():
@@ -113,6 +132,7 @@ def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
         "heartbeat_age": round(max(now - worker.last_heartbeat, 0.0), 3),
         "jobs_done": worker.jobs_done,
         "jobs_failed": worker.jobs_failed,
+        "queues": list(worker.queues),
     }
 
 
@@ -129,11 +149,13 @@ def workers_table(workers: Sequence[WorkerInfo], now: float | None = None) -> st
             f"{max(now - w.last_heartbeat, 0):.0f}s ago",
             w.jobs_done,
             w.jobs_failed,
+            printable(",".join(w.queues), 30) or "(all)",
         )
         for w in workers
     ]
     return table(
-        rows, ["ID", "Host", "PID", "Status", "Current Job", "Heartbeat", "Done", "Failed"]
+        rows,
+        ["ID", "Host", "PID", "Status", "Current Job", "Heartbeat", "Done", "Failed", "Queues"],
     )
 
 

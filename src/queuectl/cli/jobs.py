@@ -21,6 +21,10 @@ def register(app: typer.Typer) -> None:
     app.command()(log)
     app.command()(stats)
     app.command()(dashboard)
+    from .control import cancel, wait
+
+    app.command()(cancel)
+    app.command()(wait)
 
 
 # -- enqueue --------------------------------------------------------------------------------
@@ -38,6 +42,10 @@ def enqueue(
         None, "--max-retries", help="Retries after the first attempt."
     ),
     timeout: Optional[float] = typer.Option(None, help="Seconds before the job is killed."),
+    queue: Optional[str] = typer.Option(None, help="Queue name (default: default)."),
+    after: Optional[str] = typer.Option(
+        None, "--after", metavar="ID[,ID...]", help="Run only once these jobs completed."
+    ),
     file: Optional[str] = typer.Option(
         None, "--file", "-f", help="JSON lines file of jobs ('-' = stdin)."
     ),
@@ -59,6 +67,8 @@ def enqueue(
         "run_at": run_at,
         "max_retries": max_retries,
         "timeout": timeout,
+        "queue": queue,
+        "after": None if after is None else _id_list(after, "--after"),
     }
     specs: list[tuple[str | None, dict[str, Any]]]
     if file is not None:
@@ -75,6 +85,13 @@ def enqueue(
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
 
 
+def _id_list(text: str, option: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",")]
+    if not all(ids):
+        raise InvalidInput(f"{option} takes job ids separated by commas, e.g. {option} a,b")
+    return ids
+
+
 def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool) -> None:
     if as_json:  # an object for one job, an array for a batch (even of one)
         docs = [render.job_json(j) for j in jobs]
@@ -89,16 +106,21 @@ def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool)
 
 
 # -- read commands --------------------------------------------------------------------------
-def status(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
-    """Count jobs by state, and active workers.
+QUEUE_OPT = typer.Option(None, "--queue", help="Only jobs of this queue.")
+
+
+def status(
+    ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT
+) -> None:
+    """Count jobs by state, and active workers (of one queue with --queue).
 
     \b
     Example: queuectl status --json
     """
 
     app = command_context(ctx)
-    counts = app.jobs.counts()
-    active = len(app.workers.active())
+    counts = app.jobs.counts(queue)
+    active = len(app.workers.active(queue))
     if as_json:
         render.emit_json({"jobs": counts, "workers": {"active": active}})
     else:
@@ -109,6 +131,7 @@ def list_jobs(
     ctx: typer.Context,
     state: Optional[str] = typer.Option(None, help="pending|processing|completed|failed|dead"),
     limit: int = typer.Option(50, help="At most this many jobs."),
+    queue: Optional[str] = QUEUE_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
     """List jobs: pending and failed in claim order, others most recently updated first.
@@ -117,12 +140,13 @@ def list_jobs(
     Example: queuectl list --state pending --limit 10
     """
 
+    manager = command_context(ctx).jobs
     # Both stores hold LIMIT as a 64-bit integer; nobody lists more rows than this anyway.
-    jobs = command_context(ctx).jobs.list(state, min(limit, 2**31 - 1))
+    jobs = manager.list(state, min(limit, 2**31 - 1), queue)
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
-        typer.echo(render.jobs_table(jobs, state))
+        typer.echo(render.jobs_table(jobs, state, manager.waiting_for(jobs)))
     else:
         typer.echo(f"No {state + ' ' if state else ''}jobs.")
 
@@ -136,31 +160,47 @@ def show(
     Example: queuectl show job1
     """
 
-    job = command_context(ctx).jobs.get(job_id)
+    manager = command_context(ctx).jobs
+    job = manager.get(job_id)
     if as_json:
         render.emit_json(render.job_json(job))
     else:
-        typer.echo(render.show_job(job))
+        typer.echo(render.show_job(job, manager.waiting_for([job]).get(job.id)))
 
 
 def log(
-    ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="ID"),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Print new output as it comes, until the attempt ends."
+    ),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Print the captured stdout and stderr of a job's latest attempt.
 
     \b
-    Example: queuectl log job1
+    Example: queuectl log job1      (or: queuectl log -f job1)
     """
     from .logview import log_json, log_text
 
-    job = command_context(ctx).jobs.get(job_id)
+    if follow and as_json:
+        raise InvalidInput("--follow prints output as it comes; it does not take --json")
+    manager = command_context(ctx).jobs
+    job = manager.get(job_id)
+    if follow:
+        from .follow import follow_job
+
+        follow_job(manager, job)
+        return
     if as_json:
         render.emit_json(log_json(job))
     else:
         typer.echo(log_text(job))
 
 
-def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+def stats(
+    ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT
+) -> None:
     """Counts, durations (mean, p50, p95), success rate, retries and throughput.
 
     \b
@@ -168,7 +208,7 @@ def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """
     from .logview import stats_text
 
-    data = command_context(ctx).jobs.stats()
+    data = command_context(ctx).jobs.stats(queue)
     if as_json:
         render.emit_json(data)
     else:
