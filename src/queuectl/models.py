@@ -57,7 +57,7 @@ INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 QUEUE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 DEFAULT_QUEUE = "default"
-MAX_AFTER = 1000  # dependencies of one job: far more than any workflow needs, and bounded
+MAX_AFTER = 10_000  # dependencies of one job: a fan-in of ten thousand, and bounded
 SPEC_FIELDS = (
     "id",
     "command",

@@ -130,6 +130,7 @@ class MongoStore:
                     ],
                     name="claim_queue",
                 ),
+                IndexModel([("state", 1), ("waiting", 1), ("run_at", 1)], name="next_ready"),
                 IndexModel(
                     [("state", 1), ("waiting", 1), ("queue", 1), ("run_at", 1)], name="next_queue"
                 ),
@@ -137,13 +138,11 @@ class MongoStore:
                     [("queue", 1), ("state", 1), ("updated_at", -1), ("seq", -1)],
                     name="queue_state_updated",
                 ),
-                IndexModel([("queue", 1), ("updated_at", -1), ("seq", -1)], name="queue_updated"),
                 IndexModel(
                     [("queue", 1), ("state", 1), ("priority", -1), ("run_at", 1), ("seq", 1)],
                     name="queue_ready",
                 ),
                 IndexModel([("state", 1), ("queue", 1), ("duration", 1)], name="queue_duration"),
-                IndexModel([("state", 1), ("queue", 1), ("finished_at", 1)], name="queue_finished"),
                 # Who waits on a job, and jobs whose dependents are not yet resolved.
                 IndexModel([("after", 1)], name="after", sparse=True),
                 IndexModel([("dependents_open", 1)], name="dependents_open", sparse=True),
@@ -314,6 +313,11 @@ class MongoStore:
                 return False
             after = doc.get("after") or []
             if after:
+                # Flag the dependencies again (a cascade may have closed them), so their
+                # final state reaches this job.
+                self.jobs.update_many(
+                    {"_id": {"$in": after}}, {"$set": {"dependents_open": True}}
+                )
                 self.jobs.update_one(
                     {"_id": job_id}, {"$set": {"waiting": len(after), "deps_done": []}}
                 )

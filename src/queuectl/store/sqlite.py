@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
 from ..errors import DependencyNotFound, DuplicateJob, StoreUnavailable
-from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
+from ..models import JOB_COLUMNS, STATES, WORKER_COLUMNS, Job, WorkerInfo
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
@@ -49,12 +49,9 @@ CREATE TABLE IF NOT EXISTS jobs (
     lease_renewed_at REAL
 );
 -- Queries name their index (INDEXED BY): with no ANALYZE statistics SQLite would otherwise
--- pick a state-prefixed index and sort every ready row. The claim walks jobs_ready in claim
--- order and stops at the first row whose run_at has come; its WHERE repeats the index's
--- condition word for word, which is what lets SQLite use a partial index.
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority DESC, run_at, seq)
-    WHERE state IN ('pending', 'failed');
-CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (run_at) WHERE state IN ('pending', 'failed');
+-- pick a state-prefixed index and sort every ready row. The claim indexes are in
+-- CONTROL_SCHEMA; each query's WHERE repeats its index's condition word for word, which is
+-- what lets SQLite use a partial index.
 CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at, seq);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at, seq);
 -- Partial indexes are maintained only for the rows they hold, so a claim (which changes
@@ -97,9 +94,18 @@ ADDED_COLUMNS = {
 # Queues and dependencies. A job with unfinished dependencies has `waiting` > 0 and is left
 # out of the claim indexes by their partial condition, so no claim ever walks a blocked job.
 # `job_deps` is the reverse of `after`: who waits on a job, found by its primary key.
+# Every index costs each job state change an index update, so there are few: the claim walks
+# jobs_claim(_queue) in claim order and stops at the first job due; an idle worker reads its
+# next due time from jobs_next(_queue); `list` merges the claimable jobs with the blocked ones
+# (jobs_blocked(_queue), which only jobs with dependencies ever enter).
 CONTROL_SCHEMA = (
     "CREATE TABLE IF NOT EXISTS job_deps (dep_id TEXT NOT NULL, job_id TEXT NOT NULL, "
     "PRIMARY KEY (dep_id, job_id)) WITHOUT ROWID",
+    # The first release's ready-job indexes: superseded by the ones below, which leave out
+    # blocked jobs. (A worker of that release, which would claim blocked jobs, now stops at
+    # "no such index" rather than run a job before its dependencies.)
+    "DROP INDEX IF EXISTS jobs_ready",
+    "DROP INDEX IF EXISTS jobs_waiting",
     "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (priority DESC, run_at, seq) "
     "WHERE state IN ('pending', 'failed') AND waiting = 0",
     "CREATE INDEX IF NOT EXISTS jobs_claim_queue ON jobs (queue, priority DESC, run_at, seq) "
@@ -108,19 +114,17 @@ CONTROL_SCHEMA = (
     "WHERE state IN ('pending', 'failed') AND waiting = 0",
     "CREATE INDEX IF NOT EXISTS jobs_next_queue ON jobs (queue, run_at) "
     "WHERE state IN ('pending', 'failed') AND waiting = 0",
-    "CREATE INDEX IF NOT EXISTS jobs_ready_queue ON jobs (queue, priority DESC, run_at, seq) "
-    "WHERE state IN ('pending', 'failed')",
+    "CREATE INDEX IF NOT EXISTS jobs_blocked ON jobs (priority DESC, run_at, seq) "
+    "WHERE state = 'pending' AND waiting > 0",
+    "CREATE INDEX IF NOT EXISTS jobs_blocked_queue ON jobs (queue, priority DESC, run_at, seq) "
+    "WHERE state = 'pending' AND waiting > 0",
     "CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state, updated_at, seq)",
-    "CREATE INDEX IF NOT EXISTS jobs_queue_updated ON jobs (queue, updated_at, seq)",
     "CREATE INDEX IF NOT EXISTS jobs_queue_duration ON jobs (queue, duration) "
     "WHERE state = 'completed'",
-    "CREATE INDEX IF NOT EXISTS jobs_queue_finished ON jobs (queue, finished_at) "
-    "WHERE state = 'completed'",
-    "CREATE INDEX IF NOT EXISTS jobs_queue_retried ON jobs (queue, attempts) WHERE attempts > 1",
 )
 
-READY = "state IN ('pending', 'failed')"
 CLAIMABLE = "state IN ('pending', 'failed') AND waiting = 0"
+BLOCKED = "state = 'pending' AND waiting > 0"
 CLAIM_ORDER = "priority DESC, run_at, seq"
 CLAIM_COLUMNS = "id, priority, run_at, seq"
 JSON_COLUMNS = ("after", "queues")
@@ -311,45 +315,49 @@ class SqliteStore:
         return Job.from_record(dict(rows[0])) if rows else None
 
     def list_jobs(self, state: str | None, limit: int, queue: str | None = None) -> list[Job]:
-        """Pending/failed in claim order; other states newest update first."""
-        if queue is not None:
-            return self._list_queue(state, limit, queue)
+        """Pending/failed in claim order (claimable and blocked jobs merged); other states
+        newest update first."""
+        by_queue = "" if queue is None else " AND queue = ?"
+        qp: tuple[Any, ...] = () if queue is None else (queue,)
+        suffix = "" if queue is None else "_queue"
         if state in ("pending", "failed"):
+            parts = [
+                f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_claim{suffix} "
+                f"WHERE {CLAIMABLE}{by_queue} AND state = ? ORDER BY {CLAIM_ORDER} LIMIT ?)"
+            ]
+            params: tuple[Any, ...] = (*qp, state, limit)
+            if state == "pending":  # a failed job is never blocked: it ran
+                parts.append(
+                    f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{suffix} "
+                    f"WHERE {BLOCKED}{by_queue} ORDER BY {CLAIM_ORDER} LIMIT ?)"
+                )
+                params += (*qp, limit)
+            sql = f"{' UNION ALL '.join(parts)} ORDER BY {CLAIM_ORDER} LIMIT ?"
+            params += (limit,)
+        elif state and queue is not None:
             sql = (
-                f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
-                f"ORDER BY {CLAIM_ORDER} LIMIT ?"
+                "SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
+                "ORDER BY updated_at DESC, seq DESC LIMIT ?"
             )
-            params: tuple[Any, ...] = (state, limit)
+            params = (queue, state, limit)
         elif state:
             sql = (
                 "SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
                 "ORDER BY updated_at DESC, seq DESC LIMIT ?"
             )
             params = (state, limit)
+        elif queue is not None:
+            # Newest of each state of the queue (one index range each), then the newest of those.
+            parts = [
+                "SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? "
+                "AND state = ? ORDER BY updated_at DESC, seq DESC LIMIT ?)"
+                for _ in STATES
+            ]
+            sql = f"{' UNION ALL '.join(parts)} ORDER BY updated_at DESC, seq DESC LIMIT ?"
+            params = tuple(v for s in STATES for v in (queue, s, limit)) + (limit,)
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
-        return [Job.from_record(dict(r)) for r in self._query(sql, params)]
-
-    def _list_queue(self, state: str | None, limit: int, queue: str) -> list[Job]:
-        if state in ("pending", "failed"):
-            sql = (
-                f"SELECT * FROM jobs INDEXED BY jobs_ready_queue WHERE {READY} AND queue = ? "
-                f"AND state = ? ORDER BY {CLAIM_ORDER} LIMIT ?"
-            )
-            params: tuple[Any, ...] = (queue, state, limit)
-        elif state:
-            sql = (
-                "SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
-                "ORDER BY updated_at DESC, seq DESC LIMIT ?"
-            )
-            params = (queue, state, limit)
-        else:
-            sql = (
-                "SELECT * FROM jobs INDEXED BY jobs_queue_updated WHERE queue = ? "
-                "ORDER BY updated_at DESC, seq DESC LIMIT ?"
-            )
-            params = (queue, limit)
         return [Job.from_record(dict(r)) for r in self._query(sql, params)]
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
@@ -558,7 +566,8 @@ class SqliteStore:
 
     def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
         """Jobs with more than one attempt, and their attempts summed."""
-        index, where, params = _by_queue("jobs_retried", "jobs_queue_retried", queue)
+        # Of one queue: the retried jobs of every queue are read (few: most jobs run once).
+        index, where, params = _by_queue("jobs_retried", "jobs_retried", queue)
         row = self._query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(attempts), 0) AS a FROM jobs "
             f"INDEXED BY {index} WHERE attempts > 1{where}",
@@ -568,12 +577,21 @@ class SqliteStore:
 
     def completed_since(self, since: float, queue: str | None = None) -> int:
         """Completed jobs that finished at or after `since`."""
-        index, where, params = _by_queue("jobs_done_finished", "jobs_queue_finished", queue)
-        rows = self._query(
-            f"SELECT COUNT(*) AS c FROM jobs INDEXED BY {index} "
-            f"WHERE state = 'completed' AND finished_at >= ?{where}",
-            (since, *params),
-        )
+        if queue is None:
+            sql = (
+                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
+                "WHERE state = 'completed' AND finished_at >= ?"
+            )
+            params: tuple[Any, ...] = (since,)
+        else:
+            # updated_at >= finished_at always (the last change is at or after the end), so
+            # the queue's range of recent updates holds every recent finish.
+            sql = (
+                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? "
+                "AND state = 'completed' AND updated_at >= ? AND finished_at >= ?"
+            )
+            params = (queue, since, since)
+        rows = self._query(sql, params)
         return int(rows[0]["c"])
 
     # -- config ---------------------------------------------------------------------------
