@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 import threading
 import time
+from typing import Iterator
 
 import pytest
-from test_cli import Cli, cli  # noqa: F401  (the fixture, on every store)
+from test_cli import CLI_BACKENDS, Cli, make_cli
 
 from queuectl.models import WorkerInfo
+
+
+@pytest.fixture(params=CLI_BACKENDS)
+def cli(request, home, tmp_path, capsys, monkeypatch) -> Iterator[Cli]:
+    """The CLI on each store in turn (as in test_cli.py)."""
+    yield from make_cli(request.param, tmp_path, capsys, monkeypatch)
 
 
 def enqueue(cli: Cli, *args: str) -> str:
@@ -72,9 +79,7 @@ def test_list_status_and_stats_by_queue(cli):
     enqueue(cli, "--id", "d1", "true")
     rows = cli.ok("list", "--queue", "mail").splitlines()[2:]
     assert sorted(r.split()[0] for r in rows) == ["m1", "m2"]
-    assert [j["id"] for j in cli.json("list", "--queue", "default", "--state", "pending")] == [
-        "d1"
-    ]
+    assert [j["id"] for j in cli.json("list", "--queue", "default", "--state", "pending")] == ["d1"]
     assert cli.ok("status", "--queue", "mail") == (
         "Pending: 2\nProcessing: 0\nCompleted: 0\nFailed: 0\nDead (DLQ): 0\nActive Workers: 0\n"
     )
@@ -290,7 +295,7 @@ def test_follow_waits_for_a_job_to_start(cli):
     assert result.out == "done\nJob soon: completed, exit status 0, attempt 1/4\n"
 
 
-def test_follow_skips_nothing_when_the_tail_was_cut(cli):
+def test_follow_skips_nothing_when_the_tail_was_cut():
     from queuectl.cli.follow import StreamTail
 
     class Out:

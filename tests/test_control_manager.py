@@ -56,7 +56,9 @@ def state(store, job_id: str) -> tuple[str, str | None]:
 
 def test_after_must_name_an_earlier_line_or_a_stored_job(jobs, store):
     with pytest.raises(DependencyNotFound):
-        enqueue(jobs, {"id": "a", "command": "true", "after": ["b"]}, {"id": "b", "command": "true"})
+        enqueue(
+            jobs, {"id": "a", "command": "true", "after": ["b"]}, {"id": "b", "command": "true"}
+        )
     with pytest.raises(DependencyNotFound):
         enqueue(jobs, {"id": "a", "command": "true", "after": ["nope"]})
     assert store.count_by_state() == {}
@@ -244,8 +246,9 @@ def test_a_long_chain_completes_in_order(jobs, store):
 def test_a_wide_fan_in_completes_last(jobs, store):
     n = size_of(store)
     specs = [{"id": f"r{i}", "command": "true"} for i in range(n)]
-    specs.append({"id": "sink", "command": "true", "after": [f"r{i}" for i in range(n)],
-                  "priority": 10})
+    specs.append(
+        {"id": "sink", "command": "true", "after": [f"r{i}" for i in range(n)], "priority": 10}
+    )
     enqueue(jobs, *specs)
     order = []
     while (claimed := jobs.claim("w1")) is not None:

@@ -112,7 +112,7 @@ def test_a_blocked_job_is_never_claimed_until_its_dependencies_complete(store):
     store.insert_jobs([job("a"), job("b"), job("c", after=["a", "b"], priority=100)])
     assert store.next_run_at() == T
     take(store, "a")
-    assert store.claim("w1", T, "t") .id == "b"
+    assert store.claim("w1", T, "t").id == "b"
     assert store.claim("w1", T, "t2") is None, "c waits for a and b"
     assert store.next_run_at() is None, "a blocked job is not a job to wake up for"
     assert complete(store, "a") == []

@@ -80,7 +80,9 @@ class JobManager:
         base_seq = time.time_ns()
         jobs: List[Job] = []
         seen: set[str] = set()
-        batch_ids = {s["id"] for _, s in specs if isinstance(s, dict) and isinstance(s.get("id"), str)}
+        batch_ids = {
+            s["id"] for _, s in specs if isinstance(s, dict) and isinstance(s.get("id"), str)
+        }
         for index, (label, spec) in enumerate(specs):
             try:
                 job = build_job(
@@ -151,7 +153,9 @@ class JobManager:
         blocked = [j for j in jobs if j.state == PENDING and j.waiting > 0 and j.after]
         states = self.store.job_states([dep for j in blocked for dep in j.after])
         return {
-            j.id: [(dep, states.get(dep, "gone")) for dep in j.after if states.get(dep) != COMPLETED]
+            j.id: [
+                (dep, states.get(dep, "gone")) for dep in j.after if states.get(dep) != COMPLETED
+            ]
             for j in blocked
         }
 
@@ -387,8 +391,7 @@ class JobManager:
         by = {} if queue is None else {"queue": queue}
         n, mean = self.store.duration_summary(**by)
         p50, p95 = (
-            (self.store.duration_at(quantile_rank(n, q), **by) if n else None)
-            for q in (0.50, 0.95)
+            (self.store.duration_at(quantile_rank(n, q), **by) if n else None) for q in (0.50, 0.95)
         )
         retried_jobs, their_attempts = self.store.retried_totals(**by)
         finished = counts[COMPLETED] + counts[DEAD]

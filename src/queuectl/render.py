@@ -89,7 +89,7 @@ def jobs_table(jobs: Sequence[Job], state: str | None, blocked: Blockers | None 
     headers = ["ID", "State", "Attempts", "Priority", "Command", when]
     if blocked:
         headers.append("Waits For")
-        for row, job in zip(rows, jobs):
+        for row, job in zip(rows, jobs, strict=True):
             row.append(printable(waits_for(blocked.get(job.id, [])), 40) or "-")
     return table(rows, headers)
 

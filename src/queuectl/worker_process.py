@@ -25,9 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     parent = os.getppid()
     queues = [q for q in args.queue.split(",") if q]
     try:
-        worker = App(os.environ["QUEUECTL_DB"]).worker(
-            args.index, burst=args.burst, queues=queues
-        )
+        worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst, queues=queues)
 
         def on_stop(signum: int, _frame: object) -> None:
             if worker.stopping:

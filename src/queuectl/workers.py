@@ -113,8 +113,7 @@ class WorkerManager:
         return [
             w
             for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
-            if w.last_heartbeat >= cutoff
-            and (queue is None or not w.queues or queue in w.queues)
+            if w.last_heartbeat >= cutoff and (queue is None or not w.queues or queue in w.queues)
         ]
 
     def nudge_cancel(self, worker_id: str) -> None:

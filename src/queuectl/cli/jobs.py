@@ -109,9 +109,7 @@ def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool)
 QUEUE_OPT = typer.Option(None, "--queue", help="Only jobs of this queue.")
 
 
-def status(
-    ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT
-) -> None:
+def status(ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT) -> None:
     """Count jobs by state, and active workers (of one queue with --queue).
 
     \b
@@ -198,9 +196,7 @@ def log(
         typer.echo(log_text(job))
 
 
-def stats(
-    ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT
-) -> None:
+def stats(ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT) -> None:
     """Counts, durations (mean, p50, p95), success rate, retries and throughput.
 
     \b

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Iterator, Sequence
 
 from ..errors import DependencyNotFound, DuplicateJob, StoreUnavailable
 from ..models import DEFAULT_QUEUE, READY_STATES, Job, WorkerInfo
@@ -21,7 +21,6 @@ READY = {"$in": list(READY_STATES)}
 NOT_BLOCKED = {"$in": [0, None]}
 DONE_WITH_DURATION = {"state": "completed", "duration": {"$ne": None}}
 BATCH = 1000  # ids per $in list
-
 
 
 def queue_filter(queues: Sequence[str]) -> dict[str, Any]:
@@ -315,9 +314,7 @@ class MongoStore:
             if after:
                 # Flag the dependencies again (a cascade may have closed them), so their
                 # final state reaches this job.
-                self.jobs.update_many(
-                    {"_id": {"$in": after}}, {"$set": {"dependents_open": True}}
-                )
+                self.jobs.update_many({"_id": {"$in": after}}, {"$set": {"dependents_open": True}})
                 self.jobs.update_one(
                     {"_id": job_id}, {"$set": {"waiting": len(after), "deps_done": []}}
                 )

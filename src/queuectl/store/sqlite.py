@@ -484,9 +484,7 @@ class SqliteStore:
                     self._count_dependencies(conn, job_id, present, dead_dependency)
         return True
 
-    def progress(
-        self, job_id: str, lease_token: str, changes: dict[str, Any]
-    ) -> bool | None:
+    def progress(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool | None:
         """While a job runs: apply `changes` (may be empty) under the lease, and say whether
         a cancel was asked for. None when the lease is no longer ours."""
         fence = "WHERE id = ? AND state = 'processing' AND lease_token = ?"
