@@ -810,7 +810,7 @@ def test_a_store_that_cannot_be_opened_is_exit_1(cli, tmp_path):
 def test_an_unexpected_error_is_one_line_unless_debugging(cli, monkeypatch):
     from queuectl.jobs import JobManager
 
-    def broken(self):
+    def broken(self, *_args):
         raise RuntimeError("something odd")
 
     monkeypatch.setattr(JobManager, "counts", broken)

@@ -144,7 +144,9 @@ class MongoStore:
                 IndexModel([("state", 1), ("queue", 1), ("duration", 1)], name="queue_duration"),
                 # Who waits on a job, and jobs whose dependents are not yet resolved.
                 IndexModel([("after", 1)], name="after", sparse=True),
-                IndexModel([("dependents_open", 1)], name="dependents_open", sparse=True),
+                IndexModel(
+                    [("dependents_open", 1), ("state", 1)], name="dependents_open", sparse=True
+                ),
             ]
         )
         self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
