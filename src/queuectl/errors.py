@@ -31,3 +31,19 @@ class DuplicateJob(QueuectlError):
 
 class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
+
+
+class ScheduleNotFound(QueuectlError):
+    """No schedule has that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class DuplicateSchedule(QueuectlError):
+    """A schedule with that name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} already exists; nothing was added")
+        self.name = name

@@ -16,6 +16,7 @@ from .errors import StoreUnavailable
 from .executor import Execution, Result
 from .models import Job, WorkerInfo, format_time
 from .render import printable
+from .schedules import ScheduleManager
 from .store.base import Store
 from .workers import WorkerManager
 
@@ -59,6 +60,8 @@ class Worker:
         self._counts = {"jobs_done": 0, "jobs_failed": 0}
         self._next_refresh = 0.0
         self._told: float | None = None  # the run_at a burst worker last said it waits for
+        self.schedules = ScheduleManager(store, clock, self.log)
+        self._next_tick = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -247,6 +250,18 @@ class Worker:
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
             self.request_stop()
+        self._tick()
+
+    def _tick(self) -> None:
+        """Enqueue the jobs of due schedules, at most once per poll_interval: from the loop
+        when idle or between jobs, from the heartbeat while a long job runs."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_tick:
+                return
+            self._next_tick = now + float(self.config["poll_interval"])
+        for job_id in self.schedules.tick(self.clock()):
+            self.log(f"job {job_id} enqueued by its schedule")
 
     def _heartbeat_loop(self) -> None:
         while not self._heartbeat_stop.is_set():
@@ -278,6 +293,7 @@ class Worker:
                 self.log(f"job {held.id}: lease lost; killing its command")
                 current[1].kill("lease lost")
         self._reap()
+        self._tick()
 
     def _reap(self) -> None:
         # Fresh config: judging other workers' leases by a stale_after read before a long
