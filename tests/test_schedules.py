@@ -37,7 +37,7 @@ def job_ids(store) -> list[str]:
     return sorted(job.id for job in store.list_jobs(None, 10_000))
 
 
-# -- add, list, remove, validation -----------------------------------------------------------------
+# -- add, list, remove, validation -------------------------------------------------------------
 
 
 def test_add_stores_the_schedule_with_its_first_tick_after_now(schedules, store, clock):
@@ -148,7 +148,7 @@ def test_list_is_by_name(schedules):
     assert [s.name for s in schedules.list()] == ["a", "b", "c"]
 
 
-# -- ticks ---------------------------------------------------------------------------------------
+# -- ticks -------------------------------------------------------------------------------------
 
 
 def test_nothing_is_enqueued_before_the_first_tick(schedules, store, clock):
@@ -264,7 +264,7 @@ def test_due_schedules_leave_out_paused_and_future_ones(schedules, store, clock)
     assert store.due_schedules(START, 100) == []
 
 
-# -- time zones ----------------------------------------------------------------------------------
+# -- time zones --------------------------------------------------------------------------------
 
 
 def tick_days(schedules, clock, days: int) -> None:
@@ -314,7 +314,7 @@ def test_tick_ids_are_always_utc(schedules):
     assert tick_job_id("x", at("2026-07-01T09:00", "America/New_York")) == "x.20260701T1300Z"
 
 
-# -- pause, resume, remove -----------------------------------------------------------------------
+# -- pause, resume, remove ---------------------------------------------------------------------
 
 
 def test_a_paused_schedule_enqueues_nothing_and_resumes_from_the_next_tick(schedules, store, clock):
@@ -360,7 +360,7 @@ def test_a_schedule_broken_by_hand_is_skipped_once_with_a_warning(store, clock):
     assert len(warnings) == 1 and warnings[0].startswith("schedule 'bad' skipped: bad cron")
 
 
-# -- many workers at once ------------------------------------------------------------------------
+# -- many workers at once ----------------------------------------------------------------------
 
 
 def test_threads_ticking_at_the_same_moment_enqueue_each_tick_once(request, store, clock):
@@ -394,7 +394,7 @@ def test_threads_ticking_at_the_same_moment_enqueue_each_tick_once(request, stor
     assert job_ids(store) == everything
 
 
-# -- the worker ticks ----------------------------------------------------------------------------
+# -- the worker ticks --------------------------------------------------------------------------
 
 
 def test_a_burst_worker_enqueues_and_runs_a_due_tick(store, clock):

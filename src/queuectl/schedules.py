@@ -52,7 +52,7 @@ DUE_BATCH = 100
 Clock = Callable[[], float]
 
 
-# -- cron arithmetic (pure) ----------------------------------------------------------------------
+# -- cron arithmetic (pure) --------------------------------------------------------------------
 def cron_expression(expr: str) -> str:
     """The 5-field expression `expr` stands for (an alias expanded), checked; InvalidInput
     naming the problem and what is allowed."""
@@ -134,7 +134,7 @@ def check_name(name: str) -> str:
     return name
 
 
-# -- the manager --------------------------------------------------------------------------------
+# -- the manager -------------------------------------------------------------------------------
 class ScheduleManager:
     """Adds, lists, pauses and removes schedules, and turns due ticks into jobs."""
 
@@ -224,7 +224,7 @@ class ScheduleManager:
         if not self.store.update_schedule(name, changes):
             raise ScheduleNotFound(name)  # removed meanwhile
 
-    # -- ticks ----------------------------------------------------------------------------------
+    # -- ticks ---------------------------------------------------------------------------------
     def tick(self, now: float | None = None) -> List[str]:
         """Enqueue the job of every due schedule's latest tick and move each schedule on.
         Cheap when nothing is due (one indexed read). Returns the ids this call enqueued; a

@@ -15,6 +15,7 @@ from .config import ConfigManager
 from .errors import StoreUnavailable
 from .executor import Execution, Result
 from .models import Job, WorkerInfo, format_time
+from .notify import JOB_COMPLETED, JOB_DEAD, Notifier
 from .render import printable
 from .schedules import ScheduleManager
 from .store.base import Store
@@ -22,6 +23,7 @@ from .workers import WorkerManager
 
 INTERRUPTED = "interrupted by an immediate shutdown"
 MAX_WRITE_BACKOFF = 10.0
+NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still being sent
 
 
 class Worker:
@@ -61,6 +63,7 @@ class Worker:
         self._next_refresh = 0.0
         self._told: float | None = None  # the run_at a burst worker last said it waits for
         self.schedules = ScheduleManager(store, clock, self.log)
+        self.notifier = Notifier(store, lambda: self.config, self.log)
         self._next_tick = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -177,6 +180,7 @@ class Worker:
             if applied:
                 self.log(f"job {job.id} completed in {result.duration:.2f}s")
                 self._count("jobs_done")
+                self.notifier.job_finished(job.id, JOB_COMPLETED)
             return
         error = result.error or "failed"
         outcome = None
@@ -191,6 +195,7 @@ class Worker:
             self._count("jobs_failed")
             if outcome.state == "dead":
                 self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
+                self.notifier.job_finished(job.id, JOB_DEAD)
             else:
                 self.log(
                     f"job {job.id} failed: {printable(error, 200)}; retry in {outcome.delay:g}s"
@@ -301,10 +306,12 @@ class Worker:
         self.config = ConfigManager(self.store).all()
         for job_id in self.manager.reap(self.config):
             self.log(f"job {job_id} released from a lost worker")
+            self.notifier.job_finished(job_id)  # sent only if that made it dead
 
     def _finish(self) -> None:
         if self.info is None:
             return
+        self.notifier.close(0 if self.abort else NOTIFY_DRAIN)
         try:
             self._update_row(
                 {"status": "stopped", "current_job": None, "last_heartbeat": self.clock()}
