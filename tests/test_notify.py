@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Iterator
 
@@ -14,11 +15,17 @@ from procutil import QueueEnv, wait_for
 from test_cli import CLI_BACKENDS, CONFIG_DEFAULTS, Cli, make_cli
 
 from queuectl import __version__, render
-from queuectl.config import ConfigManager
-from queuectl.jobs import JobManager
+from queuectl.app import App
+from queuectl.config import Config, ConfigManager
 from queuectl.models import Job
 from queuectl.notify import DELAYS, TIMEOUT, Notifier
 from queuectl.worker import Worker
+
+
+def settings(**values: Any) -> Config:
+    """The default config with some keys changed."""
+    return replace(Config.defaults(), **values)
+
 
 DEADLINE = 20.0  # seconds any wait in this file may take before the test fails
 FAST_DELAYS = (0.01, 0.02)
@@ -99,7 +106,7 @@ def make_worker(store, clock, lines):
     def make(**config: Any) -> Worker:
         for key, value in config.items():
             ConfigManager(store).set(key, str(value))
-        worker = Worker(store, clock=clock, log=lines.append)
+        worker = App(store=store, clock=clock).worker(log=lines.append)
         worker.notifier.delays = FAST_DELAYS
         worker.start()
         return worker
@@ -109,7 +116,7 @@ def make_worker(store, clock, lines):
 
 def add(store, clock, *specs: dict) -> list[str]:
     """Insert jobs directly (no wake-up signal aimed at this test's own worker rows)."""
-    jobs = JobManager(store, clock).build([(None, spec) for spec in specs])
+    jobs = App(store=store, clock=clock).jobs.build([(None, spec) for spec in specs])
     store.insert_jobs(jobs)
     return [job.id for job in jobs]
 
@@ -166,7 +173,9 @@ def test_nothing_is_sent_while_notify_url_is_empty(store, clock, make_worker):
 def test_the_reaper_path_posts_only_a_job_it_made_dead(store, clock, endpoint):
     dead, waiting = Job("lost", "true", state="dead"), Job("again", "true", state="failed")
     store.insert_jobs([dead, waiting])
-    notifier = Notifier(store, lambda: {"notify_url": endpoint.url}, print, delays=FAST_DELAYS)
+    notifier = Notifier(
+        App(store=store).jobs, lambda: settings(notify_url=endpoint.url), print, delays=FAST_DELAYS
+    )
     notifier.job_finished("again")
     notifier.job_finished("lost")
     assert notifier.close(DEADLINE) == 0
@@ -175,7 +184,9 @@ def test_the_reaper_path_posts_only_a_job_it_made_dead(store, clock, endpoint):
 
 def test_a_job_gone_before_its_notification_is_skipped_with_a_log_line(store):
     logged: list[str] = []
-    notifier = Notifier(store, lambda: {"notify_url": "http://127.0.0.1:9/"}, logged.append)
+    notifier = Notifier(
+        App(store=store).jobs, lambda: settings(notify_url="http://127.0.0.1:9/"), logged.append
+    )
     notifier.job_finished("purged", "job.dead")
     assert notifier.close(DEADLINE) == 0
     assert logged == ["notification for job purged skipped: the job is gone"]
@@ -219,7 +230,12 @@ def test_a_redirect_is_a_failure_not_a_get_without_the_body(store, endpoint):
     endpoint.plan = [302, 302, 302]
     store.insert_jobs([Job("x", "true", state="dead")])
     logged: list[str] = []
-    notifier = Notifier(store, lambda: {"notify_url": endpoint.url}, logged.append, delays=(0, 0))
+    notifier = Notifier(
+        App(store=store).jobs,
+        lambda: settings(notify_url=endpoint.url),
+        logged.append,
+        delays=(0, 0),
+    )
     notifier.job_finished("x", "job.dead")
     assert notifier.close(DEADLINE) == 0
     assert [r["path"] for r in endpoint.requests] == ["/hook?token=s3cret"] * 3
@@ -237,7 +253,11 @@ def test_three_tries_5s_timeout_and_1s_then_2s_apart_by_default(store):
 
     logged: list[str] = []
     notifier = Notifier(
-        store, lambda: {"notify_url": "http://h/"}, logged.append, post=refuse, sleep=slept.append
+        App(store=store).jobs,
+        lambda: settings(notify_url="http://h/"),
+        logged.append,
+        post=refuse,
+        sleep=slept.append,
     )
     notifier.job_finished("x", "job.dead")
     assert notifier.close(DEADLINE) == 0
@@ -254,7 +274,11 @@ def test_a_hanging_endpoint_times_out_each_try(store, endpoint):
     store.insert_jobs([Job("x", "true", state="dead")])
     logged: list[str] = []
     notifier = Notifier(
-        store, lambda: {"notify_url": endpoint.url}, logged.append, delays=(0, 0), timeout=0.2
+        App(store=store).jobs,
+        lambda: settings(notify_url=endpoint.url),
+        logged.append,
+        delays=(0, 0),
+        timeout=0.2,
     )
     notifier.job_finished("x", "job.dead")
     assert notifier.close(DEADLINE) == 0
@@ -280,7 +304,7 @@ def test_a_hanging_endpoint_does_not_slow_processing(store, clock, endpoint, mak
     run_all(worker)
     elapsed = time.monotonic() - started
     assert elapsed < 25, f"20 jobs took {elapsed:.1f}s with a hanging endpoint"
-    assert JobManager(store).counts() == {
+    assert App(store=store).jobs.counts() == {
         "pending": 0, "processing": 0, "completed": 10, "failed": 0, "dead": 10,
     }  # fmt: skip
     endpoint.wait_for(1)  # notifications were being sent, and hung
@@ -302,7 +326,12 @@ def test_a_full_queue_drops_a_notification_instead_of_waiting(store):
         return 200
 
     notifier = Notifier(
-        store, lambda: {"notify_url": "http://h/"}, logged.append, senders=1, capacity=1, post=stuck
+        App(store=store).jobs,
+        lambda: settings(notify_url="http://h/"),
+        logged.append,
+        senders=1,
+        capacity=1,
+        post=stuck,
     )
     started = time.monotonic()
     for n in range(3):

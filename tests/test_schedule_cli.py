@@ -9,7 +9,7 @@ from typing import Iterator
 import pytest
 from test_cli import CLI_BACKENDS, ISO_UTC, Cli, make_cli
 
-from queuectl.schedules import ScheduleManager
+from queuectl.app import App
 
 LIST_FIELDS = ["name", "cron", "tz", "command", "next_run_at", "last_run_at", "paused"]
 
@@ -71,7 +71,7 @@ def test_add_carries_the_enqueue_options_into_the_jobs(cli):
     )  # fmt: skip
     [row] = cli.store.list_schedules()
     assert row.options == {"priority": 9, "max_retries": 0, "timeout": 2.5}
-    [job_id] = ScheduleManager(cli.store).tick(row.next_run_at)
+    [job_id] = App(store=cli.store).schedules.tick(row.next_run_at)
     job = cli.store.get_job(job_id)
     assert (job.command, job.priority, job.max_retries, job.timeout) == ("echo hi", 9, 0, 2.5)
     assert job_id == f"opts.{time.strftime('%Y%m%dT%H%MZ', time.gmtime(row.next_run_at))}"
@@ -134,7 +134,7 @@ def test_last_run_shows_after_a_tick(cli):
     cli.ok("schedule", "add", "x", "--cron", "* * * * *", "true")
     [before] = cli.json("schedule", "list")
     [row] = cli.store.list_schedules()
-    ScheduleManager(cli.store).tick(row.next_run_at + 1)
+    App(store=cli.store).schedules.tick(row.next_run_at + 1)
     [after] = cli.json("schedule", "list")
     assert after["last_run_at"] == before["next_run_at"]
     assert after["next_run_at"] > before["next_run_at"]

@@ -14,7 +14,8 @@ from datetime import datetime, timezone
 import pytest
 from procutil import QueueEnv, wait_for
 
-from queuectl.schedules import ScheduleManager, tick_job_id
+from queuectl.app import App
+from queuectl.schedules import tick_job_id
 from queuectl.store.sqlite import SqliteStore
 
 MINUTE = 60.0
@@ -25,7 +26,7 @@ PROCESSES, MINUTES = 4, 60
 def tick_in_lockstep(path: str, barrier, seed: int, results) -> None:
     """One process: tick each fake minute at a random second of it, after every process
     finished the minute before (clocks agree to within the minute, as NTP keeps them)."""
-    manager = ScheduleManager(SqliteStore(path))
+    manager = App(store=SqliteStore(path)).schedules
     rng = random.Random(seed)
     won: list[str] = []
     for minute in range(1, MINUTES + 1):
@@ -38,7 +39,7 @@ def tick_in_lockstep(path: str, barrier, seed: int, results) -> None:
 def test_four_processes_ticking_together_enqueue_each_tick_exactly_once(tmp_path):
     path = str(tmp_path / "queue.db")
     store = SqliteStore(path)
-    setup = ScheduleManager(store, lambda: START)
+    setup = App(store=store, clock=lambda: START).schedules
     setup.add("every", "* * * * *", "true")
     setup.add("seventh", "*/7 * * * *", "true")
     context = multiprocessing.get_context("spawn")

@@ -9,12 +9,11 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from queuectl.app import App
 from queuectl.config import ConfigManager
 from queuectl.errors import DuplicateSchedule, InvalidInput, ScheduleNotFound
-from queuectl.jobs import JobManager
 from queuectl.models import Schedule
 from queuectl.schedules import ScheduleManager, cron_expression, tick_job_id
-from queuectl.worker import Worker
 
 MINUTE, HOUR = 60.0, 3600.0
 # The FakeClock starts at 2027-01-15T08:00:00Z.
@@ -30,7 +29,7 @@ def at(text: str, zone: str = "UTC") -> float:
 def schedules(store, clock) -> ScheduleManager:
     """A ScheduleManager on a fresh store, its time given by the test's clock."""
     assert clock() == START
-    return ScheduleManager(store, clock)
+    return App(store=store, clock=clock).schedules
 
 
 def job_ids(store) -> list[str]:
@@ -179,7 +178,7 @@ def test_a_tick_is_enqueued_once_however_often_it_is_ticked(schedules, store, cl
     schedules.add("x", "* * * * *", "true")
     clock.advance(MINUTE + 1)
     assert schedules.tick() == ["x.20270115T0801Z"]
-    other = ScheduleManager(store, clock)  # another worker at the same moment
+    other = App(store=store, clock=clock).schedules  # another worker at the same moment
     for _ in range(5):
         assert schedules.tick() == [] and other.tick() == []
     assert job_ids(store) == ["x.20270115T0801Z"]
@@ -212,7 +211,7 @@ def test_a_stale_read_of_a_due_schedule_changes_nothing(schedules, store, clock)
     schedules.add("x", "* * * * *", "true")
     clock.advance(MINUTE + 5)
     stale = store.due_schedules(clock(), 100)
-    others = ScheduleManager(store, clock)
+    others = App(store=store, clock=clock).schedules
     assert others.tick() == ["x.20270115T0801Z"]
     assert others.tick(clock() + MINUTE) == ["x.20270115T0802Z"]
     moved = store.get_schedule("x")
@@ -225,7 +224,7 @@ def test_a_stale_read_of_a_due_schedule_changes_nothing(schedules, store, clock)
         def due_schedules(self, now, limit):
             return stale
 
-    assert ScheduleManager(StaleStore(), clock).tick() == []
+    assert App(store=StaleStore(), clock=clock).schedules.tick() == []
     assert store.get_schedule("x") == moved
     assert job_ids(store) == ["x.20270115T0801Z", "x.20270115T0802Z"]
 
@@ -234,7 +233,9 @@ def test_a_worker_that_died_between_insert_and_advance_loses_no_tick(schedules, 
     schedules.add("x", "* * * * *", "true")
     clock.advance(MINUTE)
     # The job of the tick is in, but next_run_at was never moved on.
-    [job] = JobManager(store, clock).build([(None, {"id": "x.20270115T0801Z", "command": "a"})])
+    [job] = App(store=store, clock=clock).jobs.build(
+        [(None, {"id": "x.20270115T0801Z", "command": "a"})]
+    )
     store.insert_jobs([job])
     assert schedules.tick() == []  # already enqueued: not ours, but done
     assert store.get_job("x.20270115T0801Z").command == "a"
@@ -276,7 +277,7 @@ def tick_days(schedules, clock, days: int) -> None:
 
 def test_nine_oclock_in_paris_stays_nine_oclock_across_both_dst_changes(store, clock):
     clock.now = at("2026-03-27T10:00", "Europe/Paris")
-    schedules = ScheduleManager(store, clock)
+    schedules = App(store=store, clock=clock).schedules
     schedules.add("paris", "0 9 * * *", "true", tz="Europe/Paris")
     tick_days(schedules, clock, 4)
     # UTC+1 until 29 March, UTC+2 after: the UTC hour in the ids moves, local 09:00 does not.
@@ -300,7 +301,7 @@ def test_a_time_in_the_repeated_or_skipped_hour_runs_once_that_day(store, clock)
     """Debian cron's rule: 02:30 runs at 03:00 on the day 02:00-03:00 is skipped, and only
     once on the day that hour happens twice."""
     clock.now = at("2026-03-28T12:00", "Europe/Paris")
-    schedules = ScheduleManager(store, clock)
+    schedules = App(store=store, clock=clock).schedules
     schedules.add("night", "30 2 * * *", "true", tz="Europe/Paris")
     tick_days(schedules, clock, 2)
     assert job_ids(store) == ["night.20260329T0100Z", "night.20260330T0030Z"]
@@ -350,7 +351,9 @@ def test_a_removed_schedule_enqueues_nothing_and_its_jobs_stay(schedules, store,
 
 def test_a_schedule_broken_by_hand_is_skipped_once_with_a_warning(store, clock):
     warnings: list[str] = []
-    schedules = ScheduleManager(store, clock, warnings.append)
+    schedules = ScheduleManager(
+        App(store=store, clock=clock).jobs, clock=clock, log=warnings.append
+    )
     schedules.add("good", "* * * * *", "true")
     store.insert_schedule(Schedule("bad", "every minute", "UTC", "true", {}, START))
     clock.advance(MINUTE)
@@ -366,14 +369,14 @@ def test_a_schedule_broken_by_hand_is_skipped_once_with_a_warning(store, clock):
 def test_threads_ticking_at_the_same_moment_enqueue_each_tick_once(request, store, clock):
     if request.node.callspec.params["store"] == "mongomock":
         pytest.skip("mongomock's updates are not atomic between threads; a server's are")
-    ScheduleManager(store, clock).add("x", "* * * * *", "true")
+    App(store=store, clock=clock).schedules.add("x", "* * * * *", "true")
     threads, minutes = 6, 15
     barrier = threading.Barrier(threads)
     won: list[list[str]] = [[] for _ in range(threads)]
     errors: list[BaseException] = []
 
     def worker(n: int) -> None:
-        manager = ScheduleManager(store, clock)
+        manager = App(store=store, clock=clock).schedules
         try:
             for minute in range(1, minutes + 1):
                 barrier.wait(timeout=30)
@@ -399,9 +402,9 @@ def test_threads_ticking_at_the_same_moment_enqueue_each_tick_once(request, stor
 
 def test_a_burst_worker_enqueues_and_runs_a_due_tick(store, clock):
     lines: list[str] = []
-    ScheduleManager(store, clock).add("x", "* * * * *", "echo scheduled")
+    App(store=store, clock=clock).schedules.add("x", "* * * * *", "echo scheduled")
     clock.advance(MINUTE + 3)
-    worker = Worker(store, clock=clock, burst=True, log=lines.append)
+    worker = App(store=store, clock=clock).worker(burst=True, log=lines.append)
     worker.start()
     assert worker.run() == 0
     job = store.get_job("x.20270115T0801Z")
@@ -410,8 +413,8 @@ def test_a_burst_worker_enqueues_and_runs_a_due_tick(store, clock):
 
 
 def test_a_busy_worker_still_ticks_from_its_heartbeat(store, clock):
-    ScheduleManager(store, clock).add("x", "* * * * *", "true")
-    worker = Worker(store, clock=clock, log=lambda line: None)
+    App(store=store, clock=clock).schedules.add("x", "* * * * *", "true")
+    worker = App(store=store, clock=clock).worker(log=lambda line: None)
     worker.start()
     clock.advance(MINUTE)
     worker.heartbeat()

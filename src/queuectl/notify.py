@@ -13,15 +13,17 @@ import json
 import queue
 import threading
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Sequence
 from urllib.parse import urlsplit
 
 from . import __version__
+from .config import Config
+from .errors import JobNotFound
+from .jobs import JobManager
 from .models import COMPLETED, DEAD, to_json_ready
-from .store.base import Store
 
 JOB_DEAD, JOB_COMPLETED = "job.dead", "job.completed"
-EVENT_OF_STATE = {DEAD: JOB_DEAD, COMPLETED: JOB_COMPLETED}
+EVENT_OF_STATE: dict[str, str] = {DEAD.value: JOB_DEAD, COMPLETED.value: JOB_COMPLETED}
 TIMEOUT = 5.0
 DELAYS = (1.0, 2.0)  # between the 3 tries
 SENDERS = 4  # threads: hanging endpoints block at most this many sends at a time
@@ -61,8 +63,8 @@ class Notifier:
 
     def __init__(
         self,
-        store: Store,
-        config: Callable[[], Mapping[str, Any]],
+        jobs: JobManager,
+        config: Callable[[], Config],
         log: Callable[[str], None],
         *,
         delays: Sequence[float] = DELAYS,
@@ -72,7 +74,7 @@ class Notifier:
         post: Callable[[str, bytes, float], int] = post_json,
         sleep: Callable[[float], None] = time.sleep,
     ) -> None:
-        self.store = store
+        self.jobs = jobs
         self.config = config
         self.log = log
         self.delays = tuple(delays)
@@ -90,8 +92,8 @@ class Notifier:
         in when it is read" (the reaper's path: a released job may have been retried
         rather than killed, and then nothing is sent)."""
         config = self.config()
-        url = str(config.get("notify_url") or "")
-        if not url or (event == JOB_COMPLETED and config.get("notify_on") != "all"):
+        url = config.notify_url
+        if not url or (event == JOB_COMPLETED and config.notify_on != "all"):
             return
         try:
             self._queue.put_nowait((url, job_id, event))
@@ -136,8 +138,9 @@ class Notifier:
     def _send(self, url: str, job_id: str, event: str | None) -> None:
         import http.client
 
-        job = self.store.get_job(job_id)
-        if job is None:
+        try:
+            job = self.jobs.get(job_id)
+        except JobNotFound:
             self.log(f"notification for job {job_id} skipped: the job is gone")
             return
         event = event or EVENT_OF_STATE.get(job.state)

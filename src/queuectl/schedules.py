@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Callable, Iterator, List
 from .errors import DuplicateJob, InvalidInput, ScheduleNotFound
 from .jobs import JobManager
 from .models import MAX_TIME, SCHEDULE_NAME_PATTERN, SPEC_FIELDS, Schedule, build_job, shown
-from .store.base import Store
 
 if TYPE_CHECKING:
     from cronsim import CronSim
@@ -139,9 +138,14 @@ class ScheduleManager:
     """Adds, lists, pauses and removes schedules, and turns due ticks into jobs."""
 
     def __init__(
-        self, store: Store, clock: Clock = time.time, log: Callable[[str], None] | None = None
+        self,
+        jobs: JobManager,
+        *,
+        clock: Clock = time.time,
+        log: Callable[[str], None] | None = None,
     ) -> None:
-        self.store = store
+        self.jobs = jobs
+        self.store = jobs.store
         self.clock = clock
         self._log = log
         self._warned: set[str] = set()
@@ -248,7 +252,7 @@ class ScheduleManager:
         latest = last_tick(expr, zone, now)
         tick = max(latest if latest is not None else now, schedule.next_run_at)
         job_id = tick_job_id(schedule.name, tick)
-        inserted = self._enqueue(schedule, job_id, now)
+        inserted = self._enqueue(schedule, job_id)
         following = next_tick(expr, zone, max(tick, now))
         self.store.update_schedule(
             schedule.name,
@@ -257,11 +261,10 @@ class ScheduleManager:
         )
         return job_id if inserted else None
 
-    def _enqueue(self, schedule: Schedule, job_id: str, now: float) -> bool:
+    def _enqueue(self, schedule: Schedule, job_id: str) -> bool:
         spec = {**schedule.options, "id": job_id, "command": schedule.command}
-        jobs = JobManager(self.store, lambda: now).build([(None, spec)])
         try:
-            self.store.insert_jobs(jobs)
+            self.jobs.enqueue([(None, spec)])
         except DuplicateJob:
             return False  # already enqueued, by another worker or an earlier try
         return True

@@ -6,9 +6,9 @@ from typing import Any, Optional
 
 import typer
 
-from . import render
-from .cli_context import JSON_OPT, command_context
-from .models import MAX_TIME, Schedule, format_time
+from .. import render, text
+from ..models import MAX_TIME, Schedule, format_time
+from .context import JSON_OPT, command_context
 
 schedule_app = typer.Typer(
     help="Recurring jobs: a cron expression and a command; running workers enqueue each tick.",
@@ -57,10 +57,8 @@ def schedule_add(
     Example: queuectl schedule add nightly-backup --cron "30 2 * * *" --tz Europe/Paris \\
                  "tar czf /backups/data.tgz /data"
     """
-    from .schedules import ScheduleManager
-
     options = {"priority": priority, "max_retries": max_retries, "timeout": timeout}
-    added = ScheduleManager(command_context(ctx).store).add(name, cron, command, tz, options)
+    added = command_context(ctx).schedules.add(name, cron, command, tz, options)
     typer.echo(f"Added schedule {added.name}; next run at {format_time(added.next_run_at)}")
 
 
@@ -71,21 +69,19 @@ def schedule_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     \b
     Example: queuectl schedule list --json
     """
-    from .schedules import ScheduleManager
-
-    docs = [schedule_json(s) for s in ScheduleManager(command_context(ctx).store).list()]
+    docs = [schedule_json(s) for s in command_context(ctx).schedules.list()]
     if as_json:
         render.emit_json(docs)
     elif docs:
         rows = [
             (
-                render.printable(d["name"], 40),
-                render.printable(d["cron"], 30),
-                render.printable(d["tz"], 30),
+                text.printable(d["name"], 40),
+                text.printable(d["cron"], 30),
+                text.printable(d["tz"], 30),
                 d["next_run_at"] or "-",
                 d["last_run_at"] or "-",
                 "yes" if d["paused"] else "no",
-                render.printable(d["command"], 40),
+                text.printable(d["command"], 40),
             )
             for d in docs
         ]
@@ -102,9 +98,7 @@ def schedule_remove(ctx: typer.Context, name: str = NAME_ARG) -> None:
     \b
     Example: queuectl schedule remove nightly-backup
     """
-    from .schedules import ScheduleManager
-
-    ScheduleManager(command_context(ctx).store).remove(name)
+    command_context(ctx).schedules.remove(name)
     typer.echo(f"Removed schedule {name}")
 
 
@@ -115,9 +109,7 @@ def schedule_pause(ctx: typer.Context, name: str = NAME_ARG) -> None:
     \b
     Example: queuectl schedule pause nightly-backup
     """
-    from .schedules import ScheduleManager
-
-    ScheduleManager(command_context(ctx).store).pause(name)
+    command_context(ctx).schedules.pause(name)
     typer.echo(f"Paused schedule {name}")
 
 
@@ -128,8 +120,6 @@ def schedule_resume(ctx: typer.Context, name: str = NAME_ARG) -> None:
     \b
     Example: queuectl schedule resume nightly-backup
     """
-    from .schedules import ScheduleManager
-
-    resumed = ScheduleManager(command_context(ctx).store).resume(name)
+    resumed = command_context(ctx).schedules.resume(name)
     upcoming = schedule_json(resumed)["next_run_at"] or "never"
     typer.echo(f"Resumed schedule {name}; next run at {upcoming}")
