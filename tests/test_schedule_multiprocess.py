@@ -23,10 +23,11 @@ START = datetime(2027, 1, 15, 8, 0, tzinfo=timezone.utc).timestamp()
 PROCESSES, MINUTES = 4, 60
 
 
-def tick_in_lockstep(path: str, barrier, seed: int, results) -> None:
-    """One process: tick each fake minute at a random second of it, after every process
-    finished the minute before (clocks agree to within the minute, as NTP keeps them)."""
-    manager = App(store=SqliteStore(path)).schedules
+def tick_in_lockstep(url: str, barrier, seed: int, results) -> None:
+    """One process on the store `url` names: tick each fake minute at a random second of it,
+    after every process finished the minute before (clocks agree to within the minute, as
+    NTP keeps them)."""
+    manager = App(url).schedules
     rng = random.Random(seed)
     won: list[str] = []
     for minute in range(1, MINUTES + 1):
