@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from queuectl.store.sqlite import SqliteStore, _claim_pick
+from queuectl.store.sqlite import SCHEMA_VERSION, SqliteStore, _claim_pick
 
 # The jobs table and claim index as the first release created them (schema version 2).
 FIRST_RELEASE = """
@@ -51,7 +51,7 @@ def test_a_first_release_sqlite_file_is_upgraded_on_first_use(tmp_path):
         names = {r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
         assert {"jobs_claim", "jobs_claim_queue", "jobs_next", "jobs_blocked"} <= names
         assert "jobs_ready" not in names, "a first-release claim would ignore dependencies"
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     again = SqliteStore(str(path))  # a second open finds nothing to do
     assert again.get_job("old").state == "processing"
     again.close()

@@ -116,3 +116,32 @@ def test_a_short_job_costs_no_output_write(store, clock, lines, monkeypatch):
     assert worker.step()
     assert store.get_job(job_id).stdout == "hi\n"
     assert [c for c in writes if c] == [], "a job that ends within a second flushes nothing"
+
+
+def test_a_job_canceled_while_running_is_posted_as_dead_one_canceled_before_is_not(
+    store, clock, lines
+):
+    from test_notify import FAST_DELAYS, Endpoint
+
+    endpoint = Endpoint()
+    try:
+        ConfigManager(store).set("poll_interval", "0.1")
+        ConfigManager(store).set("notify_url", endpoint.url)
+        running, waiting = add(
+            store,
+            clock,
+            {"id": "running", "command": "sleep 30", "priority": 1},
+            {"id": "waiting", "command": "true"},
+        )
+        worker = make_worker(store, clock, lines)
+        worker.notifier.delays = FAST_DELAYS
+        stepping = threading.Thread(target=worker.step, daemon=True)
+        stepping.start()
+        wait_until(lambda: job_processes(running), "the command to start")
+        App(store=store, clock=clock).jobs.cancel([running, waiting])
+        stepping.join(DEADLINE)
+        assert worker.notifier.close(DEADLINE) == 0
+        sent = [(b["event"], b["job"]["id"], b["job"]["last_error"]) for b in endpoint.bodies()]
+        assert sent == [("job.dead", "running", "canceled while running")]
+    finally:
+        endpoint.close()
