@@ -314,3 +314,9 @@ def test_follow_skips_nothing_when_the_tail_was_cut():
     tail.show("[queuectl: output cut, first 10 bytes dropped]\nxyz")
     assert out.text == "abcdef[queuectl: 4 bytes of output not shown]\nxyz"
     assert json.dumps(out.text)
+
+
+@pytest.mark.parametrize("command", ["cancel", "wait"])
+def test_a_dash_id_gets_the_double_dash_hint_on_cancel_and_wait(cli, command):
+    err = cli.fails(2, command, "-j8")
+    assert f"an id starting with '-' goes after --, e.g. queuectl {command} -- -job7" in err

@@ -73,7 +73,13 @@ NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", None)
 def _usage_message(exc: click_errors.UsageError) -> str:
     message = exc.format_message()
     name = getattr(exc, "option_name", "") or ""
-    takes_ids = exc.ctx is not None and exc.ctx.command.name in ("show", "log", "retry")
+    takes_ids = exc.ctx is not None and exc.ctx.command.name in (
+        "show",
+        "log",
+        "retry",
+        "cancel",
+        "wait",
+    )
     if isinstance(exc, click_errors.NoSuchOption) and takes_ids and not name.startswith("--"):
         # Most likely an id that starts with '-', e.g. `show -j8`.
         path = exc.ctx.command_path if exc.ctx else "queuectl show"
