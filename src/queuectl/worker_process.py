@@ -12,6 +12,7 @@ import sys
 
 from .errors import QueuectlError
 from .store import open_store
+from .supervisor import StartReport
 from .worker import Worker
 from .workers import WAKE_SIGNAL
 
@@ -23,6 +24,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true")
     args = parser.parse_args(argv)
     parent = os.getppid()
+    report = StartReport()
     try:
         store = open_store(os.environ["QUEUECTL_DB"])
         worker = Worker(store, args.index, burst=args.burst)
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(WAKE_SIGNAL, lambda _s, _f: worker.wake())
-        worker.start()
+        report.started(worker.start().id)
         try:
             return worker.run(parent_pid=parent)
         finally:
@@ -50,6 +52,7 @@ def main(argv: list[str] | None = None) -> int:
                 signal.signal(signum, signal.SIG_IGN)
     except QueuectlError as exc:
         sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
+        report.failed(f"worker {args.index}: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130
