@@ -31,3 +31,8 @@ class DuplicateJob(QueuectlError):
 
 class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
+
+
+class StoreDamaged(QueuectlError):
+    """The store's file is damaged: nothing more is written to it, and the message says how
+    to recover it. Not a StoreUnavailable, so a worker stops instead of retrying."""
