@@ -175,3 +175,28 @@ def test_worker_start_says_why_in_the_foreground_and_detached(shared_dir):
     assert detached.stderr.startswith("Error: no worker started: worker 1: " + reason), detached
     assert detached.stderr.count("\n") == 1
     assert stat.S_IMODE(db.stat().st_mode) in (0o644, 0o444)
+
+
+def test_a_queuectl_home_in_a_directory_this_user_cannot_write(shared_dir):
+    prefix = reader_command()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("QUEUECTL_")}
+    env["PYTHONPATH"] = os.pathsep.join([str(SRC), sysconfig.get_paths()["purelib"]])
+    locked = shared_dir / "locked"
+    locked.mkdir(mode=0o755)
+    if os.geteuid() != 0:
+        os.chmod(locked, 0o555)
+    env["QUEUECTL_HOME"] = str(locked / "home")
+    proc = subprocess.run(
+        [*prefix, "-m", "queuectl", "enqueue", "true"],
+        env=env,
+        cwd=shared_dir,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT,
+    )
+    os.chmod(locked, 0o755)
+    assert (proc.returncode, proc.stdout) == (1, ""), proc
+    assert proc.stderr == (
+        f"Error: cannot create QUEUECTL_HOME {locked / 'home'}: permission denied; "
+        "set QUEUECTL_HOME to a directory you can write\n"
+    )
