@@ -8,6 +8,7 @@ mongomock. pymongo is imported only here, and only when a MongoDB URL is used.
 from __future__ import annotations
 
 import os
+import time
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
@@ -18,6 +19,8 @@ from . import url_password
 from .base import quantile_rank
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
+# Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
+WAITING_SORT = [("run_at", 1), ("priority", -1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
 
 
@@ -136,12 +139,25 @@ class MongoStore:
         with self._errors():
             return _job(self.jobs.find_one({"_id": job_id}))
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Pending/failed in claim order; other states newest update first."""
-        query = {"state": state} if state else {}
-        sort = CLAIM_SORT if state in ("pending", "failed") else [("updated_at", -1), ("seq", -1)]
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order (index claim_order), then
+        those waiting by run_at (index state_run_at). Other states newest update first."""
         with self._errors():
-            docs = list(self.jobs.find(query).sort(sort).limit(limit))
+            if state in ("pending", "failed"):
+                now = time.time() if now is None else now
+                docs = list(
+                    self.jobs.find({"state": state, "run_at": {"$lte": now}})
+                    .sort(CLAIM_SORT)
+                    .limit(limit)
+                )
+                if len(docs) < limit:
+                    waiting = {"state": state, "run_at": {"$gt": now}}
+                    docs += self.jobs.find(waiting).sort(WAITING_SORT).limit(limit - len(docs))
+            else:
+                query = {"state": state} if state else {}
+                docs = list(
+                    self.jobs.find(query).sort([("updated_at", -1), ("seq", -1)]).limit(limit)
+                )
         return [j for j in map(_job, docs) if j is not None]
 
     def count_by_state(self) -> dict[str, int]:

@@ -11,6 +11,7 @@ import json
 import operator
 import os
 import sqlite3
+import time
 from typing import Any, Callable, Sequence
 
 from ..errors import DuplicateJob
@@ -82,6 +83,8 @@ CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 READY = "state IN ('pending', 'failed')"
 CLAIM_ORDER = "priority DESC, run_at, seq"
+# Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
+WAITING_ORDER = "run_at, priority DESC, seq"
 
 
 def busy_timeout_ms() -> int:
@@ -134,20 +137,28 @@ class SqliteStore:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_record(dict(rows[0])) if rows else None
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Pending/failed in claim order; other states newest update first."""
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order, then those waiting by run_at.
+        Other states newest update first."""
         if state in ("pending", "failed"):
-            sql = (
+            now = time.time() if now is None else now
+            ready = self._query(
                 f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
-                f"ORDER BY {CLAIM_ORDER} LIMIT ?"
+                f"AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?",
+                (state, now, limit),
             )
-            params: tuple[Any, ...] = (state, limit)
-        elif state:
+            waiting = self._query(
+                f"SELECT * FROM jobs INDEXED BY jobs_waiting WHERE {READY} AND state = ? "
+                f"AND run_at > ? ORDER BY {WAITING_ORDER} LIMIT ?",
+                (state, now, limit - len(ready)),
+            )
+            return [Job.from_record(dict(r)) for r in (*ready, *waiting)]
+        if state:
             sql = (
                 "SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
                 "ORDER BY updated_at DESC, seq DESC LIMIT ?"
             )
-            params = (state, limit)
+            params: tuple[Any, ...] = (state, limit)
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
