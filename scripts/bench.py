@@ -40,6 +40,10 @@ from typing import Any, Callable, Iterator, Sequence
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))  # works from a checkout without the editable install
 
+from queuectl.deps import require_dependencies  # noqa: E402
+
+require_dependencies("scripts/bench.py")
+
 from queuectl.jobs import JobManager  # noqa: E402
 from queuectl.models import JOB_COLUMNS  # noqa: E402
 from queuectl.store import open_store  # noqa: E402

@@ -24,6 +24,10 @@ import time
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 sys.path.insert(0, SRC)
 
+from queuectl.deps import require_dependencies  # noqa: E402
+
+require_dependencies("scripts/demo.py")
+
 from queuectl.store import mask_url  # noqa: E402
 
 # Small values keep the tour short: retries after 1.5 s and 2.25 s, idle workers poll often.
