@@ -94,7 +94,7 @@ class Demo:
 def tour(demo: Demo) -> None:
     """The steps of the demo, in order."""
     demo.step("check the store is empty, and make retries quick for the demo")
-    counts = json.loads(demo.run("status", "--json", quiet=True))["jobs"]
+    counts = json.loads(demo.run("status", "--json"))["jobs"]
     if any(counts.values()):
         raise SystemExit(
             f"demo: the store {mask_url(demo.url)} already has jobs ({counts}); "
