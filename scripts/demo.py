@@ -4,7 +4,7 @@
 By default the store is a fresh SQLite file in a new temporary directory, removed at the end
 (--keep keeps it). With --db the demo runs on that store instead, which must hold no job yet
 (the demo changes its config). Every step runs the real CLI (`python -m queuectl`) from this
-checkout, so what you see is what a user gets. It takes about 10 seconds.
+checkout, so what you see is what a user gets. The tour takes about 10 seconds.
 
 Example: python scripts/demo.py --keep
 """

@@ -9,13 +9,11 @@ recover it, and never written to again by this process.
 from __future__ import annotations
 
 import os
-import shlex
 import sqlite3
 import stat
 import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
-from urllib.parse import quote
 
 from ..errors import QueuectlError, StoreDamaged, StoreUnavailable
 
@@ -95,6 +93,8 @@ def connect(path: str, busy_ms: int, reason: str | None) -> Connection:
     if reason is None:
         target, uri = path, False
     else:
+        from urllib.parse import quote  # only here: every command imports this module
+
         target = "file:" + quote(os.path.abspath(path)) + "?mode=ro"
         directory = os.path.dirname(os.path.abspath(path))
         if not os.access(directory, os.W_OK) and not os.path.exists(path + "-shm"):
@@ -170,6 +170,8 @@ def quick_check(conn: sqlite3.Connection, budget: float = QUICK_CHECK_BUDGET) ->
 
 def damaged(path: str, detail: str) -> StoreDamaged:
     """The error for a damaged file: what SQLite said, and how to get the jobs back."""
+    import shlex
+
     root, ext = os.path.splitext(path)
     fixed = f"{root}-recovered{ext or '.db'}"
     detail = detail if len(detail) <= 120 else detail[:117] + "..."
