@@ -109,9 +109,9 @@ def sqlite_path(url: str) -> str:
             raise InvalidInput(f"bad SQLite URL {url!r}: queuectl's SQLite URLs take no options")
     elif lowered.startswith("file:"):
         if ":memory:" in lowered or "mode=memory" in lowered:
-            raise InvalidInput(f"--db {url!r} {MEMORY_HINT}")
+            raise InvalidInput(f"store {url!r} {MEMORY_HINT}")
         raise InvalidInput(
-            f"--db {url!r} looks like an SQLite URI filename, which queuectl does not take; "
+            f"store {url!r} looks like an SQLite URI filename, which queuectl does not take; "
             "give a file path, or sqlite:///path"
         )
     elif lowered.startswith(("mongodb:", "mongodb+srv:")):
@@ -119,7 +119,7 @@ def sqlite_path(url: str) -> str:
     else:
         path = url
     if path == ":memory:":
-        raise InvalidInput(f"--db {url!r} {MEMORY_HINT}")
+        raise InvalidInput(f"store {url!r} {MEMORY_HINT}")
     return os.path.expanduser(path)
 
 
