@@ -17,6 +17,7 @@ except ImportError:  # pragma: no cover - older Typer depends on Click itself
 from . import __version__, render
 from .cli_config import config_app
 from .cli_context import JSON_OPT, Context, command_context
+from .cli_web import register_web
 from .cli_workers import worker_app
 from .errors import InvalidInput, QueuectlError
 from .models import Job, shown
@@ -37,6 +38,7 @@ dlq_app = typer.Typer(
 app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
+register_web(app)
 
 
 def _version(value: bool) -> None:
