@@ -13,6 +13,7 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -50,7 +51,7 @@ class QueueCollector(Collector):
             finished.add_metric([outcome], count)
         yield finished
         cumulative = list(accumulate(buckets))
-        bounds = [f"{b:g}" for b in DURATION_BUCKETS] + ["+Inf"]
+        bounds = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
         yield HistogramMetricFamily(
             "queuectl_job_duration_seconds",
             "Run time of the jobs seen completing since this server started.",
