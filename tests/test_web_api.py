@@ -238,9 +238,7 @@ def test_enqueue_body_errors_are_400_and_change_nothing(cli, web):
         b'[{"command": "ok"}, 7]': "item 2: a job spec must be a JSON object",
     }
     for body, message in cases.items():
-        response = web.post(
-            "/api/jobs", content=body, headers={"Content-Type": "application/json"}
-        )
+        response = web.post("/api/jobs", content=body, headers={"Content-Type": "application/json"})
         assert response.status_code == 400, (body, response.text)
         assert response.json()["error"].startswith(message), (body, response.json())
     assert cli.dump() == before
@@ -254,7 +252,9 @@ def test_duplicate_ids_are_409_with_the_cli_message(cli, web):
     assert (response.status_code, response.json()) == (409, {"error": expected})
     batch = [{"id": "fresh", "command": "x"}, {"id": "dup", "command": "y"}]
     assert web.post("/api/jobs", json=batch).status_code == 409
-    repeated = web.post("/api/jobs", json=[{"id": "r", "command": "x"}, {"id": "r", "command": "y"}])
+    repeated = web.post(
+        "/api/jobs", json=[{"id": "r", "command": "x"}, {"id": "r", "command": "y"}]
+    )
     assert repeated.status_code == 409
     assert repeated.json() == {"error": "job id 'r' is repeated in the batch; nothing was enqueued"}
     assert cli.dump() == before

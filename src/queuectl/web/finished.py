@@ -117,7 +117,7 @@ class FinishedJobs:
     def _follow(self, outcome: str, now: float) -> None:
         """Every job finished since the last read, newest first, in growing pages."""
         floor = self._high[outcome] - GRACE
-        size = FIRST_PAGE
+        size = min(FIRST_PAGE, self.cap)
         while True:
             jobs = self.jobs.list(outcome, size)
             if len(jobs) < size or jobs[-1].updated_at < floor or size >= self.cap:

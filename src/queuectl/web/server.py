@@ -3,8 +3,8 @@
 
 from __future__ import annotations
 
+import signal
 import socket
-import sys
 
 import uvicorn
 
@@ -54,5 +54,11 @@ def serve(store: Store, host: str, port: int, token: str | None) -> None:
         proxy_headers=True,  # X-Forwarded-Proto from a proxy on 127.0.0.1: Secure cookies
         lifespan="on",
     )
-    uvicorn.Server(config).run(sockets=[sock])
-    sys.stdout.flush()
+    # uvicorn shuts down gracefully on SIGINT and SIGTERM, then raises the signal again for
+    # the previous handler: both become KeyboardInterrupt here, and the command exits 0.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
+    try:
+        uvicorn.Server(config).run(sockets=[sock])
+    except KeyboardInterrupt:
+        pass
+    print("queuectl web: stopped", flush=True)
