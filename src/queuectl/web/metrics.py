@@ -13,7 +13,6 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from prometheus_client.utils import floatToGoString
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
@@ -51,7 +50,8 @@ class QueueCollector(Collector):
             finished.add_metric([outcome], count)
         yield finished
         cumulative = list(accumulate(buckets))
-        bounds = [floatToGoString(b) for b in DURATION_BUCKETS] + ["+Inf"]
+        # Spelt as the client's own histograms spell bounds: 1.0, 60.0, 3600.0.
+        bounds = [repr(float(b)) for b in DURATION_BUCKETS] + ["+Inf"]
         yield HistogramMetricFamily(
             "queuectl_job_duration_seconds",
             "Run time of the jobs seen completing since this server started.",
