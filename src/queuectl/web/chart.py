@@ -8,7 +8,7 @@ from typing import List, Sequence
 
 from .finished import Minute
 
-WIDTH, HEIGHT = 720, 140
+WIDTH, HEIGHT = 960, 150
 TOP = 16  # room above the tallest bar for its label
 BOTTOM = 18  # room below the bars for the time axis
 
