@@ -65,7 +65,11 @@ def test_without_the_web_extra_it_says_what_to_install(home, capsys, monkeypatch
     for name in list(sys.modules):
         if name.startswith("queuectl.web.") and name != "queuectl.web.binding":
             monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "starlette", None)  # import starlette: ImportError
+    # A None entry makes an import fail; submodules already imported (by earlier tests)
+    # would be found without their package, so each one is blocked too.
+    for name in [*sys.modules, "starlette", "uvicorn"]:
+        if name.split(".")[0] in ("starlette", "uvicorn"):
+            monkeypatch.setitem(sys.modules, name, None)
     code, out, err = run(capsys, "web")
     assert (code, out) == (1, "")
     assert_one_error_line(err)
