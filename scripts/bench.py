@@ -40,7 +40,7 @@ from typing import Any, Callable, Iterator, Sequence
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))  # works from a checkout without the editable install
 
-from queuectl.jobs import JobManager  # noqa: E402
+from queuectl.app import App  # noqa: E402
 from queuectl.models import JOB_COLUMNS  # noqa: E402
 from queuectl.store import open_store  # noqa: E402
 from queuectl.store.sqlite import SqliteStore  # noqa: E402
@@ -403,10 +403,10 @@ def web(lab: Lab, cfg: Settings) -> list[Figure]:
     """`queuectl web` over a real socket: GET /api/status at 100,000 jobs, and the overview
     page at 1,000,000 jobs with 8 workers (rows registered and heartbeating, without
     processes, so that no claim changes the store while it is measured)."""
-    from queuectl.workers import WorkerManager
+    from queuectl.app import App
 
     home = lab.home("web")
-    manager = WorkerManager(SqliteStore(home.url))
+    manager = App(store=SqliteStore(home.url)).workers
     for n in range(WEB_WORKERS):
         manager.register(n)  # heartbeated now: active for stale_after (600 s)
     figures: list[Figure] = []
@@ -677,7 +677,7 @@ def cli_enqueue(lab: Lab, home: Home, command: str) -> str:
 
 def lib_enqueue(home: Home, command: str) -> str:
     """Enqueue in this process, through the same manager the CLI calls."""
-    return JobManager(open_store(home.url)).enqueue([(None, {"command": command})])[0].id
+    return App(home.url).jobs.enqueue([(None, {"command": command})])[0].id
 
 
 def sample_pickups(
@@ -945,7 +945,8 @@ def store_queries(path: str, reps: int, size: int) -> list[Figure]:
     store = SqliteStore(path)
     calls = {
         "count_by_state": store.count_by_state,
-        "job_stats": lambda: store.job_stats(time.time()),
+        # The raw aggregates and the arithmetic JobManager.stats adds to them.
+        "job_stats": App(store=store).jobs.stats,
         "list_jobs": lambda: store.list_jobs("pending", 50),
     }
     figures = []

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +19,7 @@ import pytest
 
 from queuectl import __version__
 from queuectl import cli as cli_module
+from queuectl.config import Config
 from queuectl.models import PUBLIC_FIELDS, STATES, Job, WorkerInfo
 from queuectl.store.base import Store
 
@@ -668,6 +669,18 @@ def test_dlq_retry_of_a_job_not_in_the_dlq_is_reported_and_the_others_still_retr
     assert cli.store.get_job("ghost") is None
 
 
+def test_dlq_retry_names_the_ids_not_in_the_dlq_exactly(cli):
+    seed_dead(cli, "d1")
+    one = cli("dlq", "retry", "d1", "ghost")
+    assert (one.code, one.out) == (1, "Retried 1 job(s)\n")
+    assert one.err == "Error: job 'ghost' is not in the DLQ (left unchanged)\n"
+    many = [f"g{n}" for n in range(22)]
+    result = cli("dlq", "retry", *many)
+    listed = ", ".join(f"'g{n}'" for n in range(20))
+    assert result.err == f"Error: jobs {listed} and 2 more are not in the DLQ (left unchanged)\n"
+    assert result.code == 1
+
+
 def test_dlq_retry_all(cli):
     seed_dead(cli, "d1", "d2", "d3")
     cli.seed("c", "completed")
@@ -878,15 +891,14 @@ def test_a_timed_out_job_shows_the_signal_not_a_negative_status(cli):
     store = cli.store
     cli.ok("enqueue", "--id", "slow", "--max-retries", "0", "sleep 9")
     job = store.claim("w", store.get_job("slow").run_at, "tok")
-    from queuectl import attempts
+    from queuectl.app import App
 
-    attempts.fail(
-        store,
+    App(store=store).jobs.fail(
         job,
         "timed out after 1s",
-        {"backoff_base": 2, "backoff_max": 60, "backoff_jitter": 0},
-        job.run_at,
         Result(-15, "", "", 1.0, "timed out after 1s"),
+        now=job.run_at,
+        config=replace(Config.defaults(), backoff_base=2, backoff_max=60, backoff_jitter=0),
     )
     out = cli.ok("log", "slow")
     assert out.startswith("Job slow: dead, killed by SIGTERM, attempt 1/1\n")

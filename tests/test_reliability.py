@@ -15,10 +15,9 @@ from typing import Any, Iterator
 import pytest
 from procutil import QUEUECTL, QueueEnv, has_open, job_processes, unique, wait_for
 
+from queuectl.app import App
 from queuectl.errors import StoreUnavailable
-from queuectl.jobs import JobManager
 from queuectl.store.sqlite import BUSY_TIMEOUT_ENV
-from queuectl.worker import Worker
 
 BATCH = 50_000
 
@@ -138,10 +137,10 @@ class FlakyFinish:
 def run_one(store: Any, command: str, failures: int, **fields: Any):
     """Enqueue one job, let an in-process worker run it through `failures` failed writes.
     Returns the job afterwards, the worker's log lines and the waits it took."""
-    (job,) = JobManager(store).enqueue([(None, {"command": command, **fields})])
+    (job,) = App(store=store).jobs.enqueue([(None, {"command": command, **fields})])
     flaky = FlakyFinish(store, failures)
     lines: list[str] = []
-    worker = Worker(flaky, log=lines.append)
+    worker = App(store=flaky).worker(log=lines.append)
     waits: list[float] = []
     worker._wait = waits.append  # type: ignore[method-assign]  # no real sleeping
     worker.start()

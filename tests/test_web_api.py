@@ -25,10 +25,10 @@ with warnings.catch_warnings():
 
 from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
 
+from queuectl.app import App  # noqa: E402
 from queuectl.models import STATES  # noqa: E402
 from queuectl.web.app import create_app  # noqa: E402
 from queuectl.web.views import WINDOW  # noqa: E402
-from queuectl.workers import WorkerManager  # noqa: E402
 
 
 @pytest.fixture(params=CLI_BACKENDS)
@@ -40,7 +40,7 @@ def cli(request, home, tmp_path, capsys, monkeypatch) -> Iterator[Cli]:
 @pytest.fixture
 def web(cli: Cli) -> Iterator[TestClient]:
     """The web application on the CLI's store."""
-    app = create_app(cli.store)
+    app = create_app(App(store=cli.store))
     app.state.web.finished.min_interval = 0  # every scrape reads: no throttling in tests
     with TestClient(app) as client:
         yield client
@@ -103,7 +103,7 @@ def test_status_stats_list_and_show_equal_the_cli_json(cli, web):
 
 
 def test_workers_equal_worker_list_json(cli, web):
-    managers = WorkerManager(cli.store)
+    managers = App(store=cli.store).workers
     first, second = managers.register(1), managers.register(2)
     cli.store.update_worker(second.id, {"status": "stopped"})
 
@@ -297,7 +297,7 @@ def scrape(web: TestClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], flo
 
 def test_metrics_in_the_prometheus_format(cli, web):
     seed_mix(cli)
-    WorkerManager(cli.store).register(1)
+    App(store=cli.store).workers.register(1)
     first = scrape(web)
     counts = cli.json("status")["jobs"]
     for state in STATES:

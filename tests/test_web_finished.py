@@ -3,7 +3,7 @@ on every store, with a clock moved by hand. Pure Python: no web library needed."
 
 from __future__ import annotations
 
-from queuectl.jobs import JobManager
+from queuectl.app import App
 from queuectl.models import Job
 from queuectl.web.chart import build_chart
 from queuectl.web.finished import MINUTES, FinishedJobs
@@ -40,7 +40,7 @@ def test_the_past_hour_is_filled_at_the_first_read_and_counts_nothing(store, clo
     finish(store, "a", START - 600)
     finish(store, "b", START - 590, state="dead")
     finish(store, "c", START - 5)
-    tracker = FinishedJobs(JobManager(store, clock), clock, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, min_interval=0)
     tracker.refresh()
     shown = bars(tracker)
     assert len(shown) == MINUTES
@@ -53,7 +53,7 @@ def test_the_past_hour_is_filled_at_the_first_read_and_counts_nothing(store, clo
 
 def test_jobs_finishing_later_are_counted_once(store, clock):
     clock.now = START
-    tracker = FinishedJobs(JobManager(store, clock), clock, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, min_interval=0)
     tracker.refresh()
     finish(store, "x", START + 1, duration=0.2)
     finish(store, "y", START + 2, state="dead")
@@ -72,7 +72,7 @@ def test_jobs_finishing_later_are_counted_once(store, clock):
 def test_a_job_stamped_a_moment_before_the_last_read_is_still_counted(store, clock):
     # updated_at is taken before the write commits: a job can appear after a newer one.
     clock.now = START
-    tracker = FinishedJobs(JobManager(store, clock), clock, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, min_interval=0)
     tracker.refresh()
     finish(store, "newer", START + 5)
     clock.advance(6)
@@ -87,7 +87,7 @@ def test_minutes_older_than_a_full_backfill_are_unknown_not_zero(store, clock):
     clock.now = START
     for n in range(5):
         finish(store, f"j{n}", START - 60 * (n + 1))  # one per minute, 1..5 minutes ago
-    tracker = FinishedJobs(JobManager(store, clock), clock, backfill=3, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, backfill=3, min_interval=0)
     tracker.refresh()
     shown = bars(tracker)
     assert shown[-4:] == [(1, 0, False), (1, 0, True), (1, 0, True), (0, 0, True)]
@@ -98,7 +98,7 @@ def test_minutes_older_than_a_full_backfill_are_unknown_not_zero(store, clock):
 
 def test_more_finished_than_one_read_takes_marks_the_minutes_between(store, clock):
     clock.now = START
-    tracker = FinishedJobs(JobManager(store, clock), clock, cap=4, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, cap=4, min_interval=0)
     tracker.refresh()
     for n in range(6):  # 2 to 5 minutes after START; a read takes only the newest 4
         finish(store, f"k{n}", START + 120 + 30 * n)
@@ -116,7 +116,7 @@ def test_the_chart_scales_to_the_busiest_known_minute(store, clock):
     for n in range(4):
         finish(store, f"c{n}", START - 61)
     finish(store, "d", START - 1, state="dead")
-    tracker = FinishedJobs(JobManager(store, clock), clock, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, min_interval=0)
     tracker.refresh()
     chart = build_chart(tracker.minutes(), width=600, height=118)
     assert (chart.peak, chart.total_completed, chart.total_dead) == (4, 4, 1)

@@ -17,6 +17,7 @@ with warnings.catch_warnings():
     from starlette.routing import Mount, Route
     from starlette.testclient import TestClient
 
+from queuectl.app import App  # noqa: E402
 from queuectl.models import Job  # noqa: E402
 from queuectl.store.base import Store  # noqa: E402
 from queuectl.web.app import create_app  # noqa: E402
@@ -57,14 +58,14 @@ def sqlite_store(tmp_path) -> Iterator[Store]:
 @pytest.fixture
 def guarded(sqlite_store) -> Iterator[TestClient]:
     """The application with a token."""
-    with TestClient(create_app(sqlite_store, token=TOKEN)) as client:
+    with TestClient(create_app(App(store=sqlite_store), token=TOKEN)) as client:
         yield client
 
 
 @pytest.fixture
 def open_app(sqlite_store) -> Iterator[TestClient]:
     """The application without a token (as on 127.0.0.1)."""
-    with TestClient(create_app(sqlite_store)) as client:
+    with TestClient(create_app(App(store=sqlite_store))) as client:
         yield client
 
 
@@ -250,7 +251,7 @@ def test_forms_need_the_csrf_token_of_this_browser(open_app, sqlite_store):
 
 # -- host names -----------------------------------------------------------------------------
 def test_without_a_token_only_loopback_host_names_are_answered(sqlite_store):
-    app = create_app(sqlite_store, allowed_hosts=local_host_names("127.0.0.1"))
+    app = create_app(App(store=sqlite_store), allowed_hosts=local_host_names("127.0.0.1"))
     with TestClient(app, base_url="http://127.0.0.1:8080") as client:
         assert client.get("/api/status").status_code == 200
         for host in ("localhost:8080", "[::1]:8080", "127.0.0.1"):

@@ -1,4 +1,7 @@
-"""Configuration keys: names, aliases, defaults, rules; read and written through the store."""
+"""Configuration keys: names, aliases, defaults, rules; read and written through the store.
+
+`Config` is one typed, frozen reading of every key; `ConfigManager` reads and writes them.
+"""
 
 from __future__ import annotations
 
@@ -99,6 +102,26 @@ def parse_value(key: str, raw: Any) -> int | float:
     return value
 
 
+@dataclass(frozen=True)
+class Config:
+    """Every key's value at one moment (the stored one, else the default)."""
+
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    backoff_jitter: float
+    job_timeout: float
+    poll_interval: float
+    heartbeat_interval: float
+    stale_after: float
+
+    @classmethod
+    def defaults(cls) -> Config:
+        """Every key at its default value."""
+        values: dict[str, Any] = {name: key.default for name, key in KEYS.items()}
+        return cls(**values)
+
+
 def _check_pair(values: dict[str, Any]) -> None:
     if values["stale_after"] <= values["heartbeat_interval"]:
         raise InvalidInput(
@@ -123,6 +146,10 @@ class ConfigManager:
             except InvalidInput:
                 values[name] = key.default  # a value written by hand that breaks a rule
         return values
+
+    def load(self) -> Config:
+        """The current values as a typed, frozen Config."""
+        return Config(**self.all())
 
     def get(self, name: str) -> Any:
         """One key's value."""

@@ -31,3 +31,21 @@ class DuplicateJob(QueuectlError):
 
 class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
+
+
+class NotInDlq(QueuectlError):
+    """Some of the ids given to `dlq retry` name no dead job (those were left unchanged)."""
+
+    SHOWN = 20  # ids listed in the message; the rest are counted
+
+    def __init__(self, job_ids: list[str]) -> None:
+        listed = ", ".join(_cut(repr(job_id), 60) for job_id in job_ids[: self.SHOWN])
+        more = len(job_ids) - self.SHOWN
+        listed += f" and {more} more" if more > 0 else ""
+        subject = "job {} is" if len(job_ids) == 1 else "jobs {} are"
+        super().__init__(f"{subject.format(listed)} not in the DLQ (left unchanged)")
+        self.job_ids = job_ids
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"

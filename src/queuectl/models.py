@@ -8,13 +8,46 @@ import re
 import time
 from dataclasses import asdict, dataclass, fields
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any
 
 from .errors import InvalidInput
 
-PENDING, PROCESSING, COMPLETED = "pending", "processing", "completed"
-FAILED, DEAD = "failed", "dead"
-STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
+
+class _Text(str, Enum):
+    """A str enum whose members are their values wherever text is made (str(), f-strings,
+    JSON, the stores), so they compare equal to and replace the plain strings."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return str(self.value).__format__(spec)
+
+
+class JobState(_Text):
+    """The five states of SPEC §4."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+class WorkerStatus(_Text):
+    """A worker row's status: live (idle, busy, stopping) or gone (stopped, lost)."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    LOST = "lost"
+
+
+PENDING, PROCESSING, COMPLETED = JobState.PENDING, JobState.PROCESSING, JobState.COMPLETED
+FAILED, DEAD = JobState.FAILED, JobState.DEAD
+STATES = tuple(JobState)
 READY_STATES = (PENDING, FAILED)
 
 MAX_COMMAND_BYTES = 64 * 1024
@@ -262,7 +295,7 @@ def to_json_ready(job: Job) -> dict[str, Any]:
     return data
 
 
-LIVE_WORKER_STATUSES = ("idle", "busy", "stopping")
+LIVE_WORKER_STATUSES = (WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.STOPPING)
 
 
 @dataclass
@@ -272,7 +305,7 @@ class WorkerInfo:
     id: str
     host: str
     pid: int
-    status: str = "idle"
+    status: str = WorkerStatus.IDLE
     current_job: str | None = None
     started_at: float = 0.0
     last_heartbeat: float = 0.0

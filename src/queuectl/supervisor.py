@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from .errors import QueuectlError
-from .executor import describe_exit
 from .settings import home_dir
 from .store.base import Store
+from .text import describe_exit
 
 START_CHECK_SECONDS = 10.0
 CHILD_POLL_SECONDS = 0.2
@@ -89,11 +89,11 @@ def _wait_all(url: str, children: list[subprocess.Popen[bytes]]) -> list[int]:
 
 
 def _reap_now(store: Store) -> None:
-    from .config import ConfigManager
-    from .workers import WorkerManager
+    from .app import App
 
     try:
-        for job_id in WorkerManager(store).reap(ConfigManager(store).all()):
+        workers = App(store=store).workers
+        for job_id in workers.reap(workers.settings()):
             sys.stderr.write(f"job {job_id} released from the dead worker\n")
     except QueuectlError:
         pass  # the store is failing too; the other workers' reapers will release the job
@@ -102,8 +102,8 @@ def _reap_now(store: Store) -> None:
 def detach(url: str, count: int, burst: bool) -> None:
     """Start the workers in the background, logging to $QUEUECTL_HOME/logs/, and return once
     they have registered."""
+    from .localproc import hostname
     from .store import open_store
-    from .workers import hostname
 
     logs = home_dir() / "logs"
     logs.mkdir(mode=0o700, exist_ok=True)

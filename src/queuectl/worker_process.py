@@ -10,10 +10,9 @@ import os
 import signal
 import sys
 
+from .app import App
 from .errors import QueuectlError
-from .store import open_store
-from .worker import Worker
-from .workers import WAKE_SIGNAL
+from .localproc import WAKE_SIGNAL
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,8 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parent = os.getppid()
     try:
-        store = open_store(os.environ["QUEUECTL_DB"])
-        worker = Worker(store, args.index, burst=args.burst)
+        worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst)
 
         def on_stop(signum: int, _frame: object) -> None:
             if worker.stopping:
@@ -48,6 +46,7 @@ def main(argv: list[str] | None = None) -> int:
             # handlers, which would kill the process and turn a clean exit into a failure.
             for signum in (signal.SIGINT, signal.SIGTERM, WAKE_SIGNAL):
                 signal.signal(signum, signal.SIG_IGN)
+            worker.close()
     except QueuectlError as exc:
         sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
         return 1

@@ -6,7 +6,6 @@ Times are epoch seconds (floats) everywhere.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol, Sequence
 
 from ..models import Job, WorkerInfo
@@ -48,17 +47,28 @@ class Store(Protocol):
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
         """Processing jobs held by that worker."""
 
-    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
-        """Move dead jobs (those ids, or all when None) back to pending with no attempts;
-        returns the ids moved."""
+    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Apply `changes` only if every field in `expected` still has that value (None
+        matches a null), in one atomic step. Returns whether they were applied."""
+
+    def job_ids(self, state: str) -> list[str]:
+        """The ids of every job in that state."""
 
     def next_run_at(self) -> float | None:
         """The earliest run_at among pending and failed jobs."""
 
-    def job_stats(self, now: float) -> dict[str, Any]:
-        """Duration mean/p50/p95 (nearest rank) of completed jobs, the retries spent over
-        all jobs, and jobs completed in the last minute and hour (keys: mean, p50, p95,
-        retries, last_minute, last_hour)."""
+    # -- raw aggregates for stats (the manager turns them into figures) ------------------
+    def duration_summary(self) -> tuple[int, float | None]:
+        """How many completed jobs have a duration, and the mean of those durations."""
+
+    def duration_at(self, rank: int) -> float | None:
+        """The duration at zero-based `rank` among completed jobs' durations, ascending."""
+
+    def retried_totals(self) -> tuple[int, int]:
+        """How many jobs have more than one attempt, and the sum of their attempts."""
+
+    def completed_since(self, since: float) -> int:
+        """How many completed jobs finished at or after `since`."""
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -96,8 +106,3 @@ class Store(Protocol):
 
     def close(self) -> None:
         """Release connections."""
-
-
-def quantile_rank(n: int, q: float) -> int:
-    """Zero-based nearest-rank position of quantile q among n sorted values."""
-    return min(n - 1, max(0, math.ceil(q * n) - 1)) if n else 0

@@ -13,10 +13,10 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import DuplicateJob, StoreUnavailable
 from ..models import READY_STATES, Job, WorkerInfo
-from .base import quantile_rank
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
+DONE_WITH_DURATION = {"state": "completed", "duration": {"$ne": None}}
 
 
 def _job_doc(job: Job) -> dict[str, Any]:
@@ -198,29 +198,16 @@ class MongoStore:
             docs = list(self.jobs.find({"state": "processing", "locked_by": worker_id}))
         return [j for j in map(_job, docs) if j is not None]
 
-    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
-        """Dead jobs back to pending, in one update conditioned on each still being dead."""
-        query: dict[str, Any] = {"state": "dead"}
-        if job_ids is not None:
-            query["_id"] = {"$in": list(job_ids)}
+    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Conditional: the filter holds the expected values, so one update decides."""
         with self._errors():
-            ids = [doc["_id"] for doc in self.jobs.find(query, {"_id": 1})]
-            if ids:
-                self.jobs.update_many(
-                    {"_id": {"$in": ids}, "state": "dead"},
-                    {
-                        "$set": {
-                            "state": "pending",
-                            "attempts": 0,
-                            "run_at": now,
-                            "updated_at": now,
-                            "locked_by": None,
-                            "locked_at": None,
-                            "lease_token": None,
-                        }
-                    },
-                )
-        return ids
+            result = self.jobs.update_one({**expected, "_id": job_id}, {"$set": changes})
+        return bool(result.matched_count == 1)
+
+    def job_ids(self, state: str) -> list[str]:
+        """Ids of the jobs in one state."""
+        with self._errors():
+            return [d["_id"] for d in self.jobs.find({"state": state}, {"_id": 1}).sort("seq", 1)]
 
     def next_run_at(self) -> float | None:
         """Earliest run_at of a ready-or-waiting job."""
@@ -228,47 +215,43 @@ class MongoStore:
             doc = self.jobs.find_one({"state": READY}, {"run_at": 1}, sort=[("run_at", 1)])
         return doc["run_at"] if doc else None
 
-    def job_stats(self, now: float) -> dict[str, Any]:
-        """Aggregates computed by the server."""
-        done = {"state": "completed", "duration": {"$ne": None}}
+    def duration_summary(self) -> tuple[int, float | None]:
+        """Count and mean of completed jobs' durations, computed by the server."""
+        pipeline = [
+            {"$match": DONE_WITH_DURATION},
+            {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
+        ]
         with self._errors():
-            agg = list(
-                self.jobs.aggregate(
-                    [
-                        {"$match": done},
-                        {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
-                    ]
-                )
+            agg = list(self.jobs.aggregate(pipeline))
+        return (int(agg[0]["n"]), agg[0]["mean"]) if agg else (0, None)
+
+    def duration_at(self, rank: int) -> float | None:
+        """One duration by rank, sorted and skipped by the server."""
+        with self._errors():
+            docs = list(
+                self.jobs.find(DONE_WITH_DURATION, {"duration": 1})
+                .sort("duration", 1)
+                .skip(rank)
+                .limit(1)
             )
-            n = agg[0]["n"] if agg else 0
-            result: dict[str, Any] = {
-                "mean": agg[0]["mean"] if agg else None,
-                "p50": None,
-                "p95": None,
-            }
-            for name, q in (("p50", 0.50), ("p95", 0.95)):
-                if n:
-                    docs = list(
-                        self.jobs.find(done, {"duration": 1})
-                        .sort("duration", 1)
-                        .skip(quantile_rank(n, q))
-                        .limit(1)
-                    )
-                    result[name] = docs[0]["duration"] if docs else None
-            retries = list(
-                self.jobs.aggregate(
-                    [
-                        {"$match": {"attempts": {"$gt": 1}}},
-                        {"$group": {"_id": None, "r": {"$sum": {"$subtract": ["$attempts", 1]}}}},
-                    ]
-                )
+        return docs[0]["duration"] if docs else None
+
+    def retried_totals(self) -> tuple[int, int]:
+        """Jobs with more than one attempt, and their attempts summed."""
+        pipeline = [
+            {"$match": {"attempts": {"$gt": 1}}},
+            {"$group": {"_id": None, "n": {"$sum": 1}, "a": {"$sum": "$attempts"}}},
+        ]
+        with self._errors():
+            agg = list(self.jobs.aggregate(pipeline))
+        return (int(agg[0]["n"]), int(agg[0]["a"])) if agg else (0, 0)
+
+    def completed_since(self, since: float) -> int:
+        """Completed jobs that finished at or after `since`."""
+        with self._errors():
+            return int(
+                self.jobs.count_documents({"state": "completed", "finished_at": {"$gte": since}})
             )
-            result["retries"] = retries[0]["r"] if retries else 0
-            for name, window in (("last_minute", 60), ("last_hour", 3600)):
-                result[name] = self.jobs.count_documents(
-                    {"state": "completed", "finished_at": {"$gte": now - window}}
-                )
-        return result
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

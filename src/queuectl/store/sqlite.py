@@ -17,7 +17,6 @@ from typing import Any, Iterator, Sequence
 
 from ..errors import DuplicateJob, StoreUnavailable
 from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
-from .base import quantile_rank
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
@@ -286,24 +285,19 @@ class SqliteStore:
         )
         return [Job.from_record(dict(r)) for r in rows]
 
-    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
-        """Dead jobs back to pending, attempts reset, last_error kept."""
+    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Conditional: applied only while every expected field still has its value."""
+        assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+        conditions = "".join(f" AND {_column(k)} IS ?" for k in expected)
+        sql = f"UPDATE jobs SET {assignments} WHERE id = ?{conditions}"
         with self._tx() as conn:
-            if job_ids is None:
-                rows = conn.execute("SELECT id FROM jobs WHERE state = 'dead'").fetchall()
-            else:
-                marks = ", ".join("?" for _ in job_ids)
-                rows = conn.execute(
-                    f"SELECT id FROM jobs WHERE state = 'dead' AND id IN ({marks})",
-                    tuple(job_ids),
-                ).fetchall()
-            ids = [r["id"] for r in rows]
-            conn.executemany(
-                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ?, "
-                "locked_by = NULL, locked_at = NULL, lease_token = NULL WHERE id = ?",
-                [(now, now, job_id) for job_id in ids],
-            )
-        return ids
+            cursor = conn.execute(sql, (*changes.values(), job_id, *expected.values()))
+        return cursor.rowcount == 1
+
+    def job_ids(self, state: str) -> list[str]:
+        """Ids of the jobs in one state."""
+        rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
+        return [r["id"] for r in rows]
 
     def next_run_at(self) -> float | None:
         """Earliest run_at of a ready-or-waiting job."""
@@ -312,34 +306,40 @@ class SqliteStore:
         )
         return rows[0]["t"] if rows else None
 
-    def job_stats(self, now: float) -> dict[str, Any]:
-        """Aggregates computed by SQLite, never by loading jobs."""
+    def duration_summary(self) -> tuple[int, float | None]:
+        """Count and mean of completed jobs' durations, computed by SQLite."""
         agg = self._query(
             "SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
             "INDEXED BY jobs_done_duration WHERE state = 'completed'"
         )[0]
-        n, mean = agg["n"], agg["mean"]
-        result: dict[str, Any] = {"mean": mean, "p50": None, "p95": None}
-        for name, q in (("p50", 0.50), ("p95", 0.95)):
-            if n:
-                rows = self._query(
-                    "SELECT duration FROM jobs INDEXED BY jobs_done_duration "
-                    "WHERE state = 'completed' AND duration IS NOT NULL "
-                    "ORDER BY duration LIMIT 1 OFFSET ?",
-                    (quantile_rank(n, q),),
-                )
-                result[name] = rows[0]["duration"]
-        result["retries"] = self._query(
-            "SELECT COALESCE(SUM(attempts - 1), 0) AS r FROM jobs INDEXED BY jobs_retried "
-            "WHERE attempts > 1"
-        )[0]["r"]
-        for name, window in (("last_minute", 60), ("last_hour", 3600)):
-            result[name] = self._query(
-                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
-                "WHERE state = 'completed' AND finished_at >= ?",
-                (now - window,),
-            )[0]["c"]
-        return result
+        return int(agg["n"]), agg["mean"]
+
+    def duration_at(self, rank: int) -> float | None:
+        """One duration by rank, read through the index (never by loading jobs)."""
+        rows = self._query(
+            "SELECT duration FROM jobs INDEXED BY jobs_done_duration "
+            "WHERE state = 'completed' AND duration IS NOT NULL "
+            "ORDER BY duration LIMIT 1 OFFSET ?",
+            (rank,),
+        )
+        return rows[0]["duration"] if rows else None
+
+    def retried_totals(self) -> tuple[int, int]:
+        """Jobs with more than one attempt, and their attempts summed."""
+        row = self._query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(attempts), 0) AS a FROM jobs "
+            "INDEXED BY jobs_retried WHERE attempts > 1"
+        )[0]
+        return int(row["n"]), int(row["a"])
+
+    def completed_since(self, since: float) -> int:
+        """Completed jobs that finished at or after `since`."""
+        rows = self._query(
+            "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
+            "WHERE state = 'completed' AND finished_at >= ?",
+            (since,),
+        )
+        return int(rows[0]["c"])
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

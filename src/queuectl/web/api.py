@@ -10,12 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidInput
+from ..errors import InvalidInput, NotInDlq
 from ..jobs import JobManager
-from ..models import Job, shown
+from ..models import Job
 from ..render import job_json, worker_json
 from .context import web_of
-from .responses import BodyTooLarge, Conflict
+from .responses import BodyTooLarge
 from .views import find_jobs, parse_query, status_doc
 
 # A batch of 100,000 small jobs fits; a single command is at most 64 KiB anyway.
@@ -91,7 +91,7 @@ def retry_one(jobs: JobManager, job_id: str) -> Job:
     jobs.get(job_id)
     _, missing = jobs.retry_dead([job_id])
     if missing:
-        raise Conflict(f"job {shown(job_id, 60)} is not in the DLQ (left unchanged)")
+        raise NotInDlq(missing)
     return jobs.get(job_id)
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import threading
-import time
 from pathlib import Path
-from typing import AsyncIterator, Callable, Sequence
+from typing import AsyncIterator, Sequence
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -14,8 +13,8 @@ from starlette.middleware import Middleware
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from ..app import App
 from ..errors import QueuectlError
-from ..store.base import Store
 from . import api, pages
 from .context import Web
 from .metrics import metrics, registry_for
@@ -53,17 +52,16 @@ def routes() -> list[BaseRoute]:
 
 
 def create_app(
-    store: Store,
+    queue: App,
     *,
     token: str | None = None,
     allowed_hosts: Sequence[str] | None = None,
     follow: bool = False,
-    clock: Callable[[], float] = time.time,
 ) -> Starlette:
-    """The web application over `store`. With `token`, every request must carry it; with
-    `allowed_hosts`, other Host headers are refused; `follow` reads finished jobs in the
-    background so the chart and /metrics miss none while nobody looks."""
-    web = Web(store, Guard(token, allowed_hosts), environment(), clock)
+    """The web application over the App's store and managers. With `token`, every request
+    must carry it; with `allowed_hosts`, other Host headers are refused; `follow` reads
+    finished jobs in the background so the chart and /metrics miss none while nobody looks."""
+    web = Web(queue, Guard(token, allowed_hosts), environment())
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

@@ -1,14 +1,13 @@
-"""What every route shares: the store, the managers over it, templates and secrets."""
+"""What every route shares: the App (store and managers), templates and secrets."""
 
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
-from typing import Callable
 
 import jinja2
 from starlette.requests import Request
 
+from ..app import App
 from ..jobs import JobManager
 from ..store.base import Store
 from ..workers import WorkerManager
@@ -20,22 +19,30 @@ from .security import Guard
 class Web:
     """The application's state (one per process, shared by every request thread)."""
 
-    store: Store
+    queue: App
     guard: Guard
     templates: jinja2.Environment
-    clock: Callable[[], float] = time.time
     finished: FinishedJobs = field(init=False)
 
     def __post_init__(self) -> None:
-        self.finished = FinishedJobs(self.jobs(), self.clock)
+        self.finished = FinishedJobs(self.queue.jobs, self.queue.clock)
+
+    @property
+    def store(self) -> Store:
+        """The store the App opened."""
+        return self.queue.store
+
+    def clock(self) -> float:
+        """The App's time."""
+        return self.queue.clock()
 
     def jobs(self) -> JobManager:
-        """A JobManager over the store (cheap: build one per request)."""
-        return JobManager(self.store, self.clock)
+        """The JobManager (every read and change of jobs goes through it)."""
+        return self.queue.jobs
 
     def workers(self) -> WorkerManager:
-        """A WorkerManager over the store."""
-        return WorkerManager(self.store, self.clock)
+        """The WorkerManager."""
+        return self.queue.workers
 
 
 def web_of(request: Request) -> Web:

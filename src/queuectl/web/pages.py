@@ -9,7 +9,6 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..logview import has_run
 from ..models import DEAD, LIVE_WORKER_STATUSES, PUBLIC_FIELDS, Job, to_json_ready
 from .api import read_body, retry_one
 from .chart import build_chart
@@ -17,7 +16,7 @@ from .context import web_of
 from .responses import error_response, login_page
 from .security import SESSION_COOKIE
 from .templating import page
-from .views import JobQuery, find_jobs, parse_query
+from .views import JobQuery, find_jobs, has_run, parse_query
 
 RECENT = 10
 MAX_FORM = 64 * 1024

@@ -13,12 +13,6 @@ from .templating import page
 MACHINE_PATHS = ("/api/", "/metrics", "/static/")
 
 
-class Conflict(QueuectlError):
-    """The job exists but is not in a state that allows the action (HTTP 409)."""
-
-    http_status = 409
-
-
 class BodyTooLarge(InvalidInput):
     """A request body past the limit (HTTP 413)."""
 
@@ -36,7 +30,7 @@ def status_of(exc: QueuectlError) -> int:
         return 404
     if isinstance(exc, StoreUnavailable):
         return 503
-    return 409  # DuplicateJob, Conflict and any other "valid but could not be done"
+    return 409  # DuplicateJob, NotInDlq and any other "valid but could not be done"
 
 
 def wants_json(request: Request) -> bool:

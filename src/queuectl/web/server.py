@@ -8,8 +8,8 @@ import socket
 
 import uvicorn
 
+from ..app import App
 from ..errors import QueuectlError
-from ..store.base import Store
 from .app import create_app
 from .binding import is_loopback, local_host_names
 
@@ -34,15 +34,15 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(store: Store, host: str, port: int, token: str | None) -> None:
+def serve(queue: App, host: str, port: int, token: str | None) -> None:
     """Serve until Ctrl+C or SIGTERM (uvicorn finishes the requests in flight)."""
     allowed = local_host_names(host) if token is None and is_loopback(host) else None
-    app = create_app(store, token=token, allowed_hosts=allowed, follow=True)
+    app = create_app(queue, token=token, allowed_hosts=allowed, follow=True)
     sock = listen(host, port)
     bound = sock.getsockname()[1]
     shown = f"[{host}]" if ":" in host else host
     print(
-        f"queuectl web: http://{shown}:{bound}/ serving {store.url}"
+        f"queuectl web: http://{shown}:{bound}/ serving {queue.store.url}"
         f"{' (token required)' if token else ''}; Ctrl+C stops",
         flush=True,
     )

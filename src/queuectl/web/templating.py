@@ -12,7 +12,7 @@ from starlette.responses import HTMLResponse
 
 from ..dashboard import age
 from ..models import STATES, format_time
-from ..render import printable, safe_block
+from ..text import printable, safe_block
 from .context import web_of
 
 STATE_LABELS = {

@@ -18,6 +18,11 @@ WINDOW = 2000
 MAX_QUERY = 200
 
 
+def has_run(job: Job) -> bool:
+    """Whether an attempt of the job has ended and left a result (as `log` judges it)."""
+    return job.finished_at is not None or job.exit_code is not None
+
+
 def status_doc(jobs: JobManager, workers: WorkerManager) -> dict[str, Any]:
     """`status --json`: counts of the five states and active workers."""
     return {"jobs": jobs.counts(), "workers": {"active": len(workers.active())}}

@@ -6,8 +6,8 @@ from typing import Optional
 
 import typer
 
-from .cli_context import command_context
-from .errors import QueuectlError
+from ..errors import QueuectlError
+from .context import command_context
 
 WEB_LIBRARIES = ("starlette", "uvicorn", "jinja2", "prometheus_client", "anyio", "h11")
 
@@ -31,12 +31,11 @@ def web(
     \b
     Example: queuectl web --port 8080
     """
-    from .config import ConfigManager
-    from .web.binding import check_bind
+    from ..web.binding import check_bind
 
     check_bind(host, port, token)
     try:
-        from .web.server import serve
+        from ..web.server import serve
     except ImportError as exc:
         if (exc.name or "").split(".")[0] not in WEB_LIBRARIES:
             raise
@@ -44,11 +43,11 @@ def web(
             f"queuectl web needs libraries that are not installed ({exc.name}): "
             "pip install 'queuectl[web]'"
         ) from None
-    store = command_context(ctx).store
-    ConfigManager(store).all()  # a bad URL or an unreachable store: one error, now
-    serve(store, host, port, token)
+    app = command_context(ctx)
+    app.config  # noqa: B018 - a bad URL or an unreachable store: one error, now
+    serve(app, host, port, token)
 
 
-def register_web(app: typer.Typer) -> None:
-    """Add the `web` command to the CLI."""
+def register(app: typer.Typer) -> None:
+    """Add the `web` command to the root app."""
     app.command("web")(web)
