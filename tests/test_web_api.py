@@ -121,6 +121,19 @@ def test_workers_equal_worker_list_json(cli, web):
     )
 
 
+def test_schedules_equal_schedule_list_json(cli, web):
+    assert get_json(web, "/api/schedules") == [] == cli.json("schedule", "list")
+    cli.ok("schedule", "add", "nightly", "--cron", "30 2 * * *", "--tz", "Europe/Paris", "echo n")
+    cli.ok("schedule", "add", "hourly", "--cron", "@hourly", "--priority", "3", "echo h")
+    cli.ok("schedule", "pause", "hourly")
+    listed = get_json(web, "/api/schedules")
+    assert [s["name"] for s in listed] == ["hourly", "nightly"]
+    assert listed == cli.json("schedule", "list")
+    page = web.get("/schedules")
+    assert page.status_code == 200
+    assert 'data-schedule="nightly"' in page.text and "paused" in page.text
+
+
 def test_read_errors_are_400_with_the_cli_messages(cli, web):
     cases = [
         ("/api/jobs?state=bogus", ("list", "--state", "bogus")),

@@ -219,6 +219,11 @@ def test_overview_loads_with_counts_chart_and_workers(browser, site):
     shot(browser, "workers")
     browser.get(site.url + "/jobs")
     shot(browser, "jobs")
+    env.cli("schedule", "add", "nightly-report", "--cron", "30 2 * * *", "./report.sh --all")
+    env.cli("schedule", "add", "hourly-sync", "--cron", "@hourly", "--tz", "Europe/Paris", "sync")
+    browser.get(site.url + "/schedules")
+    wait_for(lambda: text_of(browser, '[data-schedule="hourly-sync"]'), 10, "the schedules")
+    shot(browser, "schedules")
     assert console_errors(browser) == []
 
 

@@ -88,6 +88,7 @@ def test_every_route_answers_401_without_the_token(guarded, sqlite_store):
     seed(sqlite_store, "job1", "dead")
     requests = every_request(guarded.app)
     assert ("GET", "/") in requests and ("POST", "/api/jobs") in requests
+    assert ("GET", "/metrics") in requests and ("GET", "/api/schedules") in requests
     assert ("GET", "/metrics") in requests and ("GET", "/static/app.css") in requests
     for method, path in requests:
         if (method, path) == ("POST", "/login"):
@@ -276,7 +277,8 @@ def test_job_text_is_escaped_on_every_page(open_app, sqlite_store):
         exit_code=1,
         finished_at=now,
     )
-    for path in ("/", "/jobs", "/jobs?q=script", "/jobs/evil", "/dlq", "/?partial=1"):
+    App(store=sqlite_store).schedules.add("evil-schedule", "@daily", EVIL, "UTC", {})
+    for path in ("/", "/jobs", "/jobs?q=script", "/jobs/evil", "/dlq", "/?partial=1", "/schedules"):
         response = open_app.get(path)
         assert response.status_code == 200, path
         assert "<script>window" not in response.text, path

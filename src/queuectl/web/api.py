@@ -13,7 +13,7 @@ from starlette.responses import JSONResponse, Response
 from ..errors import InvalidInput, NotInDlq
 from ..jobs import JobManager
 from ..models import Job
-from ..render import job_json, worker_json
+from ..render import job_json, schedule_json, worker_json
 from .context import web_of
 from .responses import BodyTooLarge
 from .views import find_jobs, parse_query, status_doc
@@ -57,6 +57,11 @@ def api_workers(request: Request) -> Response:
     workers = web.workers().list(include_stopped=include_stopped)
     now = web.clock()
     return JSONResponse([worker_json(w, now) for w in workers])
+
+
+def api_schedules(request: Request) -> Response:
+    """GET /api/schedules: `schedule list --json`."""
+    return JSONResponse([schedule_json(s) for s in web_of(request).schedules().list()])
 
 
 async def api_enqueue(request: Request) -> Response:

@@ -36,6 +36,7 @@ def routes() -> list[BaseRoute]:
         Route("/dlq", pages.dlq_page),
         Route("/dlq/retry-all", pages.retry_all_form, methods=["POST"]),
         Route("/workers", pages.workers_page),
+        Route("/schedules", pages.schedules_page),
         Route("/login", pages.login_done),
         Route("/login", pages.login, methods=["POST"]),
         Route("/logout", pages.logout, methods=["POST"]),
@@ -46,6 +47,7 @@ def routes() -> list[BaseRoute]:
         Route("/api/jobs/{id}", api.api_job),
         Route("/api/jobs/{id}/retry", api.api_retry, methods=["POST"]),
         Route("/api/workers", api.api_workers),
+        Route("/api/schedules", api.api_schedules),
         Route("/metrics", metrics),
         Mount("/static", StaticFiles(directory=STATIC), name="static"),
     ]

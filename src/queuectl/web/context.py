@@ -9,6 +9,7 @@ from starlette.requests import Request
 
 from ..app import App
 from ..jobs import JobManager
+from ..schedules import ScheduleManager
 from ..store.base import Store
 from ..workers import WorkerManager
 from .finished import FinishedJobs
@@ -43,6 +44,10 @@ class Web:
     def workers(self) -> WorkerManager:
         """The WorkerManager."""
         return self.queue.workers
+
+    def schedules(self) -> ScheduleManager:
+        """The ScheduleManager."""
+        return self.queue.schedules
 
 
 def web_of(request: Request) -> Web:

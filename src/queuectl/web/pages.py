@@ -10,6 +10,7 @@ from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
 from ..models import DEAD, LIVE_WORKER_STATUSES, PUBLIC_FIELDS, Job, to_json_ready
+from ..render import schedule_json
 from .api import read_body, retry_one
 from .chart import build_chart
 from .context import web_of
@@ -95,6 +96,16 @@ def workers_page(request: Request) -> Response:
         "live_url": _live_url(request),
     }
     return page(request, "workers.html", context)
+
+
+def schedules_page(request: Request) -> Response:
+    """Recurring jobs: cron, zone, command, next and last run."""
+    context = {
+        # As `schedule list --json` shows them (no next run while paused, or when none).
+        "schedules": [schedule_json(s) for s in web_of(request).schedules().list()],
+        "live_url": _live_url(request),
+    }
+    return page(request, "schedules.html", context)
 
 
 def _live_url(request: Request) -> str:
