@@ -98,9 +98,9 @@ def test_one_queue_claim_and_counts_by_queue(store):
     assert store.count_by_state("q2") == {"processing": 2}
     assert store.count_by_state("q1") == {"pending": 1}
     assert store.count_by_queue() == {"q1": {"pending": 1}, "q2": {"processing": 2}}
-    assert [j.id for j in store.list_jobs("pending", 10, "q1")] == ["x"]
-    assert [j.id for j in store.list_jobs("processing", 10, "q1")] == []
-    assert sorted(j.id for j in store.list_jobs(None, 10, "q2")) == ["y", "z"]
+    assert [j.id for j in store.list_jobs("pending", 10, queue="q1")] == ["x"]
+    assert [j.id for j in store.list_jobs("processing", 10, queue="q1")] == []
+    assert sorted(j.id for j in store.list_jobs(None, 10, queue="q2")) == ["y", "z"]
     assert store.job_ids("processing", "q2") == ["y", "z"]
     assert store.job_ids("pending", "q2") == []
 

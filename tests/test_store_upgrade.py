@@ -59,8 +59,8 @@ def test_a_first_release_sqlite_file_is_upgraded_on_first_use(tmp_path):
 
 def plan(store: SqliteStore, sql: str, params) -> list[tuple[int, int, str]]:
     """EXPLAIN QUERY PLAN rows: (id, parent, detail)."""
-    rows = store._conn().execute("EXPLAIN QUERY PLAN " + sql, params).fetchall()
-    return [(r[0], r[1], r[3]) for r in rows]
+    rows = store._file.connection(write=True).execute("EXPLAIN QUERY PLAN " + sql, params)
+    return [(r[0], r[1], r[3]) for r in rows.fetchall()]
 
 
 @pytest.mark.parametrize("queues", [(), ("a",), ("a", "b", "c")])
@@ -100,7 +100,7 @@ def test_a_mongodb_document_of_the_first_release_is_a_default_job(store):
     assert (legacy.queue, legacy.after, legacy.waiting) == ("default", [], 0)
     assert store.count_by_queue() == {"default": {"pending": 1}}
     assert store.count_by_state("default") == {"pending": 1}
-    assert [j.id for j in store.list_jobs("pending", 5, "default")] == ["legacy"]
+    assert [j.id for j in store.list_jobs("pending", 5, queue="default")] == ["legacy"]
     assert store.next_run_at(["default"]) == 1.0
     assert store.claim("w", 2.0, "tok", ["other"]) is None
     assert store.claim("w", 2.0, "tok", ["default"]).id == "legacy"

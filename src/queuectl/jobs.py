@@ -129,9 +129,7 @@ class JobManager:
             validate_queue(queue)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        if queue is None:
-            return self.store.list_jobs(state, limit)
-        return self.store.list_jobs(state, limit, queue)
+        return self.store.list_jobs(state, limit, now=self.clock(), queue=queue)
 
     def counts(self, queue: str | None = None) -> dict[str, int]:
         """Every state with its count (in one queue, when given), zeros included."""

@@ -13,6 +13,7 @@ import sys
 from .app import App
 from .errors import QueuectlError
 from .localproc import CANCEL_SIGNAL, WAKE_SIGNAL
+from .supervisor import StartReport
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     parent = os.getppid()
     queues = [q for q in args.queue.split(",") if q]
+    report = StartReport()
     try:
         worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst, queues=queues)
 
@@ -40,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(WAKE_SIGNAL, lambda _s, _f: worker.wake())
         signal.signal(CANCEL_SIGNAL, lambda _s, _f: worker.check_cancel())
-        worker.start()
+        report.started(worker.start().id)
         try:
             return worker.run(parent_pid=parent)
         finally:
@@ -52,6 +54,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.close()
     except QueuectlError as exc:
         sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
+        report.failed(f"worker {args.index}: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

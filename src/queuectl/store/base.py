@@ -30,9 +30,13 @@ class Store(Protocol):
     def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or None."""
 
-    def list_jobs(self, state: str | None, limit: int, queue: str | None = None) -> list[Job]:
-        """Jobs of one state (all if None; of one queue when given): pending/failed in claim
-        order, others newest update first."""
+    def list_jobs(
+        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+    ) -> list[Job]:
+        """Jobs of one state (all if None; of one queue when given). Pending/failed: those
+        ready at `now` (default: the current time) in claim order, then those waiting (for
+        their run_at or a dependency) by run_at, so the list is the order workers will take
+        them in. Others newest update first."""
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs in each state that has any (of one queue, when given)."""

@@ -11,11 +11,10 @@ import json
 import operator
 import os
 import sqlite3
-import threading
-from contextlib import contextmanager
-from typing import Any, Callable, Iterator, Sequence
+import time
+from typing import Any, Callable, Sequence
 
-from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, StoreUnavailable
+from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule
 from ..models import (
     JOB_COLUMNS,
     SCHEDULE_COLUMNS,
@@ -25,6 +24,7 @@ from ..models import (
     Schedule,
     WorkerInfo,
 )
+from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
@@ -56,7 +56,13 @@ CREATE TABLE IF NOT EXISTS jobs (
     duration REAL,
     seq INTEGER NOT NULL,
     lease_token TEXT,
-    lease_renewed_at REAL
+    lease_renewed_at REAL,
+    queue TEXT NOT NULL DEFAULT 'default',
+    after TEXT,
+    waiting INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    live_stdout TEXT,
+    live_stderr TEXT
 );
 -- Queries name their index (INDEXED BY): with no ANALYZE statistics SQLite would otherwise
 -- pick a state-prefixed index and sort every ready row. The claim indexes are in
@@ -81,7 +87,8 @@ CREATE TABLE IF NOT EXISTS workers (
     jobs_done INTEGER NOT NULL DEFAULT 0,
     jobs_failed INTEGER NOT NULL DEFAULT 0,
     stop_requested INTEGER NOT NULL DEFAULT 0,
-    machine TEXT NOT NULL DEFAULT ''
+    machine TEXT NOT NULL DEFAULT '',
+    queues TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -105,8 +112,9 @@ CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE paused
 """
 
 
-# Columns added after the first release: an older file gets them by ALTER TABLE on first use
-# (each with its default, so existing rows are `default`-queue jobs with no dependencies).
+# Columns added after the first release (the same as in SCHEMA's tables): an older file gets
+# them by ALTER TABLE on first use, before SCHEMA's indexes on them are created (each with
+# its default, so existing rows are `default`-queue jobs with no dependencies).
 ADDED_COLUMNS = {
     "jobs": (
         ("queue", "TEXT NOT NULL DEFAULT 'default'"),
@@ -126,34 +134,36 @@ ADDED_COLUMNS = {
 # jobs_claim(_queue) in claim order and stops at the first job due; an idle worker reads its
 # next due time from jobs_next(_queue); `list` merges the claimable jobs with the blocked ones
 # (jobs_blocked(_queue), which only jobs with dependencies ever enter).
-CONTROL_SCHEMA = (
-    "CREATE TABLE IF NOT EXISTS job_deps (dep_id TEXT NOT NULL, job_id TEXT NOT NULL, "
-    "PRIMARY KEY (dep_id, job_id)) WITHOUT ROWID",
-    # The first release's ready-job indexes: superseded by the ones below, which leave out
-    # blocked jobs. (A worker of that release, which would claim blocked jobs, now stops at
-    # "no such index" rather than run a job before its dependencies.)
-    "DROP INDEX IF EXISTS jobs_ready",
-    "DROP INDEX IF EXISTS jobs_waiting",
-    "CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (priority DESC, run_at, seq) "
-    "WHERE state IN ('pending', 'failed') AND waiting = 0",
-    "CREATE INDEX IF NOT EXISTS jobs_claim_queue ON jobs (queue, priority DESC, run_at, seq) "
-    "WHERE state IN ('pending', 'failed') AND waiting = 0",
-    "CREATE INDEX IF NOT EXISTS jobs_next ON jobs (run_at) "
-    "WHERE state IN ('pending', 'failed') AND waiting = 0",
-    "CREATE INDEX IF NOT EXISTS jobs_next_queue ON jobs (queue, run_at) "
-    "WHERE state IN ('pending', 'failed') AND waiting = 0",
-    "CREATE INDEX IF NOT EXISTS jobs_blocked ON jobs (priority DESC, run_at, seq) "
-    "WHERE state = 'pending' AND waiting > 0",
-    "CREATE INDEX IF NOT EXISTS jobs_blocked_queue ON jobs (queue, priority DESC, run_at, seq) "
-    "WHERE state = 'pending' AND waiting > 0",
-    "CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state, updated_at, seq)",
-    "CREATE INDEX IF NOT EXISTS jobs_queue_duration ON jobs (queue, duration) "
-    "WHERE state = 'completed'",
-)
+CONTROL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_deps (dep_id TEXT NOT NULL, job_id TEXT NOT NULL,
+    PRIMARY KEY (dep_id, job_id)) WITHOUT ROWID;
+-- The first release's ready-job indexes, superseded by the ones below, which leave out
+-- blocked jobs. (A worker of that release, which would claim blocked jobs, now stops at
+-- "no such index" rather than run a job before its dependencies.)
+DROP INDEX IF EXISTS jobs_ready;
+DROP INDEX IF EXISTS jobs_waiting;
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_claim_queue ON jobs (queue, priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_next ON jobs (run_at)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_next_queue ON jobs (queue, run_at)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_blocked ON jobs (run_at, priority DESC, seq)
+    WHERE state = 'pending' AND waiting > 0;
+CREATE INDEX IF NOT EXISTS jobs_blocked_queue ON jobs (queue, run_at, priority DESC, seq)
+    WHERE state = 'pending' AND waiting > 0;
+CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state, updated_at, seq);
+CREATE INDEX IF NOT EXISTS jobs_queue_duration ON jobs (queue, duration)
+    WHERE state = 'completed';
+"""
 
 CLAIMABLE = "state IN ('pending', 'failed') AND waiting = 0"
 BLOCKED = "state = 'pending' AND waiting > 0"
 CLAIM_ORDER = "priority DESC, run_at, seq"
+# Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
+WAITING_ORDER = "run_at, priority DESC, seq"
 CLAIM_COLUMNS = "id, priority, run_at, seq"
 JSON_COLUMNS = ("after", "queues")
 BATCH = 500  # ids per IN (...) list: far below SQLite's limit of bound parameters
@@ -168,102 +178,26 @@ def busy_timeout_ms() -> int:
         return BUSY_TIMEOUT_MS
 
 
-def create_private_file(path: str) -> None:
-    """Create the database file with mode 0600 whatever the umask, if it is new. Its
-    directory must exist: a mistyped path is an error, not a new empty queue."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StoreUnavailable(
-            f"cannot create SQLite store {path}: directory {directory} does not exist"
-        )
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        if os.fstat(fd).st_size == 0:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
 class SqliteStore:
     """The Store protocol on one SQLite file; each thread gets its own connection."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, make_directory: Callable[[], object] | None = None) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
-        self._local = threading.local()
-        self._schema_ready = False
-
-    # -- connection -----------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
-
-    def _connect(self) -> sqlite3.Connection:
-        if sqlite3.sqlite_version_info < (3, 35, 0):
-            raise StoreUnavailable(
-                f"SQLite {sqlite3.sqlite_version} is too old: queuectl needs 3.35 or newer "
-                "(UPDATE ... RETURNING); use a newer Python build or a MongoDB URL"
-            )
-        try:
-            if not os.path.exists(self.path):
-                create_private_file(self.path)
-            busy_ms = busy_timeout_ms()
-            conn = sqlite3.connect(
-                self.path,
-                timeout=busy_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode: a commit survives any process crash; only a power cut can
-            # lose the last few, and it never corrupts the file.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if not self._schema_ready:
-                # Checking the version first keeps a CLI call on an existing file read-only.
-                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    conn.executescript(SCHEMA + SCHEDULES_SCHEMA)
-                    _upgrade(conn)
-                self._schema_ready = True
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its start (BEGIN IMMEDIATE),
-        so its reads are never of a snapshot another writer has moved past."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+        self._file = SqliteFile(
+            path,
+            SCHEMA + SCHEDULES_SCHEMA + CONTROL_SCHEMA,
+            SCHEMA_VERSION,
+            busy_timeout_ms(),
+            make_directory,
+            add_columns,
+        )
+        self._tx = self._file.transaction
+        self._query = self._file.query
 
     def close(self) -> None:
         """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._file.close()
 
     # -- jobs -----------------------------------------------------------------------------
     def insert_jobs(
@@ -342,27 +276,16 @@ class SqliteStore:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_record(dict(rows[0])) if rows else None
 
-    def list_jobs(self, state: str | None, limit: int, queue: str | None = None) -> list[Job]:
-        """Pending/failed in claim order (claimable and blocked jobs merged); other states
-        newest update first."""
-        by_queue = "" if queue is None else " AND queue = ?"
-        qp: tuple[Any, ...] = () if queue is None else (queue,)
-        suffix = "" if queue is None else "_queue"
+    def list_jobs(
+        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+    ) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order, then those waiting (for their
+        run_at or a dependency) by run_at. Other states newest update first."""
         if state in ("pending", "failed"):
-            parts = [
-                f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_claim{suffix} "
-                f"WHERE {CLAIMABLE}{by_queue} AND state = ? ORDER BY {CLAIM_ORDER} LIMIT ?)"
-            ]
-            params: tuple[Any, ...] = (*qp, state, limit)
-            if state == "pending":  # a failed job is never blocked: it ran
-                parts.append(
-                    f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{suffix} "
-                    f"WHERE {BLOCKED}{by_queue} ORDER BY {CLAIM_ORDER} LIMIT ?)"
-                )
-                params += (*qp, limit)
-            sql = f"{' UNION ALL '.join(parts)} ORDER BY {CLAIM_ORDER} LIMIT ?"
-            params += (limit,)
-        elif state and queue is not None:
+            now = time.time() if now is None else now
+            return self._list_ready(state, limit, now, queue)
+        params: tuple[Any, ...]
+        if state and queue is not None:
             sql = (
                 "SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
                 "ORDER BY updated_at DESC, seq DESC LIMIT ?"
@@ -387,6 +310,37 @@ class SqliteStore:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
         return [Job.from_record(dict(r)) for r in self._query(sql, params)]
+
+    def _list_ready(self, state: str, limit: int, now: float, queue: str | None) -> list[Job]:
+        """Claimable jobs due by `now` in claim order; then, by run_at, claimable jobs due
+        later merged with jobs blocked by a dependency (a failed job is never blocked)."""
+        by_queue = "" if queue is None else " AND queue = ?"
+        qp: tuple[Any, ...] = () if queue is None else (queue,)
+        suffix = "" if queue is None else "_queue"
+        ready = self._query(
+            f"SELECT * FROM jobs INDEXED BY jobs_claim{suffix} WHERE {CLAIMABLE}{by_queue} "
+            f"AND state = ? AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?",
+            (*qp, state, now, limit),
+        )
+        left = limit - len(ready)
+        if left <= 0:
+            return [Job.from_record(dict(r)) for r in ready]
+        parts = [
+            f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_next{suffix} "
+            f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at > ? "
+            f"ORDER BY {WAITING_ORDER} LIMIT ?)"
+        ]
+        params: tuple[Any, ...] = (*qp, state, now, left)
+        if state == "pending":
+            parts.append(
+                f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{suffix} "
+                f"WHERE {BLOCKED}{by_queue} ORDER BY {WAITING_ORDER} LIMIT ?)"
+            )
+            params += (*qp, left)
+        waiting = self._query(
+            f"{' UNION ALL '.join(parts)} ORDER BY {WAITING_ORDER} LIMIT ?", (*params, left)
+        )
+        return [Job.from_record(dict(r)) for r in (*ready, *waiting)]
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs per state (of one queue, when given)."""
@@ -413,11 +367,14 @@ class SqliteStore:
 
     def job_states(self, job_ids: Sequence[str]) -> dict[str, str]:
         """The state of each of those jobs that exists, read in bounded batches."""
-        conn = self._conn()
-        try:
-            return _states(conn, job_ids)
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+        states: dict[str, str] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._query(f"SELECT id, state FROM jobs WHERE id IN ({marks})", chunk):
+                states[row["id"]] = row["state"]
+        return states
 
     def claim(
         self, worker_id: str, now: float, lease_token: str, queues: Sequence[str] = ()
@@ -759,21 +716,19 @@ class SqliteStore:
         return [_schedule(r) for r in rows]
 
 
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Bring a file of any earlier schema up to this one: add missing columns, then the
-    tables and indexes of queues and dependencies. Under the write lock, so two processes
-    upgrading at once do it once; every step is idempotent."""
+def add_columns(conn: sqlite3.Connection) -> None:
+    """Give the tables of a file written by an earlier release the columns added since
+    (ADDED_COLUMNS), before the schema's indexes on them are created. Under the write lock,
+    so two processes upgrading at once add each column once."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-            for table, columns in ADDED_COLUMNS.items():
-                have = {r["name"] for r in conn.execute(f"PRAGMA table_info({table})")}
-                for name, decl in columns:
-                    if name not in have:
-                        conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
-            for statement in CONTROL_SCHEMA:
-                conn.execute(statement)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        for table, columns in ADDED_COLUMNS.items():
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if not have:
+                continue  # a new file: the schema creates the table whole
+            for name, decl in columns:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
