@@ -8,70 +8,123 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 from .errors import InvalidInput
 from .models import shown
 from .store.base import Store
 
 
+HOUR, DAY, WEEK = 3600, 86_400, 604_800
+
+
 @dataclass(frozen=True)
 class Key:
-    """One configuration key: its type, the rule its value obeys, its default."""
+    """One configuration key: its type, the range its value must lie in, its default.
+
+    Every key has a floor and a ceiling: an idle worker polling every microsecond burns a
+    CPU, and a week-long heartbeat makes a crashed worker's jobs wait a week. `zero_is` names
+    what 0 means for a key that allows it below its floor (job_timeout: no timeout)."""
 
     name: str
     kind: type
-    rule: str
-    check: Callable[[float], bool]
+    low: float
+    high: float
     default: float
     help: str
+    seconds: bool = False
+    high_words: str = ""  # the ceiling in words, e.g. "a week"
+    zero_is: str = ""
+
+    @property
+    def rule(self) -> str:
+        """The range in words, as errors and `config list` print it."""
+        unit = " seconds" if self.seconds else ""
+        words = f" ({self.high_words})" if self.high_words else ""
+        rule = f"between {_number(self.low)} and {_number(self.high)}{unit}{words}"
+        return f"0 ({self.zero_is}) or {rule}" if self.zero_is else rule
+
+    @property
+    def span(self) -> str:
+        """The range in short, for the `config list` table: `0.01-3600 s`."""
+        span = f"{_number(self.low)}-{_number(self.high)}{' s' if self.seconds else ''}"
+        return f"0 or {span}" if self.zero_is else span
+
+    def allows(self, value: float) -> bool:
+        """Whether a finite value lies in the range."""
+        return self.low <= value <= self.high or (bool(self.zero_is) and value == 0)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
-        Key("max_retries", int, ">= 0", lambda v: v >= 0, 3, "retries after the first attempt"),
+        Key("max_retries", int, 0, 1_000_000, 3, "retries after the first attempt"),
+        Key("backoff_base", float, 1, 1000, 2, "delay after n-th failure: base**n"),
         Key(
-            "backoff_base", float, ">= 1", lambda v: v >= 1, 2, "delay after n-th failure: base**n"
+            "backoff_max",
+            float,
+            0.01,
+            WEEK,
+            3600,
+            "longest retry delay",
+            seconds=True,
+            high_words="a week",
         ),
-        Key("backoff_max", float, "> 0", lambda v: v > 0, 3600, "longest retry delay, seconds"),
         Key(
             "backoff_jitter",
             float,
-            "between 0 and 1",
-            lambda v: 0 <= v <= 1,
+            0,
+            1,
             0,
             "scale each delay by a random factor in [1-x, 1]",
         ),
         Key(
             "job_timeout",
             float,
-            ">= 0 (0 = none)",
-            lambda v: v >= 0,
+            0.01,
+            WEEK,
             0,
-            "default job timeout, seconds",
+            "default job timeout (0 = none)",
+            seconds=True,
+            high_words="a week",
+            zero_is="none",
         ),
-        Key("poll_interval", float, "> 0", lambda v: v > 0, 1, "idle worker's poll, seconds"),
+        Key(
+            "poll_interval",
+            float,
+            0.01,
+            HOUR,
+            1,
+            "how often an idle worker polls",
+            seconds=True,
+            high_words="an hour",
+        ),
         Key(
             "heartbeat_interval",
             float,
-            "> 0",
-            lambda v: v > 0,
+            0.1,
+            DAY,
             30,
-            "worker heartbeat and lease renewal, seconds",
+            "worker heartbeat and lease renewal",
+            seconds=True,
+            high_words="a day",
         ),
         Key(
             "stale_after",
             float,
-            "> heartbeat_interval",
-            lambda v: v > 0,
+            1,
+            WEEK,
             600,
-            "a lease or worker silent this long is lost, seconds",
+            "a lease or worker silent this long is lost",
+            seconds=True,
+            high_words="a week",
         ),
     )
 }
-# Upper bound on every value, so arithmetic on them (base ** n, timestamps) stays finite.
-MAX_VALUE = 10**9
 
 
 def canonical_key(name: str) -> str:
@@ -83,7 +136,7 @@ def canonical_key(name: str) -> str:
 
 
 def parse_value(key: str, raw: Any) -> int | float:
-    """Turn user text (or a JSON number) into the key's type, checking its rule."""
+    """Turn user text (or a JSON number) into the key's type, checking its range."""
     spec = KEYS[key]
     text = str(raw).strip()
     try:
@@ -93,10 +146,10 @@ def parse_value(key: str, raw: Any) -> int | float:
     except ValueError:
         kind = "an integer" if spec.kind is int else "a number"
         raise InvalidInput(f"{key} must be {kind}, got {shown(text)}") from None
-    if not math.isfinite(value) or not spec.check(value):
+    if not math.isfinite(value):  # inf and nan break no range: they are no number at all
+        raise InvalidInput(f"{key} must be a finite number, got {shown(text)}")
+    if not spec.allows(value):
         raise InvalidInput(f"{key} must be {spec.rule}, got {shown(text)}")
-    if abs(value) > MAX_VALUE:
-        raise InvalidInput(f"{key} must be at most {MAX_VALUE}, got {shown(text)}")
     if spec.kind is float and float(value).is_integer():
         value = int(value)
     return value

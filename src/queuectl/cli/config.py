@@ -12,7 +12,7 @@ config_app = typer.Typer(help="Settings shared by every worker of the store.", n
 
 @config_app.command("list")
 def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
-    """Print every key with its value (defaults included).
+    """Print every key with its value (defaults included) and its allowed range.
 
     \b
     Example: queuectl config list
@@ -23,8 +23,8 @@ def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     if as_json:
         render.emit_json(values)
     else:
-        rows = [(k, values[k], KEYS[k].default, KEYS[k].help) for k in KEYS]
-        typer.echo(render.table(rows, ["Key", "Value", "Default", "Meaning"]))
+        rows = [(k, values[k], KEYS[k].default, KEYS[k].span, KEYS[k].help) for k in KEYS]
+        typer.echo(render.table(rows, ["Key", "Value", "Default", "Range", "Meaning"]))
 
 
 @config_app.command("get")
@@ -46,7 +46,8 @@ def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
 # A VALUE such as -1 must reach the rule check, not be taken for an unknown option.
 @config_app.command("set", context_settings={"ignore_unknown_options": True})
 def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OPT) -> None:
-    """Set a value; running workers apply it within poll_interval.
+    """Set a value within the key's range (`config list` shows them, inf and nan are
+    refused); running workers apply it within poll_interval.
 
     \b
     Example: queuectl config set max_retries 5
