@@ -295,9 +295,12 @@ def test_enqueue_a_file_from_stdin(cli):
     assert {j.id for j in cli.store.list_jobs(None, 10)} == set(ids)
 
 
-def test_a_batch_of_one_keeps_the_batch_wording(cli):
-    # Scripts parse "Enqueued N jobs" (SPEC §5), so a one-line batch does not say "job".
-    assert cli.ok("enqueue", "-f", "-", stdin='{"command":"true"}\n') == "Enqueued 1 jobs\n"
+def test_a_batch_of_one_says_one_job(cli):
+    # SPEC §5, details that scripts rely on: "Enqueued 1 job" for a batch of one.
+    assert cli.ok("enqueue", "-f", "-", stdin='{"command":"true"}\n') == "Enqueued 1 job\n"
+    assert cli.ok("enqueue", "-f", "-", stdin='{"command":"a"}\n{"command":"b"}\n') == (
+        "Enqueued 2 jobs\n"
+    )
 
 
 def test_a_batch_with_json_prints_an_array(cli):

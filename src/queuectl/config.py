@@ -14,7 +14,6 @@ from .errors import InvalidInput
 from .models import shown
 from .store.base import Store
 
-
 HOUR, DAY, WEEK = 3600, 86_400, 604_800
 
 

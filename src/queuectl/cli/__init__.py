@@ -21,8 +21,9 @@ from .. import __version__
 from ..errors import QueuectlError
 from . import jobs
 from .config import config_app
-from .context import write_error
+from .context import ArgsKeepingGroup, write_error
 from .dlq import dlq_app
+from .hints import usage_message
 from .worker import worker_app
 
 app = typer.Typer(
@@ -34,6 +35,8 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=ArgsKeepingGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 jobs.register(app)
 app.add_typer(worker_app, name="worker")
@@ -68,19 +71,6 @@ def root(
 NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", None)
 
 
-def _usage_message(exc: click_errors.UsageError) -> str:
-    message = exc.format_message()
-    name = getattr(exc, "option_name", "") or ""
-    takes_ids = exc.ctx is not None and exc.ctx.command.name in ("show", "log", "retry")
-    if isinstance(exc, click_errors.NoSuchOption) and takes_ids and not name.startswith("--"):
-        # Most likely an id that starts with '-', e.g. `show -j8`.
-        path = exc.ctx.command_path if exc.ctx else "queuectl show"
-        message += f"; an id starting with '-' goes after --, e.g. {path} -- -job7"
-    elif exc.ctx is not None:
-        message += f" (see: {exc.ctx.command_path} --help)"
-    return message
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI; every expected error becomes one `Error:` line and an exit code."""
     from ..settings import load_dotenv_file
@@ -94,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         if NO_ARGS_IS_HELP is not None and isinstance(exc, NO_ARGS_IS_HELP):
             typer.echo(exc.format_message())  # `queuectl` or `queuectl worker` alone: the help
             return 0
-        return write_error(_usage_message(exc), 2)
+        return write_error(usage_message(exc), 2)
     except click_errors.ClickException as exc:
         return write_error(exc.format_message(), exc.exit_code)
     except typer.Abort:

@@ -5,9 +5,11 @@ from __future__ import annotations
 import typer
 
 from .. import render
-from .context import JSON_OPT, command_context
+from .context import JSON_OPT, ArgsKeepingGroup, command_context
 
-config_app = typer.Typer(help="Settings shared by every worker of the store.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Settings shared by every worker of the store.", no_args_is_help=True, cls=ArgsKeepingGroup
+)
 
 
 @config_app.command("list")

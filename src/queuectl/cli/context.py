@@ -1,18 +1,48 @@
-"""What every command shares: the --json option, the App of this invocation, the error line."""
+"""What every command shares: the --json option, the App of this invocation, the arguments a
+command was given, the error line."""
 
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import typer
+from typer.core import TyperGroup
 
 from .. import text
+
+try:  # newer Typer releases carry their own copy of Click
+    from typer._click import Context as ClickContext
+except ImportError:  # pragma: no cover - older Typer depends on Click itself
+    from click import Context as ClickContext  # type: ignore[no-redef]
 
 if TYPE_CHECKING:
     from ..app import App
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document instead of text.")
+COMMAND_ARGS = "queuectl.command_args"
+
+
+class ArgsKeepingGroup(TyperGroup):
+    """A command group that keeps the arguments it hands to its subcommand in `ctx.meta`.
+
+    Click tells a command neither where `--` stood among its words nor what surrounded an
+    unknown option; `enqueue` needs the first (words after `--` are one command, never a
+    SPEC) and the error boundary the second (whether an unknown option is really an id)."""
+
+    def resolve_command(
+        self, ctx: ClickContext, args: list[str]
+    ) -> tuple[str | None, Any, list[str]]:
+        """Click's lookup of the subcommand, recording the arguments that follow its name."""
+        name, command, rest = super().resolve_command(ctx, args)
+        ctx.meta[COMMAND_ARGS] = tuple(rest)
+        return name, command, rest
+
+
+def command_args(ctx: typer.Context) -> tuple[str, ...]:
+    """The arguments typed after the command's name, as the user gave them (`--` included)."""
+    args: tuple[str, ...] = ctx.meta.get(COMMAND_ARGS, ())
+    return args
 
 
 def command_context(ctx: typer.Context) -> App:

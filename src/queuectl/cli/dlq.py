@@ -8,10 +8,12 @@ import typer
 
 from .. import render, text
 from ..errors import InvalidInput, NotInDlq
-from .context import JSON_OPT, command_context
+from .context import JSON_OPT, ArgsKeepingGroup, command_context
 
 dlq_app = typer.Typer(
-    help="The dead letter queue: jobs that used up their retries.", no_args_is_help=True
+    help="The dead letter queue: jobs that used up their retries.",
+    no_args_is_help=True,
+    cls=ArgsKeepingGroup,
 )
 
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from .. import render
 from ..errors import InvalidInput
 from ..models import Job
-from .context import JSON_OPT, command_context
+from .context import JSON_OPT, command_args, command_context
 
 
 def register(app: typer.Typer) -> None:
@@ -26,8 +26,15 @@ def register(app: typer.Typer) -> None:
 # -- enqueue --------------------------------------------------------------------------------
 def enqueue(
     ctx: typer.Context,
-    spec: Optional[str] = typer.Argument(None, help="A JSON object, or a plain command."),
-    command: Optional[str] = typer.Option(None, "--command", "-c", help="The shell command."),
+    words: Optional[List[str]] = typer.Argument(
+        None,
+        metavar="[SPEC | COMMAND...]",
+        help="A JSON object, or a command (several words are joined with spaces).",
+        show_default=False,
+    ),
+    command: Optional[str] = typer.Option(
+        None, "--command", "-c", help="The shell command, as one argument."
+    ),
     job_id: Optional[str] = typer.Option(None, "--id", help="Job id (default: generated)."),
     priority: Optional[int] = typer.Option(None, help="Higher runs first (default 0)."),
     delay: Optional[float] = typer.Option(None, help="Seconds to wait before it may run."),
@@ -46,11 +53,19 @@ def enqueue(
 ) -> None:
     """Add a job (or a batch of jobs) to the queue.
 
+    SPEC is a JSON object; anything else is the command, its words joined with spaces. Put a
+    command after -- when it has options of its own or starts with {: everything after -- is
+    one command, never JSON. Other JSON (an array, a string, null, a number) is refused.
+
     \b
     Example: queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
+             queuectl enqueue echo hi
+             queuectl enqueue --priority 5 -- ls -la
     """
-    from .enqueue_input import merge_options, read_batch, read_spec
+    from .enqueue_input import merge_options, read_batch, read_words, split_at_dashes
 
+    if quiet and as_json:
+        raise InvalidInput("--quiet and --json: give one, not both")
     options = {
         "id": job_id,
         "command": command,
@@ -60,17 +75,19 @@ def enqueue(
         "max_retries": max_retries,
         "timeout": timeout,
     }
+    before, after = split_at_dashes(words or [], command_args(ctx))
     specs: list[tuple[str | None, dict[str, Any]]]
     if file is not None:
-        if spec is not None or command is not None or job_id is not None:
-            raise InvalidInput("--file takes no SPEC, --command or --id")
+        if before or after is not None or command is not None or job_id is not None:
+            raise InvalidInput("--file takes no SPEC, command words, --command or --id")
         specs = [(label, merge_options(s, options)) for label, s in read_batch(file)]
-    elif spec is None and command is None:
-        raise InvalidInput(
-            'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
-        )
     else:
-        specs = [(None, merge_options(read_spec(spec), options))]
+        spec = read_words(before, after, command)
+        if not spec and command is None:
+            raise InvalidInput(
+                'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
+            )
+        specs = [(None, merge_options(spec, options))]
     jobs = command_context(ctx).jobs.enqueue(specs)
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
 
@@ -82,8 +99,8 @@ def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool)
     elif quiet:
         typer.echo("\n".join(j.id for j in jobs))
     elif batch:
-        # Always "jobs": SPEC §5 fixes this line for scripts that parse it.
-        typer.echo(f"Enqueued {len(jobs)} jobs")
+        # SPEC §5: "Enqueued N jobs", and "Enqueued 1 job" for a batch of one.
+        typer.echo(f"Enqueued {len(jobs)} job{'' if len(jobs) == 1 else 's'}")
     else:
         typer.echo(f"Enqueued job {jobs[0].id}")
 
