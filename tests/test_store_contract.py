@@ -133,6 +133,31 @@ def test_pending_and_failed_are_listed_in_claim_order(store):
     assert ids(store.list_jobs("pending", 2)) == ["urgent", "early"]
 
 
+def test_ready_jobs_are_those_due_in_claim_order_and_waiting_ones_by_run_at(store):
+    store.insert_jobs(
+        [
+            job("g", run_at=T + 50, priority=9),
+            job("d", run_at=T - 5, priority=1),
+            job("a", run_at=T - 10),
+            job("b", run_at=T),
+            job("e", run_at=T + 10),
+            job("f", run_at=T + 20, priority=-1),
+            job("f2", run_at=T + 20, priority=3),
+            job("x", run_at=T - 1, state="failed"),
+            job("y", run_at=T + 1, state="failed"),
+            job("busy", state="processing", run_at=T - 100),
+        ]
+    )
+    assert ids(store.ready_jobs("pending", T, 50)) == ["d", "a", "b"]
+    assert ids(store.ready_jobs("pending", T, 2)) == ["d", "a"]
+    assert ids(store.waiting_jobs("pending", T, 50)) == ["e", "f2", "f", "g"]
+    assert ids(store.waiting_jobs("pending", T, 1)) == ["e"]
+    assert ids(store.ready_jobs("failed", T, 50)) == ["x"]
+    assert ids(store.waiting_jobs("failed", T, 50)) == ["y"]
+    # The claim takes exactly the ready ones, in that order.
+    assert claim_all(store) == ["d", "a", "x", "b"]
+
+
 def test_other_states_and_all_are_listed_newest_update_first(store):
     store.insert_jobs(
         [

@@ -15,7 +15,16 @@ from typing import TYPE_CHECKING, Any, Callable, List, Sequence
 from .backoff import Outcome, after_failure
 from .config import Config, ConfigManager
 from .errors import DuplicateJob, InvalidInput, JobNotFound
-from .models import COMPLETED, DEAD, PENDING, STATES, Job, build_job, check_state
+from .models import (
+    COMPLETED,
+    DEAD,
+    PENDING,
+    READY_STATES,
+    STATES,
+    Job,
+    build_job,
+    check_state,
+)
 from .store.base import Store
 
 if TYPE_CHECKING:  # the executor (subprocess, selectors) is loaded only where jobs run
@@ -94,12 +103,22 @@ class JobManager:
             raise JobNotFound(job_id)
         return job
 
-    def list(self, state: str | None = None, limit: int = 50) -> List[Job]:
-        """Jobs of one state (or all), in the order SPEC §5 `list` gives."""
+    def list(
+        self, state: str | None = None, limit: int = 50, *, now: float | None = None
+    ) -> List[Job]:
+        """Jobs of one state (or all), in the order SPEC §5 `list` gives: pending and failed
+        jobs that are ready at `now` in claim order, then those still waiting by run_at;
+        other states most recently updated first."""
         check_state(state)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        return self.store.list_jobs(state, limit)
+        if state is None or state not in READY_STATES:
+            return self.store.list_jobs(state, limit)
+        now = self.clock() if now is None else now
+        ready = self.store.ready_jobs(state, now, limit)
+        if len(ready) == limit:
+            return ready
+        return ready + self.store.waiting_jobs(state, now, limit - len(ready))
 
     def counts(self) -> dict[str, int]:
         """Every state with its count, zeros included."""
@@ -108,6 +127,8 @@ class JobManager:
 
     def dead(self, limit: int = 1000) -> List[Job]:
         """Jobs in the DLQ, most recently failed first."""
+        if limit < 1:
+            raise InvalidInput(f"--limit must be at least 1, got {limit}")
         return self.store.list_jobs(DEAD, limit)
 
     # -- an attempt: claim, renew, and its end ------------------------------------------------

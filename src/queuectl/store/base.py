@@ -27,6 +27,14 @@ class Store(Protocol):
         """Jobs of one state (all if None): pending/failed in claim order, others newest
         update first."""
 
+    def ready_jobs(self, state: str, now: float, limit: int) -> list[Job]:
+        """Jobs of that state (pending or failed) whose run_at has come (<= now), in claim
+        order: the jobs a worker would take, in the order it would take them."""
+
+    def waiting_jobs(self, state: str, now: float, limit: int) -> list[Job]:
+        """Jobs of that state (pending or failed) whose run_at is still ahead (> now):
+        earliest run_at first, then highest priority, then earliest enqueued."""
+
     def count_by_state(self) -> dict[str, int]:
         """Number of jobs in each state that has any."""
 

@@ -15,6 +15,7 @@ from ..errors import DuplicateJob, StoreUnavailable
 from ..models import READY_STATES, Job, WorkerInfo
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
+WAITING_SORT = [("run_at", 1), ("priority", -1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
 DONE_WITH_DURATION = {"state": "completed", "duration": {"$ne": None}}
 
@@ -133,6 +134,19 @@ class MongoStore:
         """Pending/failed in claim order; other states newest update first."""
         query = {"state": state} if state else {}
         sort = CLAIM_SORT if state in ("pending", "failed") else [("updated_at", -1), ("seq", -1)]
+        with self._errors():
+            docs = list(self.jobs.find(query).sort(sort).limit(limit))
+        return [j for j in map(_job, docs) if j is not None]
+
+    def ready_jobs(self, state: str, now: float, limit: int) -> list[Job]:
+        """Due jobs of one state, sorted by the server in claim order."""
+        return self._find({"state": state, "run_at": {"$lte": now}}, CLAIM_SORT, limit)
+
+    def waiting_jobs(self, state: str, now: float, limit: int) -> list[Job]:
+        """Jobs of one state not yet due, earliest run_at first."""
+        return self._find({"state": state, "run_at": {"$gt": now}}, WAITING_SORT, limit)
+
+    def _find(self, query: dict[str, Any], sort: list[tuple[str, int]], limit: int) -> list[Job]:
         with self._errors():
             docs = list(self.jobs.find(query).sort(sort).limit(limit))
         return [j for j in map(_job, docs) if j is not None]

@@ -82,6 +82,7 @@ CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 
 READY = "state IN ('pending', 'failed')"
 CLAIM_ORDER = "priority DESC, run_at, seq"
+WAITING_ORDER = "run_at, priority DESC, seq"
 
 
 def busy_timeout_ms() -> int:
@@ -234,6 +235,22 @@ class SqliteStore:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
         return [Job.from_record(dict(r)) for r in self._query(sql, params)]
+
+    def ready_jobs(self, state: str, now: float, limit: int) -> list[Job]:
+        """Due jobs of one state, walking jobs_ready in claim order as the claim does."""
+        sql = (
+            f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
+            f"AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?"
+        )
+        return [Job.from_record(dict(r)) for r in self._query(sql, (state, now, limit))]
+
+    def waiting_jobs(self, state: str, now: float, limit: int) -> list[Job]:
+        """Jobs of one state not yet due, through jobs_waiting by run_at."""
+        sql = (
+            f"SELECT * FROM jobs INDEXED BY jobs_waiting WHERE {READY} AND state = ? "
+            f"AND run_at > ? ORDER BY {WAITING_ORDER} LIMIT ?"
+        )
+        return [Job.from_record(dict(r)) for r in self._query(sql, (state, now, limit))]
 
     def count_by_state(self) -> dict[str, int]:
         """Number of jobs per state."""
