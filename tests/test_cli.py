@@ -481,6 +481,7 @@ def test_list_table_columns(cli):
         "Priority",
         "Command",
         "Run At",
+        "Ready",
     ]
     row = cli.ok("list").splitlines()[2].split()
     assert row[:5] == ["a", "pending", "0", "0", "echo"]
@@ -503,7 +504,8 @@ def test_pending_and_failed_are_listed_in_claim_order(cli):
     cli.seed("high-early", priority=5, run_at=now - 50, seq=3)
     cli.seed("low-early-2", priority=0, run_at=now - 100, seq=4)
     cli.seed("neg", priority=-3, run_at=now - 1000, seq=5)
-    expected = ["high-early", "high-late", "low-early", "low-early-2", "neg"]
+    # Jobs ready now come first; high-late waits for its run_at, so it comes last.
+    expected = ["high-early", "low-early", "low-early-2", "neg", "high-late"]
     assert [j["id"] for j in cli.json("list", "--state", "pending")] == expected
     rows = cli.ok("list", "--state", "pending").splitlines()[2:]
     assert [r.split()[0] for r in rows] == expected
@@ -531,7 +533,8 @@ def test_list_limit(cli):
         "j01",
         "j02",
     ]
-    assert len(cli.ok("list", "--limit", "2").splitlines()) == 4  # header, rule, two rows
+    # header, rule, two rows, and the note that more exist
+    assert len(cli.ok("list", "--limit", "2").splitlines()) == 5
     assert len(cli.json("list", "--limit", str(10**30))) == 60
     cli.fails(2, "list", "--limit", "0")
     cli.fails(2, "list", "--limit", "many")

@@ -6,10 +6,12 @@ import json
 import os
 import sys
 import time
-from typing import Any, Iterable, Sequence
+from datetime import datetime, timezone, tzinfo
+from typing import Any, Iterable, Sequence, Union
 
 from .models import (
     READY_STATES,
+    TIME_FIELDS,
     Job,
     JobState,
     WorkerInfo,
@@ -17,7 +19,11 @@ from .models import (
     format_time,
     to_json_ready,
 )
-from .text import UNSAFE_IN_JSON, printable
+from .text import UNSAFE_IN_JSON, printable, wait_words
+
+LOCAL = "local"
+# How times are shown to people: None is UTC (the default), LOCAL the machine's zone.
+Zone = Union[tzinfo, str, None]
 
 # Keyed by the enums; a state read back from a store as a plain string finds the same entry.
 STATE_COLOURS: dict[str, str] = {
@@ -61,22 +67,45 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
     return table
 
 
-def jobs_table(jobs: Sequence[Job], state: str | None) -> str:
-    """ID, State, Attempts, Priority, Command (shortened), Run At or Updated At."""
+def display_time(ts: float | None, zone: Zone = None) -> str | None:
+    """A time for people: ISO 8601 in UTC (`…Z`, as JSON prints it) unless a zone is given,
+    then with that zone's offset (`2026-11-22T09:05:09.123-05:00`)."""
+    if ts is None or zone is None:
+        return format_time(ts)
+    moment = datetime.fromtimestamp(ts, timezone.utc)
+    # astimezone() with no zone applies the machine's rules for that moment (DST included).
+    shown = moment.astimezone(zone) if isinstance(zone, tzinfo) else moment.astimezone()
+    return shown.isoformat(timespec="milliseconds")
+
+
+def jobs_table(
+    jobs: Sequence[Job], state: str | None, *, now: float | None = None, zone: Zone = None
+) -> str:
+    """ID, State, Attempts, Priority, Command (shortened), Run At or Updated At; for pending
+    and failed jobs also Ready: `now`, or how long until their run_at."""
     waiting = state in READY_STATES
-    when = "Run At" if waiting else "Updated At"
-    rows = [
-        (
+    now = time.time() if now is None else now
+    rows = []
+    for j in jobs:
+        row: list[Any] = [
             printable(j.id, 40),
             colour(j.state, j.state),
             j.attempts,
             j.priority,
             printable(j.command, 48),
-            format_time(j.run_at if waiting else j.updated_at),
-        )
-        for j in jobs
-    ]
-    return table(rows, ["ID", "State", "Attempts", "Priority", "Command", when])
+            display_time(j.run_at if waiting else j.updated_at, zone),
+        ]
+        if waiting:
+            row.append("now" if j.run_at <= now else wait_words(j.run_at - now))
+        rows.append(row)
+    headers = ["ID", "State", "Attempts", "Priority", "Command"]
+    headers += ["Run At", "Ready"] if waiting else ["Updated At"]
+    return table(rows, headers)
+
+
+def more_rows_note(shown: int) -> str:
+    """The line under a table cut by --limit."""
+    return f"(first {shown} shown; more exist: raise --limit to see them)"
 
 
 def job_json(job: Job) -> dict[str, Any]:
@@ -84,9 +113,11 @@ def job_json(job: Job) -> dict[str, Any]:
     return to_json_ready(job)
 
 
-def show_job(job: Job) -> str:
+def show_job(job: Job, zone: Zone = None) -> str:
     """Every field of a job, one per line; outputs by their size (`log` prints them)."""
     data = to_json_ready(job)
+    for name in TIME_FIELDS:
+        data[name] = display_time(getattr(job, name), zone)
     width = max(len(k) for k in data)
     lines = []
     for key, value in data.items():

@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import QueuectlError
 from . import jobs
 from .config import config_app
-from .context import ArgsKeepingGroup, write_error
+from .context import LOCAL_TIMES, ArgsKeepingGroup, write_error
 from .dlq import dlq_app
 from .hints import usage_message
 from .worker import worker_app
@@ -29,9 +29,10 @@ from .worker import worker_app
 app = typer.Typer(
     help="queuectl: a background job queue for shell commands, on SQLite or MongoDB.\n\n"
     "Store: --db URL, else $QUEUECTL_DB, else $MONGODB_URI, else $QUEUECTL_HOME/queue.db "
-    "(QUEUECTL_HOME defaults to ~/.queuectl).",
+    "(QUEUECTL_HOME defaults to ~/.queuectl). Times show in UTC; --local or QUEUECTL_TZ "
+    "(local, or a zone such as Europe/Paris) changes that, except in --json output.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
@@ -56,6 +57,9 @@ def root(
     db: Optional[str] = typer.Option(
         None, "--db", metavar="URL", help="Store URL: mongodb://…, sqlite:///file.db or a path."
     ),
+    local: bool = typer.Option(
+        False, "--local", help="Show times in local time (JSON stays UTC); see QUEUECTL_TZ."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -63,6 +67,7 @@ def root(
     """queuectl: a background job queue for shell commands, on SQLite or MongoDB."""
     from ..app import App
 
+    ctx.meta[LOCAL_TIMES] = local
     ctx.obj = App(db)
 
 
@@ -93,6 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("QUEUECTL_DEBUG"):
             traceback.print_exc()
         return write_error(str(exc), exc.exit_code)
+    except SystemExit as exc:  # Typer's completion options end with sys.exit()
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

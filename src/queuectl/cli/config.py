@@ -62,7 +62,7 @@ def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OP
 
 
 @config_app.command("unset")
-def config_unset(ctx: typer.Context, key: str) -> None:
+def config_unset(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
     """Go back to the default value.
 
     \b
@@ -71,4 +71,7 @@ def config_unset(ctx: typer.Context, key: str) -> None:
     from ..config import KEYS
 
     name = command_context(ctx).configs.unset(key)
-    typer.echo(f"{name} = {KEYS[name].default} (default)")
+    if as_json:
+        render.emit_json({name: KEYS[name].default})
+    else:
+        typer.echo(f"{name} = {KEYS[name].default} (default)")

@@ -3,6 +3,7 @@ command was given, the error line."""
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import TYPE_CHECKING, Any
 
@@ -18,9 +19,12 @@ except ImportError:  # pragma: no cover - older Typer depends on Click itself
 
 if TYPE_CHECKING:
     from ..app import App
+    from ..render import Zone
 
 JSON_OPT = typer.Option(False, "--json", help="Print one JSON document instead of text.")
 COMMAND_ARGS = "queuectl.command_args"
+LOCAL_TIMES = "queuectl.local_times"  # the root's --local flag
+LIMIT_MAX = 2**31 - 2  # both stores hold LIMIT as a 64-bit integer; nobody lists more anyway
 
 
 class ArgsKeepingGroup(TyperGroup):
@@ -48,6 +52,40 @@ def command_args(ctx: typer.Context) -> tuple[str, ...]:
 def command_context(ctx: typer.Context) -> App:
     """The App the root callback attached to this invocation (it opens nothing until used)."""
     return ctx.find_root().obj  # type: ignore[no-any-return]
+
+
+def limit_probe(limit: int) -> int:
+    """How many rows to ask for to learn whether more than `limit` exist (one more)."""
+    from ..errors import InvalidInput
+
+    if limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, got {limit}")
+    return min(limit, LIMIT_MAX) + 1
+
+
+def display_zone(ctx: typer.Context) -> Zone:
+    """The zone times are shown in to people: the machine's with --local, else the one
+    QUEUECTL_TZ names (`local`, `UTC` or an IANA name such as Europe/Paris), else UTC.
+    JSON output is always UTC."""
+    from ..errors import InvalidInput
+    from ..render import LOCAL
+
+    if ctx.meta.get(LOCAL_TIMES):
+        return LOCAL
+    name = os.environ.get("QUEUECTL_TZ", "").strip()
+    if name.upper() in ("", "UTC", "Z"):
+        return None
+    if name.lower() == LOCAL:
+        return LOCAL
+    from zoneinfo import ZoneInfo
+
+    try:
+        return ZoneInfo(name)
+    except (ValueError, KeyError, OSError):  # ZoneInfoNotFoundError is a KeyError
+        raise InvalidInput(
+            f"QUEUECTL_TZ={text.printable(repr(name), 60)} names no time zone; use local, "
+            "UTC or an IANA name such as Europe/Paris"
+        ) from None
 
 
 MAX_ERROR = 1000  # characters: an `Error:` line stays one readable line whatever the input

@@ -9,7 +9,13 @@ import typer
 from .. import render
 from ..errors import InvalidInput
 from ..models import Job
-from .context import JSON_OPT, command_args, command_context
+from .context import (
+    JSON_OPT,
+    command_args,
+    command_context,
+    display_zone,
+    limit_probe,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -128,18 +134,27 @@ def list_jobs(
     limit: int = typer.Option(50, help="At most this many jobs."),
     as_json: bool = JSON_OPT,
 ) -> None:
-    """List jobs: pending and failed in claim order, others most recently updated first.
+    """List jobs, pending and failed ones in the order workers will take them.
+
+    Pending and failed: the jobs ready now in claim order, then those waiting for their
+    run_at, soonest first (the Ready column says how long). Other states, and all jobs: most
+    recently updated first. A note under the table says when --limit left some out.
 
     \b
     Example: queuectl list --state pending --limit 10
     """
 
-    # Both stores hold LIMIT as a 64-bit integer; nobody lists more rows than this anyway.
-    jobs = command_context(ctx).jobs.list(state, min(limit, 2**31 - 1))
+    zone = None if as_json else display_zone(ctx)
+    app = command_context(ctx)
+    now = app.clock()
+    jobs = app.jobs.list(state, limit_probe(limit), now=now)
+    more, jobs = len(jobs) > limit, jobs[:limit]
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
-        typer.echo(render.jobs_table(jobs, state))
+        typer.echo(render.jobs_table(jobs, state, now=now, zone=zone))
+        if more:
+            typer.echo(render.more_rows_note(limit))
     else:
         typer.echo(f"No {state + ' ' if state else ''}jobs.")
 
@@ -147,17 +162,19 @@ def list_jobs(
 def show(
     ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT
 ) -> None:
-    """Print every field of one job.
+    """Print every field of one job. Times are UTC unless --local or QUEUECTL_TZ says
+    otherwise (--json: always UTC).
 
     \b
     Example: queuectl show job1
     """
 
+    zone = None if as_json else display_zone(ctx)
     job = command_context(ctx).jobs.get(job_id)
     if as_json:
         render.emit_json(render.job_json(job))
     else:
-        typer.echo(render.show_job(job))
+        typer.echo(render.show_job(job, zone))
 
 
 def log(
