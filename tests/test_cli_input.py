@@ -216,3 +216,32 @@ def test_an_option_that_cannot_be_an_id_gets_no_hint(cli):
 def test_options_that_exist_elsewhere_are_plain_unknown_options(cli):
     err = cli.fails(2, "list", "-f")
     assert err == "Error: No such option: -f (see: queuectl list --help)\n"
+
+
+def test_add_job_script_still_takes_a_json_object_or_command_words(tmp_path):
+    """scripts/add_job.py hands its words to `enqueue`: after `--` they would never be JSON."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "add_job.py"
+    db = str(tmp_path / "add.db")
+    env = {**os.environ, "QUEUECTL_HOME": str(tmp_path / "home")}
+
+    def add(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, str(script), "--db", db, *args],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            env=env,
+        )
+
+    assert add('{"id":"js","command":"echo hi"}').stdout == "Enqueued job js\n"
+    assert add("--id", "ls", "--", "ls", "-la").stdout == "Enqueued job ls\n"
+    from queuectl.store.sqlite import SqliteStore
+
+    store = SqliteStore(db)
+    assert (store.get_job("js").command, store.get_job("ls").command) == ("echo hi", "ls -la")
+    store.close()
