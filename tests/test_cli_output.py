@@ -226,3 +226,12 @@ def test_completion_answers_the_shell_in_a_real_process(tmp_path):
     env.update(COMP_WORDS="queuectl list --st", COMP_CWORD="2")
     done = subprocess.run([QUEUECTL], env=env, capture_output=True, text=True, timeout=60)
     assert done.stdout.split() == ["--state"]
+
+
+def test_schedule_times_follow_the_zone_too(cli, monkeypatch):
+    monkeypatch.setenv("QUEUECTL_TZ", "Asia/Tokyo")
+    out = cli.ok("schedule", "add", "noon", "--cron", "0 12 * * *", "echo noon")
+    assert re.search(r"next run at \d{4}-\d\d-\d\dT21:00:00\.000\+09:00$", out.strip()), out
+    row = rows(cli.ok("schedule", "list"))[0]
+    assert row[0] == "noon" and row[3].endswith("T21:00:00.000+09:00")
+    assert cli.json("schedule", "list")[0]["next_run_at"].endswith("T12:00:00.000Z")

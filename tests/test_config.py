@@ -18,6 +18,8 @@ DEFAULTS = {
     "poll_interval": 1,
     "heartbeat_interval": 30,
     "stale_after": 600,
+    "notify_url": "",
+    "notify_on": "dead",
 }
 
 # (key, values that break its rule, values at the edge of the rule that are allowed)
@@ -144,7 +146,7 @@ def test_the_error_names_the_range(config, key, bad, words):
         config.set(key, bad)
 
 
-@pytest.mark.parametrize("key", sorted(DEFAULTS))
+@pytest.mark.parametrize("key", sorted(k for k, v in DEFAULTS.items() if not isinstance(v, str)))
 @pytest.mark.parametrize("bad", ["inf", "-inf", "nan", "Infinity", "NaN", "1e999"])
 def test_inf_and_nan_are_refused_by_name(config, key, bad):
     """Not "must be >= 1": the value is not a finite number at all."""

@@ -15,6 +15,7 @@ from .store.base import Store
 from .workers import WorkerManager
 
 if TYPE_CHECKING:
+    from .schedules import ScheduleManager
     from .worker import Worker
 
 
@@ -74,6 +75,13 @@ class App:
     def workers(self) -> WorkerManager:
         """The registry of workers, stop requests, liveness and the reaper."""
         return WorkerManager(self.store, self.configs, self.jobs, clock=self.clock)
+
+    @cached_property
+    def schedules(self) -> ScheduleManager:
+        """Recurring jobs: add, list, pause, remove, and the ticks that enqueue them."""
+        from .schedules import ScheduleManager
+
+        return ScheduleManager(self.jobs, clock=self.clock)
 
     def _wake_workers(self) -> None:
         # Late-bound: the job manager is built before the worker manager it wakes through.

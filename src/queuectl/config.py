@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Callable
 
 from .errors import InvalidInput
 from .models import shown
@@ -19,25 +19,31 @@ HOUR, DAY, WEEK = 3600, 86_400, 604_800
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key: its type, the range its value must lie in, its default.
+    """One configuration key: its type, the values it allows, its default.
 
-    Every key has a floor and a ceiling: an idle worker polling every microsecond burns a
-    CPU, and a week-long heartbeat makes a crashed worker's jobs wait a week. `zero_is` names
-    what 0 means for a key that allows it below its floor (job_timeout: no timeout)."""
+    A number has a range (`low` to `high`, both included): an idle worker polling every
+    microsecond burns a CPU, and a week-long heartbeat makes a crashed worker's jobs wait a
+    week. `zero_is` names what 0 means for a key that allows it below its floor
+    (job_timeout: no timeout). A text key (kind str) has `check` and its rule in words."""
 
     name: str
-    kind: type
-    low: float
-    high: float
-    default: float
+    kind: type  # int, float, or str
+    default: Any
     help: str
+    low: float = 0
+    high: float = 0
     seconds: bool = False
     high_words: str = ""  # the ceiling in words, e.g. "a week"
     zero_is: str = ""
+    text_rule: str = ""
+    text_span: str = ""  # the rule in a few words, for the `config list` table
+    check: Callable[[str], bool] | None = None
 
     @property
     def rule(self) -> str:
-        """The range in words, as errors and `config list` print it."""
+        """What the key allows, in words, as errors print it."""
+        if self.kind is str:
+            return self.text_rule
         unit = " seconds" if self.seconds else ""
         words = f" ({self.high_words})" if self.high_words else ""
         rule = f"between {_number(self.low)} and {_number(self.high)}{unit}{words}"
@@ -45,12 +51,16 @@ class Key:
 
     @property
     def span(self) -> str:
-        """The range in short, for the `config list` table: `0.01-3600 s`."""
+        """What the key allows in short, for the `config list` table: `0.01-3600 s`."""
+        if self.kind is str:
+            return self.text_span or self.text_rule
         span = f"{_number(self.low)}-{_number(self.high)}{' s' if self.seconds else ''}"
         return f"0 or {span}" if self.zero_is else span
 
-    def allows(self, value: float) -> bool:
-        """Whether a finite value lies in the range."""
+    def allows(self, value: Any) -> bool:
+        """Whether a value (a finite number, or trimmed text) is allowed."""
+        if self.kind is str:
+            return self.check is None or self.check(value)
         return self.low <= value <= self.high or (bool(self.zero_is) and value == 0)
 
 
@@ -61,15 +71,15 @@ def _number(value: float) -> str:
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
-        Key("max_retries", int, 0, 1_000_000, 3, "retries after the first attempt"),
-        Key("backoff_base", float, 1, 1000, 2, "delay after n-th failure: base**n"),
+        Key("max_retries", int, 3, "retries after the first attempt", low=0, high=1_000_000),
+        Key("backoff_base", float, 2, "delay after n-th failure: base**n", low=1, high=1000),
         Key(
             "backoff_max",
             float,
-            0.01,
-            WEEK,
             3600,
             "longest retry delay",
+            low=0.01,
+            high=WEEK,
             seconds=True,
             high_words="a week",
         ),
@@ -77,17 +87,17 @@ KEYS: dict[str, Key] = {
             "backoff_jitter",
             float,
             0,
-            1,
-            0,
             "scale each delay by a random factor in [1-x, 1]",
+            low=0,
+            high=1,
         ),
         Key(
             "job_timeout",
             float,
-            0.01,
-            WEEK,
             0,
             "default job timeout (0 = none)",
+            low=0.01,
+            high=WEEK,
             seconds=True,
             high_words="a week",
             zero_is="none",
@@ -95,32 +105,51 @@ KEYS: dict[str, Key] = {
         Key(
             "poll_interval",
             float,
-            0.01,
-            HOUR,
             1,
             "how often an idle worker polls",
+            low=0.01,
+            high=HOUR,
             seconds=True,
             high_words="an hour",
         ),
         Key(
             "heartbeat_interval",
             float,
-            0.1,
-            DAY,
             30,
             "worker heartbeat and lease renewal",
+            low=0.1,
+            high=DAY,
             seconds=True,
             high_words="a day",
         ),
         Key(
             "stale_after",
             float,
-            1,
-            WEEK,
             600,
             "a lease or worker silent this long is lost",
+            low=1,
+            high=WEEK,
             seconds=True,
             high_words="a week",
+        ),
+        # Notifications (SPEC §7.6): the first keys whose values are text.
+        Key(
+            "notify_url",
+            str,
+            "",
+            "POST a JSON event here when a job ends (empty = off)",
+            text_rule="an http:// or https:// URL, or empty (notifications off)",
+            text_span="http(s) URL or empty",
+            check=lambda v: valid_notify_url(v),  # defined below; looked up when called
+        ),
+        Key(
+            "notify_on",
+            str,
+            "dead",
+            "which ends to notify: dead, or all (completed too)",
+            text_rule="one of: dead, all",
+            text_span="dead or all",
+            check=lambda v: v in ("dead", "all"),
         ),
     )
 }
@@ -134,9 +163,11 @@ def canonical_key(name: str) -> str:
     return snake
 
 
-def parse_value(key: str, raw: Any) -> int | float:
-    """Turn user text (or a JSON number) into the key's type, checking its range."""
+def parse_value(key: str, raw: Any) -> int | float | str:
+    """Turn user text (or a JSON number) into the key's type, checking what it allows."""
     spec = KEYS[key]
+    if spec.kind is str:
+        return _parse_text(spec, raw)
     text = str(raw).strip()
     try:
         if isinstance(raw, bool):
@@ -154,6 +185,36 @@ def parse_value(key: str, raw: Any) -> int | float:
     return value
 
 
+def _parse_text(spec: Key, raw: Any) -> str:
+    """A text key: a string, trimmed, that obeys the key's rule. notify_on is a keyword,
+    so its case does not matter."""
+    if not isinstance(raw, str):
+        raise InvalidInput(f"{spec.name} must be text, got {shown(raw)}")
+    text = raw.strip()
+    if spec.name == "notify_on":
+        text = text.lower()
+    if not spec.allows(text):
+        raise InvalidInput(f"{spec.name} must be {spec.rule}, got {shown(raw)}")
+    return text
+
+
+def valid_notify_url(text: str) -> bool:
+    """Empty, or an absolute http(s) URL with a host, no spaces or control characters, and
+    at most 2048 characters."""
+    if text == "":
+        return True
+    if len(text) > 2048 or any(c.isspace() or not c.isprintable() for c in text):
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 @dataclass(frozen=True)
 class Config:
     """Every key's value at one moment (the stored one, else the default)."""
@@ -166,6 +227,8 @@ class Config:
     poll_interval: float
     heartbeat_interval: float
     stale_after: float
+    notify_url: str
+    notify_on: str
 
     @classmethod
     def defaults(cls) -> Config:

@@ -15,6 +15,8 @@ from .errors import StoreUnavailable
 from .executor import Execution, Result
 from .jobs import JobManager
 from .models import DEAD, Job, WorkerInfo, WorkerStatus, format_time
+from .notify import JOB_COMPLETED, JOB_DEAD, Notifier
+from .schedules import ScheduleManager
 from .text import printable
 from .workers import WorkerManager
 
@@ -23,6 +25,7 @@ STOPPING, STOPPED = WorkerStatus.STOPPING, WorkerStatus.STOPPED
 
 INTERRUPTED = "interrupted by an immediate shutdown"
 MAX_WRITE_BACKOFF = 10.0
+NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still being sent
 
 
 class Worker:
@@ -63,6 +66,9 @@ class Worker:
         self._counts = {"jobs_done": 0, "jobs_failed": 0}
         self._next_refresh = 0.0
         self._told: float | None = None  # the run_at a burst worker last said it waits for
+        self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
+        self.notifier = Notifier(jobs, lambda: self.config, self.log)
+        self._next_tick = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -190,6 +196,7 @@ class Worker:
             if applied:
                 self.log(f"job {job.id} completed in {result.duration:.2f}s")
                 self._count("jobs_done")
+                self.notifier.job_finished(job.id, JOB_COMPLETED)
             return
         error = result.error or "failed"
         outcome = None
@@ -204,6 +211,7 @@ class Worker:
             self._count("jobs_failed")
             if outcome.state == DEAD:
                 self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
+                self.notifier.job_finished(job.id, JOB_DEAD)
             else:
                 self.log(
                     f"job {job.id} failed: {printable(error, 200)}; retry in {outcome.delay:g}s"
@@ -262,6 +270,18 @@ class Worker:
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
             self.request_stop()
+        self._tick()
+
+    def _tick(self) -> None:
+        """Enqueue the jobs of due schedules, at most once per poll_interval: from the loop
+        when idle or between jobs, from the heartbeat while a long job runs."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_tick:
+                return
+            self._next_tick = now + float(self.config.poll_interval)
+        for job_id in self.schedules.tick(self.clock()):
+            self.log(f"job {job_id} enqueued by its schedule")
 
     def _heartbeat_loop(self) -> None:
         while not self._heartbeat_stop.is_set():
@@ -292,6 +312,7 @@ class Worker:
                 self.log(f"job {held.id}: lease lost; killing its command")
                 current[1].kill("lease lost")
         self._reap()
+        self._tick()
 
     def _reap(self) -> None:
         # Fresh config: judging other workers' leases by a stale_after read before a long
@@ -299,10 +320,12 @@ class Worker:
         self.config = self.manager.settings()
         for job_id in self.manager.reap(self.config):
             self.log(f"job {job_id} released from a lost worker")
+            self.notifier.job_finished(job_id)  # sent only if that made it dead
 
     def _finish(self) -> None:
         if self.info is None:
             return
+        self.notifier.close(0 if self.abort else NOTIFY_DRAIN)
         try:
             self._update_row(
                 {"status": STOPPED, "current_job": None, "last_heartbeat": self.clock()}

@@ -24,6 +24,7 @@ from .config import config_app
 from .context import LOCAL_TIMES, ArgsKeepingGroup, write_error
 from .dlq import dlq_app
 from .hints import usage_message
+from .schedule import register as register_schedule
 from .worker import worker_app
 
 app = typer.Typer(
@@ -43,6 +44,7 @@ jobs.register(app)
 app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
+register_schedule(app)
 
 
 def _version(value: bool) -> None:

@@ -15,13 +15,13 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..errors import DuplicateJob, StoreUnavailable
-from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
+from ..errors import DuplicateJob, DuplicateSchedule, StoreUnavailable
+from ..models import JOB_COLUMNS, SCHEDULE_COLUMNS, WORKER_COLUMNS, Job, Schedule, WorkerInfo
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
-SCHEMA_VERSION = 2  # raised whenever SCHEMA gains a table or an index
+SCHEMA_VERSION = 3  # raised whenever SCHEMA gains a table or an index
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -78,6 +78,23 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Recurring jobs (SPEC §7.5). The due index holds only active schedules, so a worker's tick
+# reads nothing when no schedule is due.
+SCHEDULES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    cron TEXT NOT NULL,
+    tz TEXT NOT NULL,
+    command TEXT NOT NULL,
+    options TEXT NOT NULL,
+    next_run_at REAL NOT NULL,
+    last_run_at REAL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE paused = 0;
 """
 
 READY = "state IN ('pending', 'failed')"
@@ -153,7 +170,9 @@ class SqliteStore:
             if not self._schema_ready:
                 # Checking the version first keeps a CLI call on an existing file read-only.
                 if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    conn.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+                    conn.executescript(
+                        SCHEMA + SCHEDULES_SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};"
+                    )
                 self._schema_ready = True
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
@@ -441,9 +460,77 @@ class SqliteStore:
             ).fetchall()
         return [r["id"] for r in rows]
 
+    # -- schedules (SPEC §7.5) ----------------------------------------------------------
+    def insert_schedule(self, schedule: Schedule) -> None:
+        """Insert one schedule; a taken name raises DuplicateSchedule."""
+        record = _schedule_row(schedule.to_record())
+        marks = ", ".join("?" for _ in record)
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    f"INSERT INTO schedules ({', '.join(record)}) VALUES ({marks})",
+                    tuple(record.values()),
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicateSchedule(schedule.name) from None
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """One schedule, or None."""
+        rows = self._query("SELECT * FROM schedules WHERE name = ?", (name,))
+        return _schedule(rows[0]) if rows else None
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return [_schedule(r) for r in self._query("SELECT * FROM schedules ORDER BY name")]
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove one schedule."""
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount == 1
+
+    def update_schedule(
+        self, name: str, changes: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """One UPDATE whose WHERE holds the expected values: a compare-and-set."""
+        new = _schedule_row(changes)
+        old = _schedule_row(expected or {})
+        sets = ", ".join(f"{_column(k, SCHEDULE_COLUMNS)} = ?" for k in new)
+        checks = "".join(f" AND {_column(k, SCHEDULE_COLUMNS)} IS ?" for k in old)
+        with self._tx() as conn:
+            cursor = conn.execute(
+                f"UPDATE schedules SET {sets} WHERE name = ?{checks}",
+                (*new.values(), name, *old.values()),
+            )
+        return cursor.rowcount == 1
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Active schedules due by `now`, through the partial due index."""
+        rows = self._query(
+            "SELECT * FROM schedules INDEXED BY schedules_due "
+            "WHERE paused = 0 AND next_run_at <= ? ORDER BY next_run_at LIMIT ?",
+            (now, limit),
+        )
+        return [_schedule(r) for r in rows]
+
 
 def _column(name: str, allowed: Sequence[str] = JOB_COLUMNS) -> str:
     # Column names are interpolated into SQL, so only known ones may pass.
     if name not in allowed:
         raise ValueError(f"unknown column {name!r}")
     return name
+
+
+def _schedule_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Schedule fields as SQLite columns: options as JSON text, paused as 0 or 1."""
+    row = dict(record)
+    if "options" in row:
+        row["options"] = json.dumps(row["options"], sort_keys=True)
+    if "paused" in row:
+        row["paused"] = int(bool(row["paused"]))
+    return row
+
+
+def _schedule(row: sqlite3.Row) -> Schedule:
+    record = dict(row)
+    record["options"] = json.loads(record["options"])
+    return Schedule.from_record(record)
