@@ -23,7 +23,6 @@ from . import jobs
 from .config import config_app
 from .context import LOCAL_TIMES, ArgsKeepingGroup, write_error
 from .dlq import dlq_app
-from .hints import usage_message
 from .schedule import register as register_schedule
 from .worker import worker_app
 
@@ -91,6 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if NO_ARGS_IS_HELP is not None and isinstance(exc, NO_ARGS_IS_HELP):
             typer.echo(exc.format_message())  # `queuectl` or `queuectl worker` alone: the help
             return 0
+        from .hints import usage_message  # only a usage error pays for the hints
+
         return write_error(usage_message(exc), 2)
     except click_errors.ClickException as exc:
         return write_error(exc.format_message(), exc.exit_code)
