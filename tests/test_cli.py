@@ -500,7 +500,8 @@ def test_list_shortens_long_commands(cli):
 
 def test_pending_and_failed_are_listed_in_claim_order(cli):
     now = time.time()
-    # priority first, then earliest run_at, then enqueue order (seq)
+    # Ready ones by priority, then earliest run_at, then enqueue order (seq); then the
+    # waiting ones, by run_at: the order workers will take them in.
     cli.seed("low-early", priority=0, run_at=now - 100, seq=1)
     cli.seed("high-late", priority=5, run_at=now + 100, seq=2)
     cli.seed("high-early", priority=5, run_at=now - 50, seq=3)

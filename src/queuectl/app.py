@@ -50,9 +50,10 @@ class App:
     def store(self) -> Store:
         """The store, opened on first use."""
         if self._store is None:
+            from .settings import home_maker
             from .store import open_store
 
-            self._store = open_store(self.url)
+            self._store = open_store(self.url, home_maker)
         return self._store
 
     @cached_property

@@ -19,7 +19,6 @@ from .models import (
     COMPLETED,
     DEAD,
     PENDING,
-    READY_STATES,
     STATES,
     Job,
     build_job,
@@ -112,13 +111,7 @@ class JobManager:
         check_state(state)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        if state is None or state not in READY_STATES:
-            return self.store.list_jobs(state, limit)
-        now = self.clock() if now is None else now
-        ready = self.store.ready_jobs(state, now, limit)
-        if len(ready) == limit:
-            return ready
-        return ready + self.store.waiting_jobs(state, now, limit - len(ready))
+        return self.store.list_jobs(state, limit, now=self.clock() if now is None else now)
 
     def counts(self) -> dict[str, int]:
         """Every state with its count, zeros included."""

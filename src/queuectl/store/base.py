@@ -23,17 +23,10 @@ class Store(Protocol):
     def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or None."""
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Jobs of one state (all if None): pending/failed in claim order, others newest
-        update first."""
-
-    def ready_jobs(self, state: str, now: float, limit: int) -> list[Job]:
-        """Jobs of that state (pending or failed) whose run_at has come (<= now), in claim
-        order: the jobs a worker would take, in the order it would take them."""
-
-    def waiting_jobs(self, state: str, now: float, limit: int) -> list[Job]:
-        """Jobs of that state (pending or failed) whose run_at is still ahead (> now):
-        earliest run_at first, then highest priority, then earliest enqueued."""
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Jobs of one state (all if None). Pending/failed: those ready at `now` (default:
+        the current time) in claim order, then those waiting, by run_at, so the list is the
+        order workers will take them in. Others newest update first."""
 
     def count_by_state(self) -> dict[str, int]:
         """Number of jobs in each state that has any."""
