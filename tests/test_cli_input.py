@@ -122,6 +122,8 @@ def test_a_json_spec_is_one_argument(cli):
 
 def test_nothing_after_double_dash_is_no_command(cli):
     assert "no command given" in cli.fails(2, "enqueue", "--")
+    # An empty JSON object is a SPEC without its command, as on the web API.
+    assert "command is required" in cli.fails(2, "enqueue", "{}")
 
 
 def test_c_still_overrides_the_command_of_a_json_spec(cli):

@@ -12,12 +12,9 @@ from typer.core import TyperGroup
 
 from .. import text
 
-try:  # newer Typer releases carry their own copy of Click
+if TYPE_CHECKING:  # annotations only: older Typer releases have no typer._click
     from typer._click import Context as ClickContext
-except ImportError:  # pragma: no cover - older Typer depends on Click itself
-    from click import Context as ClickContext  # type: ignore[no-redef]
 
-if TYPE_CHECKING:
     from ..app import App
     from ..render import Zone
 

@@ -37,8 +37,10 @@ def split_at_dashes(
     return list(words[: len(words) - len(after)]), after
 
 
-def read_words(before: list[str], after: list[str] | None, command: str | None) -> dict[str, Any]:
-    """The spec the positional words give (empty when there are none); see the module's rule.
+def read_words(
+    before: list[str], after: list[str] | None, command: str | None
+) -> dict[str, Any] | None:
+    """The spec the positional words give (None when there are none); see the module's rule.
     `command` is the -c option, which may only override the command of a JSON SPEC."""
     if after is not None:
         if before:
@@ -48,9 +50,9 @@ def read_words(before: list[str], after: list[str] | None, command: str | None) 
             )
         if command is not None and after:
             raise InvalidInput("a command after -- and -c: give the command once")
-        return {"command": " ".join(after)} if after else {}
+        return {"command": " ".join(after)} if after else None
     if not before:
-        return {}
+        return None
     text = " ".join(before)
     if text.lstrip().startswith("{"):
         if len(before) > 1:

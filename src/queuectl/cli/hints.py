@@ -5,14 +5,15 @@ the command's help."""
 from __future__ import annotations
 
 import shlex
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 try:  # newer Typer releases carry their own copy of Click
-    from typer._click import Context as ClickContext
     from typer._click import exceptions as click_errors
 except ImportError:  # pragma: no cover - older Typer depends on Click itself
-    from click import Context as ClickContext  # type: ignore[no-redef]
     from click import exceptions as click_errors  # type: ignore[no-redef]
+
+if TYPE_CHECKING:  # annotations only: older Typer releases have no typer._click
+    from typer._click import Context as ClickContext
 
 from .context import COMMAND_ARGS
 

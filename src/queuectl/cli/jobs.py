@@ -89,11 +89,11 @@ def enqueue(
         specs = [(label, merge_options(s, options)) for label, s in read_batch(file)]
     else:
         spec = read_words(before, after, command)
-        if not spec and command is None:
+        if spec is None and command is None:
             raise InvalidInput(
                 'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
             )
-        specs = [(None, merge_options(spec, options))]
+        specs = [(None, merge_options(spec or {}, options))]
     jobs = command_context(ctx).jobs.enqueue(specs)
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from .. import render, text
-from ..models import MAX_TIME, Schedule, format_time
+from ..render import schedule_json, upcoming_run
 from .context import JSON_OPT, ArgsKeepingGroup, command_context, display_zone
 
 schedule_app = typer.Typer(
@@ -21,24 +21,6 @@ NAME_ARG = typer.Argument(..., metavar="NAME", help="The schedule's name.")
 def register(app: typer.Typer) -> None:
     """Add the `schedule` command group to the CLI."""
     app.add_typer(schedule_app, name="schedule")
-
-
-def _upcoming(schedule: Schedule) -> float | None:
-    return None if schedule.paused or schedule.next_run_at >= MAX_TIME else schedule.next_run_at
-
-
-def schedule_json(schedule: Schedule) -> dict[str, Any]:
-    """A schedule as `schedule list --json` prints it; next_run_at is null while paused."""
-    upcoming = _upcoming(schedule)
-    return {
-        "name": schedule.name,
-        "cron": schedule.cron,
-        "tz": schedule.tz,
-        "command": schedule.command,
-        "next_run_at": format_time(upcoming),
-        "last_run_at": format_time(schedule.last_run_at),
-        "paused": schedule.paused,
-    }
 
 
 @schedule_app.command("add")
@@ -86,7 +68,7 @@ def schedule_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
                 text.printable(s.name, 40),
                 text.printable(s.cron, 30),
                 text.printable(s.tz, 30),
-                render.display_time(_upcoming(s), zone) or "-",
+                render.display_time(upcoming_run(s), zone) or "-",
                 render.display_time(s.last_run_at, zone) or "-",
                 "yes" if s.paused else "no",
                 text.printable(s.command, 40),
