@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .text import describe_exit
+from .text import describe_exit, printable
 
 TAIL_BYTES = 64 * 1024
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the group
@@ -208,9 +208,20 @@ class Execution:
             return None
         if code < 0:
             return describe_exit(code)
-        last_line = bytes(err.data).decode("utf-8", "replace").strip().splitlines()[-1:]
-        detail = f": {last_line[0][:300]}" if last_line else ""
-        return f"{describe_exit(code)}{detail}"
+        line = _last_line(bytes(err.data))
+        return f"{describe_exit(code)}: {line}" if line else describe_exit(code)
+
+
+ERROR_DETAIL = 300  # characters of stderr's last line kept in last_error
+
+
+def _last_line(data: bytes) -> str:
+    """The last line of stderr for last_error: bytes that are not UTF-8 written as \\xNN
+    (not as U+FFFD, which says nothing), terminal controls escaped, cut to ERROR_DETAIL."""
+    last = data.strip().rsplit(b"\n", 1)[-1].strip()
+    # Four bytes per character at most: decode no more than can be kept.
+    text = last[: ERROR_DETAIL * 4].decode("utf-8", "backslashreplace")
+    return printable(text, ERROR_DETAIL)
 
 
 @dataclass

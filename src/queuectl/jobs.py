@@ -120,16 +120,23 @@ class JobManager:
         return job
 
     def list(
-        self, state: str | None = None, limit: int = 50, queue: str | None = None
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        queue: str | None = None,
+        *,
+        now: float | None = None,
     ) -> List[Job]:
-        """Jobs of one state (or all; of one queue when given), in the order SPEC §5
-        `list` gives."""
+        """Jobs of one state (or all; of one queue when given), in the order SPEC §5 `list`
+        gives: pending and failed jobs that are ready at `now` in claim order, then those
+        still waiting, by run_at; other states most recently updated first."""
         check_state(state)
         if queue is not None:
             validate_queue(queue)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        return self.store.list_jobs(state, limit, now=self.clock(), queue=queue)
+        when = self.clock() if now is None else now
+        return self.store.list_jobs(state, limit, now=when, queue=queue)
 
     def counts(self, queue: str | None = None) -> dict[str, int]:
         """Every state with its count (in one queue, when given), zeros included."""
@@ -163,6 +170,8 @@ class JobManager:
 
     def dead(self, limit: int = 1000) -> List[Job]:
         """Jobs in the DLQ, most recently failed first."""
+        if limit < 1:
+            raise InvalidInput(f"--limit must be at least 1, got {limit}")
         return self.store.list_jobs(DEAD, limit)
 
     # -- an attempt: claim, renew, and its end ------------------------------------------------

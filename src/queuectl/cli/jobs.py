@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from .. import render
 from ..errors import InvalidInput
 from ..models import Job
-from .context import JSON_OPT, command_context
+from .context import (
+    JSON_OPT,
+    command_args,
+    command_context,
+    display_zone,
+    limit_probe,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -30,8 +36,15 @@ def register(app: typer.Typer) -> None:
 # -- enqueue --------------------------------------------------------------------------------
 def enqueue(
     ctx: typer.Context,
-    spec: Optional[str] = typer.Argument(None, help="A JSON object, or a plain command."),
-    command: Optional[str] = typer.Option(None, "--command", "-c", help="The shell command."),
+    words: Optional[List[str]] = typer.Argument(
+        None,
+        metavar="[SPEC | COMMAND...]",
+        help="A JSON object, or a command (several words are joined with spaces).",
+        show_default=False,
+    ),
+    command: Optional[str] = typer.Option(
+        None, "--command", "-c", help="The shell command, as one argument."
+    ),
     job_id: Optional[str] = typer.Option(None, "--id", help="Job id (default: generated)."),
     priority: Optional[int] = typer.Option(None, help="Higher runs first (default 0)."),
     delay: Optional[float] = typer.Option(None, help="Seconds to wait before it may run."),
@@ -54,11 +67,19 @@ def enqueue(
 ) -> None:
     """Add a job (or a batch of jobs) to the queue.
 
+    SPEC is a JSON object; anything else is the command, its words joined with spaces. Put a
+    command after -- when it has options of its own or starts with {: everything after -- is
+    one command, never JSON. Other JSON (an array, a string, null, a number) is refused.
+
     \b
     Example: queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
+             queuectl enqueue echo hi
+             queuectl enqueue --priority 5 -- ls -la
     """
-    from .enqueue_input import merge_options, read_batch, read_spec
+    from .enqueue_input import merge_options, read_batch, read_words, split_at_dashes
 
+    if quiet and as_json:
+        raise InvalidInput("--quiet and --json: give one, not both")
     options = {
         "id": job_id,
         "command": command,
@@ -70,17 +91,19 @@ def enqueue(
         "queue": queue,
         "after": None if after is None else _id_list(after, "--after"),
     }
+    before, after_dashes = split_at_dashes(words or [], command_args(ctx))
     specs: list[tuple[str | None, dict[str, Any]]]
     if file is not None:
-        if spec is not None or command is not None or job_id is not None:
-            raise InvalidInput("--file takes no SPEC, --command or --id")
+        if before or after_dashes is not None or command is not None or job_id is not None:
+            raise InvalidInput("--file takes no SPEC, command words, --command or --id")
         specs = [(label, merge_options(s, options)) for label, s in read_batch(file)]
-    elif spec is None and command is None:
-        raise InvalidInput(
-            'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
-        )
     else:
-        specs = [(None, merge_options(read_spec(spec), options))]
+        spec = read_words(before, after_dashes, command)
+        if spec is None and command is None:
+            raise InvalidInput(
+                'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
+            )
+        specs = [(None, merge_options(spec or {}, options))]
     jobs = command_context(ctx).jobs.enqueue(specs)
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
 
@@ -99,8 +122,8 @@ def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool)
     elif quiet:
         typer.echo("\n".join(j.id for j in jobs))
     elif batch:
-        # Always "jobs": SPEC §5 fixes this line for scripts that parse it.
-        typer.echo(f"Enqueued {len(jobs)} jobs")
+        # SPEC §5: "Enqueued N jobs", and "Enqueued 1 job" for a batch of one.
+        typer.echo(f"Enqueued {len(jobs)} job{'' if len(jobs) == 1 else 's'}")
     else:
         typer.echo(f"Enqueued job {jobs[0].id}")
 
@@ -132,19 +155,28 @@ def list_jobs(
     queue: Optional[str] = QUEUE_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """List jobs: pending and failed in claim order, others most recently updated first.
+    """List jobs, pending and failed ones in the order workers will take them.
+
+    Pending and failed: the jobs ready now in claim order, then those waiting for their
+    run_at, soonest first (the Ready column says how long). Other states, and all jobs: most
+    recently updated first. A note under the table says when --limit left some out.
 
     \b
     Example: queuectl list --state pending --limit 10
     """
 
-    manager = command_context(ctx).jobs
-    # Both stores hold LIMIT as a 64-bit integer; nobody lists more rows than this anyway.
-    jobs = manager.list(state, min(limit, 2**31 - 1), queue)
+    zone = None if as_json else display_zone(ctx)
+    app = command_context(ctx)
+    now = app.clock()
+    jobs = app.jobs.list(state, limit_probe(limit), queue, now=now)
+    more, jobs = len(jobs) > limit, jobs[:limit]
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
-        typer.echo(render.jobs_table(jobs, state, manager.waiting_for(jobs)))
+        blocked = app.jobs.waiting_for(jobs)
+        typer.echo(render.jobs_table(jobs, state, blocked, now=now, zone=zone))
+        if more:
+            typer.echo(render.more_rows_note(limit))
     else:
         typer.echo(f"No {state + ' ' if state else ''}jobs.")
 
@@ -152,18 +184,20 @@ def list_jobs(
 def show(
     ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT
 ) -> None:
-    """Print every field of one job.
+    """Print every field of one job. Times are UTC unless --local or QUEUECTL_TZ says
+    otherwise (--json: always UTC).
 
     \b
     Example: queuectl show job1
     """
 
+    zone = None if as_json else display_zone(ctx)
     manager = command_context(ctx).jobs
     job = manager.get(job_id)
     if as_json:
         render.emit_json(render.job_json(job))
     else:
-        typer.echo(render.show_job(job, manager.waiting_for([job]).get(job.id)))
+        typer.echo(render.show_job(job, manager.waiting_for([job]).get(job.id), zone))
 
 
 def log(

@@ -9,11 +9,13 @@ import typer
 
 from .. import render
 from ..errors import InvalidInput
-from .context import JSON_OPT, command_context
+from .context import JSON_OPT, ArgsKeepingGroup, command_context
 
 DEFAULT_STOP_WAIT = 60.0
 
-worker_app = typer.Typer(help="Start, stop and list workers.", no_args_is_help=True)
+worker_app = typer.Typer(
+    help="Start, stop and list workers.", no_args_is_help=True, cls=ArgsKeepingGroup
+)
 
 
 @worker_app.command("start")
