@@ -1,4 +1,5 @@
-"""Shared fixtures: one `store` fixture over every backend, a movable clock, a private home."""
+"""Shared fixtures: one `store` fixture over every backend, the wire lane (a MongoDB
+wire-protocol server on loopback, see wirelane.py), a movable clock, a private home."""
 
 from __future__ import annotations
 
@@ -7,15 +8,19 @@ import uuid
 from typing import Iterator
 
 import pytest
+from wirelane import WireLaneUnavailable, WireServer, drop_database, unique_db
 
 from queuectl.store.base import Store
 
 REAL_MONGODB = os.environ.get("QUEUECTL_TEST_MONGODB_URI")
-BACKENDS = ["sqlite", "mongomock"] + (["mongodb"] if REAL_MONGODB else [])
+BACKENDS = ["sqlite", "mongomock", "wire"] + (["mongodb"] if REAL_MONGODB else [])
+# Stores reached over a socket by separate processes: the wire lane, and a real server.
+MONGO_SERVERS = ["wire"] + (["mongodb"] if REAL_MONGODB else [])
 
 
-def make_store(kind: str, tmp_path) -> tuple[Store, callable]:
-    """A fresh, empty store of one kind, and a function that disposes of it."""
+def make_store(kind: str, tmp_path, url: str | None = None) -> tuple[Store, callable]:
+    """A fresh, empty store of one kind, and a function that disposes of it. `url` names the
+    fresh database of a server kind ("wire", "mongodb")."""
     if kind == "sqlite":
         from queuectl.store.sqlite import SqliteStore
 
@@ -27,17 +32,17 @@ def make_store(kind: str, tmp_path) -> tuple[Store, callable]:
         from queuectl.store.mongo import MongoStore
 
         return MongoStore(mongomock.MongoClient(), "queuectl_test"), lambda: None
-    from pymongo import MongoClient
+    from queuectl.store import mask_url, url_password
+    from queuectl.store.mongo import MongoStore, connect
 
-    from queuectl.store.mongo import MongoStore
-
-    name = f"queuectl_test_{uuid.uuid4().hex[:12]}"
-    client = MongoClient(REAL_MONGODB, serverSelectionTimeoutMS=5000)
-    store = MongoStore(client, name, "mongodb://test")
+    assert url is not None, f"a {kind} store needs the URL of its database"
+    # connect() builds the client exactly as the CLI does (its timeouts and options).
+    store = connect(url, mask_url(url), url_password(url))
+    assert isinstance(store, MongoStore)
 
     def drop() -> None:
-        client.drop_database(name)
-        client.close()
+        store.client.drop_database(store.db.name)
+        store.close()
 
     return store, drop
 
@@ -45,9 +50,73 @@ def make_store(kind: str, tmp_path) -> tuple[Store, callable]:
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path) -> Iterator[Store]:
     """The contract suite's store: every test that takes it runs once per backend."""
-    made, dispose = make_store(request.param, tmp_path)
+    url = request.getfixturevalue("mongo_url") if request.param in MONGO_SERVERS else None
+    made, dispose = make_store(request.param, tmp_path, url)
     yield made
     dispose()
+
+
+@pytest.fixture(scope="session")
+def wire_server(tmp_path_factory) -> Iterator[WireServer]:
+    """One nx-27017 server for the whole session, on a free loopback port; the tests that
+    need it are skipped, with the reason, where it cannot start."""
+    server = WireServer(tmp_path_factory.mktemp("wirelane"))
+    try:
+        server.start()
+    except WireLaneUnavailable as exc:
+        pytest.skip(f"the wire lane's server (nx-27017) cannot start here: {exc}")
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def wire_url(wire_server) -> Iterator[str]:
+    """`mongodb://127.0.0.1:PORT/<fresh database>` on the wire lane; dropped afterwards."""
+    try:
+        wire_server.ensure_running()
+    except WireLaneUnavailable as exc:
+        pytest.skip(f"the wire lane's server (nx-27017) cannot start here: {exc}")
+    name = unique_db()
+    yield wire_server.url(name)
+    drop_database(wire_server.url(), name)
+
+
+def real_mongodb_url() -> Iterator[str]:
+    """A fresh database on the server QUEUECTL_TEST_MONGODB_URI names; dropped afterwards."""
+    from pymongo.uri_parser import parse_uri
+
+    assert REAL_MONGODB
+    name = unique_db("queuectl_test")
+    given = parse_uri(REAL_MONGODB).get("database")
+    base, _, query = REAL_MONGODB.partition("?")
+    if given:
+        base = base.rsplit("/", 1)[0]
+        if "authsource=" not in query.lower():  # the URL's database was its auth database
+            query = "&".join(filter(None, [query, f"authSource={given}"]))
+    url = f"{base.rstrip('/')}/{name}" + (f"?{query}" if query else "")
+    yield url
+    drop_database(REAL_MONGODB, name)
+
+
+@pytest.fixture
+def mongo_url(request) -> Iterator[str]:
+    """A fresh database on the server of the test's parameter: "wire" (the default) or
+    "mongodb" (QUEUECTL_TEST_MONGODB_URI)."""
+    kind = getattr(request, "param", None) or _param_of(request)
+    if kind == "mongodb":
+        yield from real_mongodb_url()
+    else:
+        yield request.getfixturevalue("wire_url")
+
+
+def _param_of(request) -> str:
+    """The server kind of a test parametrized indirectly through `store` or `lane`."""
+    callspec = getattr(request.node, "callspec", None)
+    params = callspec.params if callspec else {}
+    for name in ("store", "lane"):
+        if params.get(name) in MONGO_SERVERS:
+            return str(params[name])
+    return "wire"
 
 
 class FakeClock:
