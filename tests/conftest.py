@@ -3,19 +3,23 @@ wire-protocol server on loopback, see wirelane.py), a movable clock, a private h
 
 from __future__ import annotations
 
-import os
 import uuid
 from typing import Iterator
 
 import pytest
-from wirelane import WireLaneUnavailable, WireServer, drop_database, unique_db
+from wirelane import (
+    MONGO_SERVERS,
+    REAL_MONGODB,
+    WireLaneUnavailable,
+    WireServer,
+    drop_database,
+    server_url,
+    unique_db,
+)
 
 from queuectl.store.base import Store
 
-REAL_MONGODB = os.environ.get("QUEUECTL_TEST_MONGODB_URI")
-BACKENDS = ["sqlite", "mongomock", "wire"] + (["mongodb"] if REAL_MONGODB else [])
-# Stores reached over a socket by separate processes: the wire lane, and a real server.
-MONGO_SERVERS = ["wire"] + (["mongodb"] if REAL_MONGODB else [])
+BACKENDS = ["sqlite", "mongomock", *MONGO_SERVERS]
 
 
 def make_store(kind: str, tmp_path, url: str | None = None) -> tuple[Store, callable]:
@@ -50,7 +54,7 @@ def make_store(kind: str, tmp_path, url: str | None = None) -> tuple[Store, call
 @pytest.fixture(params=BACKENDS)
 def store(request, tmp_path) -> Iterator[Store]:
     """The contract suite's store: every test that takes it runs once per backend."""
-    url = request.getfixturevalue("mongo_url") if request.param in MONGO_SERVERS else None
+    url = server_url(request, request.param) if request.param in MONGO_SERVERS else None
     made, dispose = make_store(request.param, tmp_path, url)
     yield made
     dispose()
@@ -81,11 +85,13 @@ def wire_url(wire_server) -> Iterator[str]:
     drop_database(wire_server.url(), name)
 
 
-def real_mongodb_url() -> Iterator[str]:
+@pytest.fixture
+def mongodb_url() -> Iterator[str]:
     """A fresh database on the server QUEUECTL_TEST_MONGODB_URI names; dropped afterwards."""
     from pymongo.uri_parser import parse_uri
 
-    assert REAL_MONGODB
+    if not REAL_MONGODB:
+        pytest.skip("QUEUECTL_TEST_MONGODB_URI is not set")
     name = unique_db("queuectl_test")
     given = parse_uri(REAL_MONGODB).get("database")
     base, _, query = REAL_MONGODB.partition("?")
@@ -96,27 +102,6 @@ def real_mongodb_url() -> Iterator[str]:
     url = f"{base.rstrip('/')}/{name}" + (f"?{query}" if query else "")
     yield url
     drop_database(REAL_MONGODB, name)
-
-
-@pytest.fixture
-def mongo_url(request) -> Iterator[str]:
-    """A fresh database on the server of the test's parameter: "wire" (the default) or
-    "mongodb" (QUEUECTL_TEST_MONGODB_URI)."""
-    kind = getattr(request, "param", None) or _param_of(request)
-    if kind == "mongodb":
-        yield from real_mongodb_url()
-    else:
-        yield request.getfixturevalue("wire_url")
-
-
-def _param_of(request) -> str:
-    """The server kind of a test parametrized indirectly through `store` or `lane`."""
-    callspec = getattr(request.node, "callspec", None)
-    params = callspec.params if callspec else {}
-    for name in ("store", "lane"):
-        if params.get(name) in MONGO_SERVERS:
-            return str(params[name])
-    return "wire"
 
 
 class FakeClock:

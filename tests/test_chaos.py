@@ -1,6 +1,7 @@
 """Chaos: 1,000 short jobs, 4 worker processes, and every second one of them is SIGKILLed
-and replaced. Every job must complete, none may be lost, a job may run again only because
-its worker was killed, and two live workers never run the same job at once.
+and replaced, on SQLite and on the MongoDB store over the wire lane (and a real MongoDB when
+QUEUECTL_TEST_MONGODB_URI is set). Every job must complete, none may be lost, a job may run
+again only because its worker was killed, and two live workers never run the same job at once.
 
 Each run appends a `start` and an `end` line (job id, worker id, timestamp) to one log file.
 Appends of short lines are atomic and land in the order they happen, so the line number is
@@ -21,6 +22,7 @@ from typing import Callable, Iterable, Iterator
 
 import pytest
 from procutil import QueueEnv, Supervisor, kill_quietly, wait_for
+from wirelane import LANES, server_url
 
 JOBS = 1000
 WORKERS = 4
@@ -77,10 +79,11 @@ def worker_pid(worker_id: str) -> int:
     return int(worker_id.split(":")[-2])
 
 
-@pytest.fixture
-def q(tmp_path) -> Iterator[QueueEnv]:
-    """A private store and home; every process started under it is killed afterwards."""
-    with QueueEnv(tmp_path) as env:
+@pytest.fixture(params=LANES)
+def q(request, tmp_path) -> Iterator[QueueEnv]:
+    """A private store (of each lane in turn) and home; every process started under it is
+    killed afterwards."""
+    with QueueEnv(tmp_path, server_url(request, request.param)) as env:
         yield env
 
 
@@ -110,7 +113,7 @@ def _within(condition: Callable[[], bool], seconds: float) -> bool:
 def registered(q: QueueEnv, pool: list[Supervisor]) -> bool:
     """Whether every worker process of the pool has its row in the store."""
     pids = {pid for s in pool for pid in s.workers()}
-    rows = q.sql("SELECT pid FROM workers WHERE status IN ('idle', 'busy')")
+    rows = [w for w in q.workers() if w["status"] in ("idle", "busy")]
     return len(pids) == len(pool) and pids <= {r["pid"] for r in rows}
 
 

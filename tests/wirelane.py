@@ -45,8 +45,15 @@ import sys
 import time
 import uuid
 from pathlib import Path
+from typing import Any
 
 HOST = "127.0.0.1"
+REAL_MONGODB = os.environ.get("QUEUECTL_TEST_MONGODB_URI")
+# Servers reached over a socket by separate processes: the wire lane, and a real MongoDB when
+# QUEUECTL_TEST_MONGODB_URI names one.
+MONGO_SERVERS = ["wire"] + (["mongodb"] if REAL_MONGODB else [])
+# Where the multi-process tests run: a SQLite file, and each server.
+LANES = ["sqlite", *MONGO_SERVERS]
 START_TIMEOUT = 30.0
 # The server's own entry point, run by this interpreter: no console script on PATH needed.
 SERVER = [sys.executable, "-c", "from nx_27017.nx_27017 import main; main()"]
@@ -54,6 +61,14 @@ SERVER = [sys.executable, "-c", "from nx_27017.nx_27017 import main; main()"]
 
 class WireLaneUnavailable(RuntimeError):
     """The wire-protocol server could not be started here (the reason is the message)."""
+
+
+def server_url(request: Any, kind: str) -> str | None:
+    """A fresh database's URL for a lane: None for "sqlite", else on the wire lane ("wire")
+    or the real server ("mongodb"), through those fixtures (so it is dropped afterwards)."""
+    if kind == "sqlite":
+        return None
+    return str(request.getfixturevalue("wire_url" if kind == "wire" else "mongodb_url"))
 
 
 def free_port(host: str = HOST) -> int:
