@@ -230,7 +230,10 @@ class MongoStore:
 
     def job_stats(self, now: float) -> dict[str, Any]:
         """Aggregates computed by the server."""
-        done = {"state": "completed", "duration": {"$ne": None}}
+        # $type, not {$ne: null}: on a MongoDB stand-in that treats a missing field as not
+        # null, a completed document without a duration would count (and crash the
+        # percentile read). Durations are numbers, so both mean the same on MongoDB.
+        done = {"state": "completed", "duration": {"$type": "number"}}
         with self._errors():
             agg = list(
                 self.jobs.aggregate(
