@@ -20,8 +20,10 @@ same probes against any server, a real MongoDB included):
   booleans (SQLite's order), `$lt: "z"` matches numbers, `$gte: null` matches nothing. MongoDB
   compares only values of the same type. queuectl's own documents hold numbers or null in every
   field it compares, so its queries mean the same on both.
-- `{f: {$ne: null}}` matches documents that lack `f` (MongoDB: null and missing are both
-  excluded), and `{f: {$type: "null"}}` matches a missing `f`; `$type: "date"` matches nothing.
+- Missing and null fields: `{f: {$ne: null}}` matches documents that lack `f` (MongoDB
+  excludes null and missing alike), `{f: {$exists: false}}` matches a null `f` (MongoDB: only
+  a missing one), `{f: {$type: "null"}}` matches a missing `f`; `$type: "date"` matches
+  nothing. The store says `$type: "number"` where it means "has a number": the same on both.
 - `$not` and update pipelines (`update_one(q, [{"$set": ...}])`) are not implemented; `$expr`
   treats a missing field differently.
 - A `findAndModify` that fails on the server (e.g. `$inc` on a string) answers "no document"
