@@ -11,11 +11,12 @@ import json
 import os
 import shlex
 import signal
+import subprocess
 from collections import Counter
 from typing import Iterator
 
 import pytest
-from procutil import QueueEnv, job_processes, kill_quietly, unique, wait_for
+from procutil import QUEUECTL, QueueEnv, job_processes, kill_quietly, unique, wait_for
 from wirelane import LANES, server_url
 
 # Tests of signals, process trees and start-up that touch the store no differently from any
@@ -96,13 +97,41 @@ def test_sigkilled_worker_job_is_released_at_once_and_completed_by_another(q):
 
 def test_worker_stop_wait_returns_after_running_jobs_finish(q):
     job_id = unique("stop")
-    q.cli("enqueue", "--id", job_id, "sleep 1; echo finished")
+    # The job runs until the test lets it end, after its worker heard the stop: on a slow
+    # machine a fixed-length job could end before `worker stop` reached its worker.
+    release = q.home / f"{job_id}.go"
+    q.cli(
+        "enqueue",
+        "--id",
+        job_id,
+        f"while [ ! -e {shlex.quote(str(release))} ]; do sleep 0.05; done; echo finished",
+    )
     supervisor = q.start_workers("--count", "2")
     wait_for(lambda: job_processes(job_id), 15, "the job to start")
 
-    stopped = q.cli("worker", "stop", "--wait", "--timeout", "20")
+    stopping = subprocess.Popen(
+        [*QUEUECTL, "--db", q.url, "worker", "stop", "--wait", "--timeout", "30"],
+        cwd=q.home,
+        env=q.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        wait_for(
+            lambda: "finishing the current job" in supervisor.output(),
+            15,
+            "the running job's worker to hear the stop",
+        )
+        assert stopping.poll() is None, "worker stop --wait returned while the job still ran"
+        release.touch()
+        out, err = stopping.communicate(timeout=40)
+    finally:
+        if stopping.poll() is None:
+            stopping.kill()
+    assert stopping.returncode == 0, err
 
-    assert "Stop requested for 2 worker(s)" in stopped.stdout
+    assert "Stop requested for 2 worker(s)" in out
     job = q.job(job_id)  # read as soon as --wait returned: the job must be done already
     assert (job["state"], job["exit_code"], job["stdout"]) == ("completed", 0, "finished\n")
     assert q.counts() == {"completed": 1}
