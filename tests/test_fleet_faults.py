@@ -44,8 +44,10 @@ class Fleet:
         return proxy
 
     def workers_through(self, proxy: FaultProxy, *args: str) -> Supervisor:
-        """`worker start ARGS` reaching the store through `proxy`."""
-        return self.q.start_workers(*args, url=proxy.url(self.db))
+        """`worker start ARGS` reaching the store through `proxy`. A long connectTimeoutMS
+        (the driver's bound on its monitor's checks) lets a stalled network delay the
+        driver, as a frozen link does, instead of making it drop the server for a while."""
+        return self.q.start_workers(*args, url=proxy.url(self.db) + "&connectTimeoutMS=20000")
 
     def close(self) -> None:
         """Kill every process, then let every held reply go."""
@@ -203,16 +205,18 @@ def test_a_store_outage_longer_than_stale_after_runs_nothing_twice(fleet):
     workers_b = fleet.workers_through(proxy_b, "--burst")
     holder_of(q, second)
 
-    # The store goes away for both longer than stale_after (the leases go stale in it) ...
+    # The store goes away for both longer than stale_after (the leases go stale in it): A's
+    # connections are refused, B's link freezes ...
     proxy_a.refuse()
-    proxy_b.refuse()
+    proxy_b.stall()
     renewed = max(q.job(j)["lease_renewed_at"] for j in (first, second))
     wait_for(lambda: time.time() > renewed + stale_after + 0.5, WAIT, "the leases to go stale")
-    # ... and comes back for A first: A's reaper runs before B can renew.
+    # ... and comes back for A first: A's reaper runs before B can renew. Then B's link
+    # thaws; its held heartbeat goes through at once, well within stale_after.
     proxy_a.accept()
     back = time.time()
     heartbeats_after(q, worker_a, back, 2)
-    proxy_b.accept()
+    proxy_b.resume()
 
     assert workers_a.wait(WAIT) == 0 and workers_b.wait(WAIT) == 0
     for job_id in (first, second):
