@@ -43,19 +43,17 @@ def node_job(state: str) -> dict[str, Any]:
 
 
 class Lane:
-    """The CLI and the store of one MongoDB lane: mongomock in-process, or the wire lane
-    with the CLI as a real process."""
+    """The CLI and the store of one MongoDB lane. Commands run in-process through
+    `cli.main(argv)`, the real error boundary, on the lane's one store; the wire lane also
+    has a QueueEnv for real worker processes."""
 
     def __init__(self, kind: str, store: MongoStore, q: QueueEnv | None = None) -> None:
         self.kind = kind
         self.store = store
         self.q = q
 
-    def run(self, *args: str, capsys: Any = None) -> tuple[int, str, str]:
+    def run(self, *args: str, capsys: Any) -> tuple[int, str, str]:
         """`queuectl ARGS`: (exit code, stdout, stderr)."""
-        if self.q is not None:
-            done = self.q.cli(*args, check=False)
-            return done.returncode, done.stdout, done.stderr
         capsys.readouterr()
         try:
             code = cli_module.main(list(args))
@@ -67,29 +65,29 @@ class Lane:
 
 @pytest.fixture(params=["mongomock", "wire"])
 def lane(request, tmp_path, monkeypatch, home) -> Iterator[Lane]:
-    """A fresh MongoDB store on each lane, reachable by the CLI."""
-    if request.param == "wire":
-        url = request.getfixturevalue("wire_url")
-        q = QueueEnv(tmp_path, url)
-        from queuectl.store.mongo import connect
-
-        store = connect(url, url)
-        try:
-            yield Lane("wire", store, q)
-        finally:
-            q.kill_all()
-            store.close()
-        return
-    import mongomock
-
+    """A fresh MongoDB store on each lane; the CLI, given its URL, gets that store."""
     from queuectl.store import mongo
 
-    client = mongomock.MongoClient()
-    monkeypatch.setattr(
-        mongo, "connect", lambda url, masked, secret=None: mongo.MongoStore(client, "q", masked)
-    )
-    monkeypatch.setenv("QUEUECTL_DB", "mongodb://db.invalid/q")
-    yield Lane("mongomock", mongo.MongoStore(client, "q"))
+    if request.param == "wire":
+        url = request.getfixturevalue("wire_url")
+        store = mongo.connect(url, url)
+        q = QueueEnv(tmp_path, url)
+    else:
+        import mongomock
+
+        url = "mongodb://db.invalid/q"
+        store = mongo.MongoStore(mongomock.MongoClient(), "q", url)
+        q = None
+    # One client for the test, whichever command opens the store (and none left open).
+    monkeypatch.setattr(mongo, "connect", lambda url, masked, secret=None: store)
+    monkeypatch.setattr(store, "close", lambda: None)
+    monkeypatch.setenv("QUEUECTL_DB", url)
+    try:
+        yield Lane(request.param, store, q)
+    finally:
+        if q is not None:
+            q.kill_all()
+        store.client.close()
 
 
 @pytest.fixture
