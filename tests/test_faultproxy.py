@@ -158,9 +158,9 @@ def test_close_ends_holds_and_connections(proxy, db_name):
     client = client_of(proxy.url(db_name), socketTimeoutMS=5000)
     try:
         client.admin.command("ping")
-        proxy.hold_reply("ping")
+        held = proxy.hold_reply("ping")
         thread, out = in_thread(lambda: client.admin.command("ping"))
-        wait_for(lambda: proxy._faults[-1].fired.is_set(), 5, "the ping to be held")
+        held.wait_fired(5)
         proxy.close()
         thread.join(5)
         assert not thread.is_alive() and isinstance(out[0], (PyMongoError, dict))
