@@ -19,8 +19,8 @@ import pytest
 from procutil import QUEUECTL, QueueEnv, job_processes, kill_quietly, unique, wait_for
 from wirelane import LANES, server_url
 
-# Tests of signals, process trees and start-up that touch the store no differently from any
-# other test run on SQLite only, to keep the suite's time down.
+# Tests of signals, process trees and start-up, whose store writes the contract suite already
+# covers on every store, run on SQLite only, to keep the suite's time down.
 SQLITE_ONLY = pytest.mark.parametrize("q", ["sqlite"], indirect=True)
 
 # Small timings keep each test to a few seconds; stale_after is long so only the
@@ -161,6 +161,7 @@ def test_sigint_is_graceful_the_running_job_finishes_and_no_new_one_starts(q):
     assert "Ctrl+C again stops at once" in supervisor.output()
 
 
+@SQLITE_ONLY
 def test_second_sigint_kills_the_command_and_hands_the_job_back(q):
     q.config(backoff_max=0.2)
     job_id = unique("abort")
@@ -237,6 +238,7 @@ def test_job_that_kills_its_worker_ends_in_the_dlq_after_max_retries_plus_one(q)
     assert "exited" in job["last_error"]
 
 
+@SQLITE_ONLY
 def test_a_second_worker_stop_does_not_turn_into_an_immediate_stop(q):
     # A long heartbeat: the worker's `stopping` status must reach the store at once, or the
     # second `worker stop` signals it again, and a second signal means "stop at once".
