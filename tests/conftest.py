@@ -36,12 +36,12 @@ def make_store(kind: str, tmp_path, url: str | None = None) -> tuple[Store, call
         from queuectl.store.mongo import MongoStore
 
         return MongoStore(mongomock.MongoClient(), "queuectl_test"), lambda: None
-    from queuectl.store import mask_url, url_password
+    from queuectl.store import mask_url, url_secrets
     from queuectl.store.mongo import MongoStore, connect
 
     assert url is not None, f"a {kind} store needs the URL of its database"
     # connect() builds the client exactly as the CLI does (its timeouts and options).
-    store = connect(url, mask_url(url), url_password(url))
+    store = connect(url, mask_url(url), url_secrets(url))
     assert isinstance(store, MongoStore)
 
     def drop() -> None:

@@ -11,7 +11,7 @@ import json
 import re
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,6 +19,7 @@ import pytest
 
 from queuectl import __version__
 from queuectl import cli as cli_module
+from queuectl.config import Config
 from queuectl.models import PUBLIC_FIELDS, STATES, Job, WorkerInfo
 from queuectl.store.base import Store
 
@@ -32,6 +33,8 @@ CONFIG_DEFAULTS = {
     "poll_interval": 1,
     "heartbeat_interval": 30,
     "stale_after": 600,
+    "notify_url": "",
+    "notify_on": "dead",
 }
 CLI_BACKENDS = ["sqlite", "mongomock"]
 
@@ -493,13 +496,14 @@ def test_list_shortens_long_commands(cli):
 
 def test_pending_and_failed_are_listed_in_claim_order(cli):
     now = time.time()
-    # priority first, then earliest run_at, then enqueue order (seq)
+    # Ready ones by priority, then earliest run_at, then enqueue order (seq); then the
+    # waiting ones, by run_at: the order workers will take them in.
     cli.seed("low-early", priority=0, run_at=now - 100, seq=1)
     cli.seed("high-late", priority=5, run_at=now + 100, seq=2)
     cli.seed("high-early", priority=5, run_at=now - 50, seq=3)
     cli.seed("low-early-2", priority=0, run_at=now - 100, seq=4)
     cli.seed("neg", priority=-3, run_at=now - 1000, seq=5)
-    expected = ["high-early", "high-late", "low-early", "low-early-2", "neg"]
+    expected = ["high-early", "low-early", "low-early-2", "neg", "high-late"]
     assert [j["id"] for j in cli.json("list", "--state", "pending")] == expected
     rows = cli.ok("list", "--state", "pending").splitlines()[2:]
     assert [r.split()[0] for r in rows] == expected
@@ -666,6 +670,18 @@ def test_dlq_retry_of_a_job_not_in_the_dlq_is_reported_and_the_others_still_retr
     assert [cli.store.get_job(i).state for i in ("d1", "d2")] == ["pending", "pending"]
     assert cli.store.get_job("alive") == pending
     assert cli.store.get_job("ghost") is None
+
+
+def test_dlq_retry_names_the_ids_not_in_the_dlq_exactly(cli):
+    seed_dead(cli, "d1")
+    one = cli("dlq", "retry", "d1", "ghost")
+    assert (one.code, one.out) == (1, "Retried 1 job(s)\n")
+    assert one.err == "Error: job 'ghost' is not in the DLQ (left unchanged)\n"
+    many = [f"g{n}" for n in range(22)]
+    result = cli("dlq", "retry", *many)
+    listed = ", ".join(f"'g{n}'" for n in range(20))
+    assert result.err == f"Error: jobs {listed} and 2 more are not in the DLQ (left unchanged)\n"
+    assert result.code == 1
 
 
 def test_dlq_retry_all(cli):
@@ -878,15 +894,14 @@ def test_a_timed_out_job_shows_the_signal_not_a_negative_status(cli):
     store = cli.store
     cli.ok("enqueue", "--id", "slow", "--max-retries", "0", "sleep 9")
     job = store.claim("w", store.get_job("slow").run_at, "tok")
-    from queuectl import attempts
+    from queuectl.app import App
 
-    attempts.fail(
-        store,
+    App(store=store).jobs.fail(
         job,
         "timed out after 1s",
-        {"backoff_base": 2, "backoff_max": 60, "backoff_jitter": 0},
-        job.run_at,
         Result(-15, "", "", 1.0, "timed out after 1s"),
+        now=job.run_at,
+        config=replace(Config.defaults(), backoff_base=2, backoff_max=60, backoff_jitter=0),
     )
     out = cli.ok("log", "slow")
     assert out.startswith("Job slow: dead, killed by SIGTERM, attempt 1/1\n")

@@ -14,14 +14,14 @@ import time
 
 import pytest
 
-from queuectl import attempts, dashboard
+from queuectl import dashboard
+from queuectl.app import App
 from queuectl.dashboard import Snapshot, render_frame, run_dashboard
 from queuectl.errors import StoreUnavailable
 from queuectl.executor import Result
 from queuectl.models import Job, WorkerInfo
 from queuectl.render import STATE_COLOURS
 from queuectl.store.sqlite import SqliteStore
-from queuectl.workers import WorkerManager
 
 ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
 NOW = 1_800_000_000.0
@@ -177,7 +177,7 @@ def test_loop_reports_an_unreachable_store_keeps_trying_and_ends_quietly(tmp_pat
     monkeypatch.setenv("NO_COLOR", "1")
     monkeypatch.setattr(dashboard.time, "sleep", fake_sleep)
     try:
-        run_dashboard(lambda: store, 0.25, out=screen)
+        run_dashboard(lambda: App(store=store), 0.25, out=screen)
     except KeyboardInterrupt:
         pytest.fail("Ctrl+C must end the dashboard quietly, not escape from it")
     first, second = frames[0], frames[1][len(frames[0]) :]
@@ -270,14 +270,14 @@ def test_dashboard_in_a_terminal_follows_a_job_and_quits_on_ctrl_c(tmp_path):
         screen = term.read_until(lambda s: "pending" in row_of(s, "watched-job"))
         assert "(no worker is running)" in screen and "Workers: 0 active" in screen
 
-        worker = WorkerManager(store).register(1)
+        worker = App(store=store).workers.register(1)
         claimed = store.claim(worker.id, time.time(), "token-1")
         assert claimed is not None and claimed.id == "watched-job"
         screen = term.read_until(lambda s: "processing" in row_of(s, "watched-job"))
         assert re.search(rf"^{re.escape(worker.id)}\s+busy\s.*watched-job$", screen, re.M)
 
         result = Result(exit_code=0, stdout="watched\n", stderr="", duration=0.01, error=None)
-        assert attempts.complete(store, claimed, result, time.time())
+        assert App(store=store).jobs.complete(claimed, result)
         screen = term.read_until(lambda s: "completed" in row_of(s, "watched-job"))
         assert re.search(r"completed 41\b", screen) and re.search(r"pending 0\b", screen)
         assert max(len(line) for line in screen.split("\n")) <= 80

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from queuectl import attempts
+from queuectl.app import App
 from queuectl.config import ConfigManager
 from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound
 from queuectl.executor import Result
@@ -17,7 +17,7 @@ STATS_KEYS = {"jobs", "duration", "success_rate", "retries", "throughput"}
 @pytest.fixture
 def jobs(store, clock) -> JobManager:
     """A JobManager on a fresh store, its time given by the test's clock."""
-    return JobManager(store, clock)
+    return App(store=store, clock=clock).jobs
 
 
 def one(spec: dict) -> list[tuple[None, dict]]:
@@ -36,11 +36,9 @@ def run_to_end(store, clock, job_id: str, ok: bool, duration: float = 0.5) -> No
     assert claimed is not None and claimed.id == job_id
     result = Result(0 if ok else 1, "", "", duration, None if ok else "exit status 1")
     if ok:
-        assert attempts.complete(store, claimed, result, clock())
+        assert App(store=store, clock=clock).jobs.complete(claimed, result)
     else:
-        assert attempts.fail(
-            store, claimed, "exit status 1", ConfigManager(store).all(), clock(), result
-        )[0]
+        assert App(store=store, clock=clock).jobs.fail(claimed, "exit status 1", result)[0]
 
 
 # -- enqueue -----------------------------------------------------------------------------------
@@ -266,5 +264,7 @@ class _WorkersUnreadable:
 
 def test_enqueue_succeeds_when_waking_workers_fails(store, clock):
     # The jobs are stored: reporting failure now would invite a retry that duplicates them.
-    enqueued = JobManager(_WorkersUnreadable(store), clock).enqueue(one({"command": "true"}))
+    enqueued = App(store=_WorkersUnreadable(store), clock=clock).jobs.enqueue(
+        one({"command": "true"})
+    )
     assert store.get_job(enqueued[0].id) is not None

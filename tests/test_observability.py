@@ -14,12 +14,11 @@ from pathlib import Path
 
 import pytest
 
-from queuectl import attempts, cli
+from queuectl import cli
+from queuectl.app import App
 from queuectl.config import ConfigManager
 from queuectl.executor import TAIL_BYTES, Result
-from queuectl.jobs import JobManager
 from queuectl.store.mongo import MongoStore
-from queuectl.worker import Worker
 
 REPO = Path(__file__).resolve().parent.parent
 STATES = ("pending", "processing", "completed", "failed", "dead")
@@ -47,7 +46,7 @@ def run_cli(store, home, monkeypatch, capsys):
 
 def run_worker(store, steps: int | None = None) -> None:
     """Run jobs in-process: `steps` claims, or in burst mode until nothing is left."""
-    worker = Worker(store, burst=True, log=lambda _line: None)
+    worker = App(store=store).worker(burst=True, log=lambda _line: None)
     if steps is None:
         worker.run()
         return
@@ -126,7 +125,7 @@ def test_log_never_pairs_an_old_output_with_a_newer_attempt(run_cli, store):
     assert "first try" in out
     # The second attempt is lost (its worker stopped heartbeating): it left no output.
     error = "worker far:1:1-beef stopped heartbeating"
-    assert attempts.fail(store, running, error, ConfigManager(store).all(), time.time())[0]
+    assert App(store=store).jobs.fail(running, error)[0]
     code, out, _ = run_cli("log", "again")
     assert out == (
         f"Job again: failed, exit status -, attempt 2/4\nLast error: {error}\n"
@@ -205,8 +204,9 @@ def settle(
 ) -> None:
     """Enqueue a job and take it through `outcomes` ("fail" / "ok") with a known duration."""
     spec = {"id": job_id, "command": "true", "max_retries": max_retries}
-    JobManager(store).enqueue([(None, spec)])
-    config = ConfigManager(store).all()
+    jobs = App(store=store).jobs
+    jobs.enqueue([(None, spec)])
+    config = ConfigManager(store).load()
     for n, outcome in enumerate(outcomes):
         # Claiming "later" makes a retry's backoff already over.
         job = store.claim("test-worker", time.time() + 3600, f"{job_id}-{n}")
@@ -219,9 +219,9 @@ def settle(
             error=None if outcome == "ok" else "exit status 1",
         )
         if outcome == "ok":
-            assert attempts.complete(store, job, result, finished_at)
+            assert jobs.complete(job, result, now=finished_at)
         else:
-            assert attempts.fail(store, job, "exit status 1", config, finished_at, result)[0]
+            assert jobs.fail(job, "exit status 1", result, now=finished_at, config=config)[0]
 
 
 def nearest_rank(values: list[float], q: float) -> float:
@@ -238,7 +238,7 @@ def test_stats_match_known_durations(run_cli, store):
         outcomes = ["fail", "fail", "ok"] if n == 0 else ["ok"]  # 2 retries
         settle(store, f"done-{n}", outcomes, duration, now - age)
     settle(store, "gone", ["fail"], 0.5, now - 5, max_retries=0)
-    JobManager(store).enqueue([(None, {"id": "queued", "command": "true"})])
+    App(store=store).jobs.enqueue([(None, {"id": "queued", "command": "true"})])
 
     code, out, _ = run_cli("stats", "--json")
     assert code == 0

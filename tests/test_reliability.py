@@ -15,10 +15,9 @@ from typing import Any, Iterator
 import pytest
 from procutil import QUEUECTL, QueueEnv, has_open, job_processes, unique, wait_for
 
+from queuectl.app import App
 from queuectl.errors import StoreUnavailable
-from queuectl.jobs import JobManager
 from queuectl.store.sqlite import BUSY_TIMEOUT_ENV
-from queuectl.worker import Worker
 
 BATCH = 50_000
 
@@ -45,7 +44,8 @@ def test_enqueue_killed_midway_stores_all_of_the_batch_or_none(q, kill_point):
     batch.write_text(
         "".join(json.dumps({"id": f"bulk-{n:05d}", "command": "true"}) + "\n" for n in range(BATCH))
     )
-    q.cli("status")  # create the store first, so its WAL starts empty
+    # Create the store first (a write does; a read creates nothing), so its WAL starts empty.
+    q.cli("config", "set", "max_retries", "3")
     wal_before = wal_size(q.db)
     proc = subprocess.Popen(
         [*QUEUECTL, "--db", str(q.db), "enqueue", "--file", str(batch)],
@@ -138,10 +138,10 @@ class FlakyFinish:
 def run_one(store: Any, command: str, failures: int, **fields: Any):
     """Enqueue one job, let an in-process worker run it through `failures` failed writes.
     Returns the job afterwards, the worker's log lines and the waits it took."""
-    (job,) = JobManager(store).enqueue([(None, {"command": command, **fields})])
+    (job,) = App(store=store).jobs.enqueue([(None, {"command": command, **fields})])
     flaky = FlakyFinish(store, failures)
     lines: list[str] = []
-    worker = Worker(flaky, log=lines.append)
+    worker = App(store=flaky).worker(log=lines.append)
     waits: list[float] = []
     worker._wait = waits.append  # type: ignore[method-assign]  # no real sleeping
     worker.start()

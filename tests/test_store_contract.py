@@ -10,6 +10,7 @@ from fractions import Fraction
 
 import pytest
 
+from queuectl.app import App
 from queuectl.errors import DuplicateJob
 from queuectl.models import Job, WorkerInfo
 
@@ -106,7 +107,7 @@ def test_an_id_repeated_inside_a_batch_inserts_nothing(store):
     assert store.count_by_state() == {"pending": 2}
 
 
-def test_pending_and_failed_are_listed_in_claim_order(store):
+def test_pending_and_failed_are_listed_ready_in_claim_order_then_waiting_by_run_at(store):
     store.insert_jobs(
         [
             job("late", run_at=T + 5),
@@ -120,7 +121,25 @@ def test_pending_and_failed_are_listed_in_claim_order(store):
             job("done", state="completed"),
         ]
     )
-    assert ids(store.list_jobs("pending", 50)) == [
+    assert ids(store.list_jobs("pending", 50, now=T)) == [
+        "early",
+        "first-in",
+        "second-in",
+        "low",
+        "late",
+        "urgent",
+    ]
+    assert ids(store.list_jobs("failed", 50, now=T)) == ["f1", "f2"]
+    assert ids(store.list_jobs("pending", 2, now=T)) == ["early", "first-in"]
+    assert ids(store.list_jobs("pending", 5, now=T)) == [
+        "early",
+        "first-in",
+        "second-in",
+        "low",
+        "late",
+    ]
+    # Later, what was waiting is ready, and takes its place in the claim order.
+    assert ids(store.list_jobs("pending", 50, now=T + 60)) == [
         "urgent",
         "early",
         "first-in",
@@ -128,8 +147,25 @@ def test_pending_and_failed_are_listed_in_claim_order(store):
         "late",
         "low",
     ]
-    assert ids(store.list_jobs("failed", 50)) == ["f1", "f2"]
-    assert ids(store.list_jobs("pending", 2)) == ["urgent", "early"]
+
+
+def test_the_pending_list_is_the_order_workers_claim_in(store):
+    # Delayed jobs of high priority used to be listed first, though they run last.
+    store.insert_jobs(
+        [
+            job("g", priority=9, run_at=T + 20),
+            job("d", priority=5),
+            job("a"),
+            job("b"),
+            job("c"),
+            job("f", priority=9, run_at=T + 30),
+            job("e", run_at=T + 10),
+        ]
+    )
+    listed = ids(store.list_jobs("pending", 50, now=T))
+    claimed = [*claim_all(store, T), *claim_all(store, T + 10), *claim_all(store, T + 20)]
+    claimed += claim_all(store, T + 30)
+    assert listed == claimed == ["d", "a", "b", "c", "e", "g", "f"]
 
 
 def test_other_states_and_all_are_listed_newest_update_first(store):
@@ -341,6 +377,7 @@ def dlq_fixture(store) -> None:
                 run_at=T - 50,
                 locked_by="w1",
                 lease_token="tok",
+                lease_renewed_at=T - 45,
                 finished_at=T - 40,
             ),
             job("d2", state="dead", attempts=1, last_error="timed out after 5s"),
@@ -351,29 +388,54 @@ def dlq_fixture(store) -> None:
     )
 
 
+def retry_dead(store, job_ids: list[str] | None, now: float) -> list[str]:
+    """The DLQ retry as every caller makes it: JobManager over the store primitives."""
+    return App(store=store, clock=lambda: now).jobs.retry_dead(job_ids)[0]
+
+
 def test_retry_dead_by_id(store):
     dlq_fixture(store)
-    moved = store.retry_dead(["d1", "f1", "c1", "nope", "d2"], T + 100)
+    moved = retry_dead(store, ["d1", "f1", "c1", "nope", "d2"], T + 100)
     assert sorted(moved) == ["d1", "d2"]
     d1 = store.get_job("d1")
     assert (d1.state, d1.attempts, d1.run_at, d1.updated_at) == ("pending", 0, T + 100, T + 100)
     assert d1.last_error == "exit status 1"
     assert d1.locked_by is None and d1.lease_token is None
+    # The same unlock as every other transition: no lease time is left behind.
+    assert d1.locked_at is None and d1.lease_renewed_at is None
     assert store.get_job("d2").last_error == "timed out after 5s"
     assert store.get_job("d3").state == "dead"
     assert (store.get_job("f1").state, store.get_job("f1").attempts) == ("failed", 1)
     assert store.get_job("c1").state == "completed"
-    assert store.retry_dead(["d1"], T + 200) == []
-    assert store.retry_dead([], T + 200) == []
+    assert retry_dead(store, ["d1"], T + 200) == []
+    assert retry_dead(store, [], T + 200) == []
     assert store.get_job("d3").state == "dead"
 
 
 def test_retry_dead_all(store):
     dlq_fixture(store)
-    assert sorted(store.retry_dead(None, T)) == ["d1", "d2", "d3"]
+    assert sorted(retry_dead(store, None, T)) == ["d1", "d2", "d3"]
     assert store.count_by_state() == {"pending": 3, "failed": 1, "completed": 1}
-    assert store.retry_dead(None, T) == []
+    assert retry_dead(store, None, T) == []
     assert claim_all(store, T) == ["d1", "d2", "d3"]  # retried jobs keep their enqueue order
+
+
+def test_update_if_applies_only_when_every_expected_field_matches(store):
+    store.insert_jobs([job("a", state="dead", attempts=2), job("b", attempts=1)])
+    assert not store.update_if("a", {"state": "pending"}, {"priority": 9})
+    assert not store.update_if("a", {"state": "dead", "attempts": 3}, {"priority": 9})
+    assert not store.update_if("nope", {"state": "dead"}, {"priority": 9})
+    assert store.get_job("a").priority == 0
+    assert store.update_if("a", {"state": "dead", "locked_by": None}, {"priority": 9})
+    assert (store.get_job("a").priority, store.get_job("b").priority) == (9, 0)
+    assert store.update_if("a", {"priority": 9}, {"state": "pending", "lease_token": None})
+    assert store.get_job("a").state == "pending"
+
+
+def test_job_ids_of_one_state_in_enqueue_order(store):
+    store.insert_jobs([job("z", state="dead"), job("a", state="dead"), job("p")])
+    assert store.job_ids("dead") == ["z", "a"]
+    assert store.job_ids("failed") == []
 
 
 def test_next_run_at_looks_only_at_pending_and_failed(store):
@@ -392,8 +454,14 @@ def test_next_run_at_looks_only_at_pending_and_failed(store):
     assert store.next_run_at() == T + 2.5
 
 
+def job_stats(store, now: float) -> dict:
+    """Stats as `queuectl stats` computes them from the store's raw aggregates, flattened."""
+    stats = App(store=store, clock=lambda: now).jobs.stats()
+    return {**stats["duration"], **stats["throughput"], "retries": stats["retries"]}
+
+
 def test_job_stats_of_an_empty_store(store):
-    stats = store.job_stats(T)
+    stats = job_stats(store, T)
     assert (stats["mean"], stats["p50"], stats["p95"]) == (None, None, None)
     assert (stats["retries"], stats["last_minute"], stats["last_hour"]) == (0, 0, 0)
 
@@ -418,7 +486,7 @@ def test_job_stats_durations_by_nearest_rank(store, n):
             job("slow-run", duration=50.0),
         ]
     )
-    stats = store.job_stats(T)
+    stats = job_stats(store, T)
     assert stats["mean"] == pytest.approx(sum(durations) / n)
     assert stats["p50"] == nearest_rank(durations, "0.5")
     assert stats["p95"] == nearest_rank(durations, "0.95")
@@ -437,7 +505,7 @@ def test_job_stats_counts_retries_and_throughput(store):
             job("new", attempts=0),
         ]
     )
-    stats = store.job_stats(T)
+    stats = job_stats(store, T)
     assert stats["retries"] == 2 + 1 + 3 + 1
     assert stats["last_minute"] == 2
     assert stats["last_hour"] == 4

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from queuectl.app import App
 from queuectl.config import ConfigManager
-from queuectl.jobs import JobManager
+from queuectl.localproc import hostname, machine_key, pid_alive
 from queuectl.models import WorkerInfo, format_time
 from queuectl.worker import Worker
-from queuectl.workers import WorkerManager, hostname, machine_key, pid_alive
 
 REFUSED = "result refused: the job's lease was lost (it was reclaimed)"
 DEADLINE = 10.0  # seconds any wait in this file may take before the test fails
@@ -33,7 +33,7 @@ def make_worker(store, clock, lines):
     """Build and start workers logging into `lines`, their time given by `clock`."""
 
     def make(log=None, **options) -> Worker:
-        worker = Worker(store, clock=clock, log=log or lines.append, **options)
+        worker = App(store=store, clock=clock).worker(log=log or lines.append, **options)
         worker.start()
         return worker
 
@@ -43,7 +43,9 @@ def make_worker(store, clock, lines):
 def add(store, clock, *specs: dict) -> list[str]:
     """Enqueue jobs. Inserted directly rather than through JobManager.enqueue so no wake-up
     signal is aimed at the idle worker rows this test process registers."""
-    jobs = JobManager(store, clock).build([(f"line {n}", s) for n, s in enumerate(specs, 1)])
+    jobs = App(store=store, clock=clock).jobs.build(
+        [(f"line {n}", s) for n, s in enumerate(specs, 1)]
+    )
     store.insert_jobs(jobs)
     return [job.id for job in jobs]
 
@@ -186,7 +188,7 @@ def test_a_reclaimed_job_refuses_the_old_workers_result(store, clock, make_worke
             # While the command runs, the worker goes silent past stale_after: the reaper
             # releases the job and another worker takes it.
             clock.advance(601)
-            released.extend(WorkerManager(store, clock).reap(ConfigManager(store).all()))
+            released.extend(App(store=store, clock=clock).workers.reap(ConfigManager(store).load()))
             clock.advance(2)
             assert store.claim("other", clock(), "other-token").id == job_id
 
@@ -215,7 +217,7 @@ def test_a_lost_lease_kills_the_running_command(store, clock, make_worker, lines
     def lose_the_lease() -> None:
         wait_until(marker.exists, "the command to start")
         clock.advance(601)
-        WorkerManager(store, clock).reap(ConfigManager(store).all())
+        App(store=store, clock=clock).workers.reap(ConfigManager(store).load())
         worker.heartbeat()  # what the heartbeat thread does every heartbeat_interval
 
     helper = in_background(lose_the_lease)
@@ -254,13 +256,13 @@ def test_the_reaper_releases_jobs_of_silent_workers(store, clock):
     store.claim("far:1:1-aaaa", clock(), "t-a")
     store.claim("far:1:1-aaaa", clock(), "t-b")
     store.claim("far:2:1-bbbb", clock(), "t-c")
-    reaper = WorkerManager(store, clock)
+    reaper = App(store=store, clock=clock).workers
     clock.advance(300)
     store.update_worker("far:2:1-bbbb", {"last_heartbeat": clock()})
     assert store.renew_lease(c, "t-c", clock())
-    assert reaper.reap(ConfigManager(store).all()) == []
+    assert reaper.reap(ConfigManager(store).load()) == []
     clock.advance(301)  # far:1 has been silent 601 s, far:2 only 301 s
-    assert sorted(reaper.reap(ConfigManager(store).all())) == [a, b]
+    assert sorted(reaper.reap(ConfigManager(store).load())) == [a, b]
     job_a, job_b, job_c = (store.get_job(i) for i in (a, b, c))
     assert (job_a.state, job_a.attempts, job_a.run_at) == ("failed", 1, clock() + 2)
     assert job_a.last_error == "worker far:1:1-aaaa stopped heartbeating"
@@ -269,7 +271,7 @@ def test_the_reaper_releases_jobs_of_silent_workers(store, clock):
     assert (job_c.state, job_c.locked_by) == ("processing", "far:2:1-bbbb")
     assert store.get_worker("far:1:1-aaaa").status == "lost"
     assert store.get_worker("far:2:1-bbbb").status == "busy"
-    assert reaper.reap(ConfigManager(store).all()) == []  # a second reaper finds nothing
+    assert reaper.reap(ConfigManager(store).load()) == []  # a second reaper finds nothing
     assert store.get_job(a).attempts == 1
 
 
@@ -424,3 +426,17 @@ def test_an_immediate_stop_kills_a_running_command(store, clock, make_worker, tm
     assert (job.state, job.attempts) == ("pending", 0)
     clock.advance(1)
     assert store.claim("next", clock(), "tok").id == job_id  # claimable again at once
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="counts descriptors in /proc")
+def test_close_releases_the_pipes_a_worker_opens(store, clock):
+    def open_fds() -> set[str]:
+        return set(os.listdir("/proc/self/fd"))
+
+    before = open_fds()
+    worker = App(store=store, clock=clock).worker(log=lambda _line: None)
+    assert len(open_fds() - before) == 4  # the wake pipe and the heartbeat pipe
+    worker.close()
+    assert open_fds() - before == set()
+    worker.wake()  # a late wake-up after close is harmless
+    worker.close()  # and so is a second close

@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import pytest
+
+from queuectl.app import App
+from queuectl.config import Config
+from queuectl.errors import QueuectlError
 from queuectl.models import Job, WorkerInfo
-from queuectl.workers import FORGET_WORKERS_AFTER, WorkerManager
+from queuectl.workers import FORGET_WORKERS_AFTER
 
 
 def remote(worker_id: str, clock, **fields) -> WorkerInfo:
@@ -27,7 +34,7 @@ def test_list_shows_live_and_lost_workers_with_their_jobs(store, clock):
     store.insert_jobs([Job(id="j1", command="true", run_at=clock(), seq=1)])
     store.claim("busy-one", clock(), "tok")
 
-    shown = {w.id: (w.status, w.current_job) for w in WorkerManager(store, clock).list()}
+    shown = {w.id: (w.status, w.current_job) for w in App(store=store, clock=clock).workers.list()}
 
     assert shown == {
         "busy-one": ("busy", "j1"),
@@ -35,7 +42,7 @@ def test_list_shows_live_and_lost_workers_with_their_jobs(store, clock):
         "silent": ("lost", None),
         "marked-lost": ("lost", None),
     }
-    everything = WorkerManager(store, clock).list(include_stopped=True)
+    everything = App(store=store, clock=clock).workers.list(include_stopped=True)
     assert {w.id for w in everything} == set(shown) | {"done"}
 
 
@@ -44,7 +51,7 @@ def test_active_counts_only_live_workers_that_heartbeat(store, clock):
     store.register_worker(remote("b", clock, status="stopping"))
     store.register_worker(remote("silent", clock, last_heartbeat=clock() - 601))
     store.register_worker(remote("gone", clock, status="stopped"))
-    assert sorted(w.id for w in WorkerManager(store, clock).active()) == ["a", "b"]
+    assert sorted(w.id for w in App(store=store, clock=clock).workers.active()) == ["a", "b"]
 
 
 def test_the_reaper_forgets_workers_gone_for_a_week(store, clock):
@@ -53,7 +60,20 @@ def test_the_reaper_forgets_workers_gone_for_a_week(store, clock):
     clock.advance(FORGET_WORKERS_AFTER - 10)
     store.update_worker("recent", {"last_heartbeat": clock()})
     clock.advance(20)
-    WorkerManager(store, clock).reap(
-        {"stale_after": 600, "backoff_base": 2, "backoff_max": 3600, "backoff_jitter": 0}
+    App(store=store, clock=clock).workers.reap(
+        replace(
+            Config.defaults(), stale_after=600, backoff_base=2, backoff_max=3600, backoff_jitter=0
+        )
     )
     assert [w.id for w in store.list_workers()] == ["recent"]
+
+
+def test_wait_stopped_returns_once_the_workers_are_gone_and_gives_up_at_the_timeout(store, clock):
+    workers = App(store=store, clock=clock).workers
+    store.register_worker(remote("a", clock))
+    asked = workers.active()
+    store.update_worker("a", {"status": "stopped"})
+    workers.wait_stopped(asked, timeout=5)  # returns at once: nothing is active
+    store.register_worker(remote("b", clock))
+    with pytest.raises(QueuectlError, match=r"^workers still running after 0\.2s$"):
+        workers.wait_stopped(workers.active(), timeout=0.2, poll=0.05)

@@ -1,4 +1,7 @@
-"""Configuration keys: names, aliases, defaults, rules; read and written through the store."""
+"""Configuration keys: names, aliases, defaults, rules; read and written through the store.
+
+`Config` is one typed, frozen reading of every key; `ConfigManager` reads and writes them.
+"""
 
 from __future__ import annotations
 
@@ -17,10 +20,10 @@ class Key:
     """One configuration key: its type, the rule its value obeys, its default."""
 
     name: str
-    kind: type
+    kind: type  # int, float, or str (text checked by `check`)
     rule: str
-    check: Callable[[float], bool]
-    default: float
+    check: Callable[[Any], bool]
+    default: Any
     help: str
 
 
@@ -65,6 +68,23 @@ KEYS: dict[str, Key] = {
             600,
             "a lease or worker silent this long is lost, seconds",
         ),
+        # Notifications (SPEC §7.6): the first keys whose values are text.
+        Key(
+            "notify_url",
+            str,
+            "an http:// or https:// URL, or empty (notifications off)",
+            lambda v: valid_notify_url(v),  # defined below; looked up when called
+            "",
+            "POST a JSON event here when a job ends (empty = off)",
+        ),
+        Key(
+            "notify_on",
+            str,
+            "one of: dead, all",
+            lambda v: v in ("dead", "all"),
+            "dead",
+            "which ends to notify: dead, or all (completed too)",
+        ),
     )
 }
 # Upper bound on every value, so arithmetic on them (base ** n, timestamps) stays finite.
@@ -79,9 +99,11 @@ def canonical_key(name: str) -> str:
     return snake
 
 
-def parse_value(key: str, raw: Any) -> int | float:
+def parse_value(key: str, raw: Any) -> int | float | str:
     """Turn user text (or a JSON number) into the key's type, checking its rule."""
     spec = KEYS[key]
+    if spec.kind is str:
+        return _parse_text(spec, raw)
     text = str(raw).strip()
     try:
         if isinstance(raw, bool):
@@ -97,6 +119,58 @@ def parse_value(key: str, raw: Any) -> int | float:
     if spec.kind is float and float(value).is_integer():
         value = int(value)
     return value
+
+
+def _parse_text(spec: Key, raw: Any) -> str:
+    """A text key: a string, trimmed, that obeys the key's rule. notify_on is a keyword,
+    so its case does not matter."""
+    if not isinstance(raw, str):
+        raise InvalidInput(f"{spec.name} must be text, got {shown(raw)}")
+    text = raw.strip()
+    if spec.name == "notify_on":
+        text = text.lower()
+    if not spec.check(text):
+        raise InvalidInput(f"{spec.name} must be {spec.rule}, got {shown(raw)}")
+    return text
+
+
+def valid_notify_url(text: str) -> bool:
+    """Empty, or an absolute http(s) URL with a host, no spaces or control characters, and
+    at most 2048 characters."""
+    if text == "":
+        return True
+    if len(text) > 2048 or any(c.isspace() or not c.isprintable() for c in text):
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+@dataclass(frozen=True)
+class Config:
+    """Every key's value at one moment (the stored one, else the default)."""
+
+    max_retries: int
+    backoff_base: float
+    backoff_max: float
+    backoff_jitter: float
+    job_timeout: float
+    poll_interval: float
+    heartbeat_interval: float
+    stale_after: float
+    notify_url: str
+    notify_on: str
+
+    @classmethod
+    def defaults(cls) -> Config:
+        """Every key at its default value."""
+        values: dict[str, Any] = {name: key.default for name, key in KEYS.items()}
+        return cls(**values)
 
 
 def _check_pair(values: dict[str, Any]) -> None:
@@ -123,6 +197,10 @@ class ConfigManager:
             except InvalidInput:
                 values[name] = key.default  # a value written by hand that breaks a rule
         return values
+
+    def load(self) -> Config:
+        """The current values as a typed, frozen Config."""
+        return Config(**self.all())
 
     def get(self, name: str) -> Any:
         """One key's value."""

@@ -13,12 +13,15 @@ import textwrap
 import time
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timezone
-from typing import Callable, Optional, Sequence, TextIO, Tuple
+from typing import TYPE_CHECKING, Callable, Optional, Sequence, TextIO, Tuple
 
 from . import render
 from .errors import QueuectlError
-from .models import STATES, Job, WorkerInfo
-from .store.base import Store
+from .models import DEAD, STATES, Job, WorkerInfo, WorkerStatus
+from .text import printable
+
+if TYPE_CHECKING:
+    from .app import App
 
 RECENT_JOBS = 50  # more than any screen shows; the frame keeps what fits
 HOME, CLEAR, ERASE_LINE, ERASE_BELOW = "\x1b[H", "\x1b[2J", "\x1b[K", "\x1b[J"
@@ -44,27 +47,22 @@ class Snapshot:
     error: str | None = None
 
 
-def take_snapshot(store: Store, interval: float, now: float | None = None) -> Snapshot:
+def take_snapshot(app: App, interval: float, now: float | None = None) -> Snapshot:
     """Read counts, live workers and recent jobs. Raises QueuectlError if the store fails."""
-    from .jobs import JobManager
-    from .workers import WorkerManager
-
-    jobs = JobManager(store)
     return Snapshot(
-        store=store.url,
+        store=app.store.url,
         interval=interval,
-        counts=jobs.counts(),
-        workers=tuple(WorkerManager(store).list()),
-        jobs=tuple(jobs.list(None, RECENT_JOBS)),
+        counts=app.jobs.counts(),
+        workers=tuple(app.workers.list()),
+        jobs=tuple(app.jobs.list(None, RECENT_JOBS)),
         taken_at=time.time() if now is None else now,
     )
 
 
-def refresh(get_store: Callable[[], Store], interval: float, previous: Snapshot | None) -> Snapshot:
+def refresh(get_app: Callable[[], App], interval: float, previous: Snapshot | None) -> Snapshot:
     """A new snapshot, or the previous data marked with the error that stopped the read."""
     try:
-        store = get_store()
-        return take_snapshot(store, interval)
+        return take_snapshot(get_app(), interval)
     except QueuectlError as exc:
         last = previous or Snapshot(store="", interval=interval)
         return replace(last, interval=interval, error=str(exc) or type(exc).__name__)
@@ -112,8 +110,8 @@ def table(
     for row in [[(h, None) for h in headers], *rows]:
         line: list[Segment] = []
         for i, (text, key) in enumerate(row[:-1]):
-            line += [(render.printable(text, widths[i]).ljust(widths[i]), key), (GAP, None)]
-        line.append((render.printable(row[-1][0], last), row[-1][1]))
+            line += [(printable(text, widths[i]).ljust(widths[i]), key), (GAP, None)]
+        line.append((printable(row[-1][0], last), row[-1][1]))
         lines.append(line)
     return lines
 
@@ -124,7 +122,7 @@ def _header(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
     pad = max(width - len(title) - len(stamp), 1)
     lines: list[list[Segment]] = [[(title + " " * pad + stamp, None)]]
     if snap.store:
-        lines.append([("Store: " + render.printable(snap.store), None)])
+        lines.append([("Store: " + printable(snap.store), None)])
     if snap.error:
         seen = (
             "never read"
@@ -133,11 +131,11 @@ def _header(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
         )
         lines.append(
             [
-                ("Store unreachable", "dead"),
+                ("Store unreachable", DEAD),
                 (f" - retrying every {snap.interval:g}s ({seen}):", None),
             ]
         )
-        wrapped = textwrap.wrap(render.printable(snap.error), max(width - 2, 10))
+        wrapped = textwrap.wrap(printable(snap.error), max(width - 2, 10))
         lines += [[("  " + part, None)] for part in wrapped[:ERROR_LINES]]
     elif snap.taken_at is None:
         lines.append([("Reading the store...", None)])
@@ -154,7 +152,7 @@ def _counts(snap: Snapshot) -> list[Segment]:
 
 
 def _workers(snap: Snapshot, width: int, now: float) -> list[list[Segment]]:
-    active = sum(1 for w in snap.workers if w.status != "lost")
+    active = sum(1 for w in snap.workers if w.status != WorkerStatus.LOST)
     lines: list[list[Segment]] = [[(f"Workers: {active} active", None)]]
     if not snap.workers:
         return lines + [[("  (no worker is running)", None)]]
@@ -223,14 +221,12 @@ def draw(out: TextIO, frame: str, rows: int | None) -> None:
     out.flush()
 
 
-def run_dashboard(
-    get_store: Callable[[], Store], interval: float, out: TextIO | None = None
-) -> None:
+def run_dashboard(get_app: Callable[[], App], interval: float, out: TextIO | None = None) -> None:
     """Refresh every `interval` seconds until Ctrl+C, which ends it quietly. A store that
     cannot be reached is shown on screen and tried again at the next refresh."""
     out = out or sys.stdout
     # A malformed URL is an input error for the CLI to report, not something to retry.
-    snapshot = Snapshot(store=get_store().url, interval=interval)
+    snapshot = Snapshot(store=get_app().store.url, interval=interval)
     tty = out.isatty()
     try:
         if tty:
@@ -240,7 +236,7 @@ def run_dashboard(
             draw(out, render_frame(snapshot, size.columns, time.time(), size.lines), size.lines)
         while True:
             started = time.monotonic()
-            snapshot = refresh(get_store, interval, snapshot)
+            snapshot = refresh(get_app, interval, snapshot)
             size = shutil.get_terminal_size()
             rows = size.lines if tty else None
             draw(

@@ -31,3 +31,42 @@ class DuplicateJob(QueuectlError):
 
 class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
+
+
+class NotInDlq(QueuectlError):
+    """Some of the ids given to `dlq retry` name no dead job (those were left unchanged)."""
+
+    SHOWN = 20  # ids listed in the message; the rest are counted
+
+    def __init__(self, job_ids: list[str]) -> None:
+        listed = ", ".join(_cut(repr(job_id), 60) for job_id in job_ids[: self.SHOWN])
+        more = len(job_ids) - self.SHOWN
+        listed += f" and {more} more" if more > 0 else ""
+        subject = "job {} is" if len(job_ids) == 1 else "jobs {} are"
+        super().__init__(f"{subject.format(listed)} not in the DLQ (left unchanged)")
+        self.job_ids = job_ids
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ScheduleNotFound(QueuectlError):
+    """No schedule has that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class DuplicateSchedule(QueuectlError):
+    """A schedule with that name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} already exists; nothing was added")
+        self.name = name
+
+
+class StoreDamaged(QueuectlError):
+    """The store's file is damaged: nothing more is written to it, and the message says how
+    to recover it. Not a StoreUnavailable, so a worker stops instead of retrying."""

@@ -10,7 +10,9 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Any, Mapping
+
+from .text import describe_exit
 
 TAIL_BYTES = 64 * 1024
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the group
@@ -105,62 +107,68 @@ class Execution:
         deadline on the process itself (a command may close its pipes and keep running)."""
         assert self.proc and self.proc.stdout and self.proc.stderr
         tails = {self.proc.stdout: Tail(), self.proc.stderr: Tail()}
-        deadline = started + self.timeout if self.timeout else None
-        timed_out, term_at, exited_at = False, 0.0, None
-        exit_fd = _exit_fd(self.proc.pid)
+        watch = _Watch(deadline=started + self.timeout if self.timeout else None)
+        watch.exit_fd = _exit_fd(self.proc.pid)
         with selectors.DefaultSelector() as sel:
             for stream in tails:
                 sel.register(stream, selectors.EVENT_READ)
-            if exit_fd is not None:
-                sel.register(exit_fd, selectors.EVENT_READ)
+            if watch.exit_fd is not None:
+                sel.register(watch.exit_fd, selectors.EVENT_READ)
             while True:
                 now = time.monotonic()
-                if exited_at is None and self.proc.poll() is not None:
-                    exited_at = now
-                    if exit_fd is not None:
-                        sel.unregister(exit_fd)
-                pipes_open = any(key.fileobj in tails for key in sel.get_map().values())
-                if exited_at is not None and (not pipes_open or now - exited_at > DRAIN_AFTER_EXIT):
+                self._note_exit(watch, sel, now)
+                if self._drained(watch, sel, tails, now):
                     break
-                if exited_at is None and deadline is not None and now >= deadline:
-                    if not timed_out:
-                        timed_out, term_at = True, now
-                        _signal_group(self.proc, signal.SIGTERM)
-                    elif now - term_at >= KILL_GRACE:
-                        _signal_group(self.proc, signal.SIGKILL)
-                for key, _ in sel.select(
-                    self._next_wait(now, deadline, term_at, exited_at, exit_fd is not None)
-                ):
-                    if key.fileobj in tails:
-                        chunk = os.read(key.fd, 65536)
-                        if chunk:
-                            tails[key.fileobj].feed(chunk)
-                        else:
-                            sel.unregister(key.fileobj)
-        if exit_fd is not None:
-            os.close(exit_fd)
+                self._enforce_deadline(watch, now)
+                _read_ready(sel, tails, self._next_wait(watch, now))
+        if watch.exit_fd is not None:
+            os.close(watch.exit_fd)
         for stream in tails:
             stream.close()
-        if timed_out:
+        if watch.timed_out:
             _signal_group(self.proc, signal.SIGKILL)  # stragglers that ignored SIGTERM
-        return tails[self.proc.stdout], tails[self.proc.stderr], timed_out
+        return tails[self.proc.stdout], tails[self.proc.stderr], watch.timed_out
 
-    def _next_wait(
-        self,
-        now: float,
-        deadline: float | None,
-        term_at: float,
-        exited_at: float | None,
-        sees_exit: bool,
-    ) -> float:
+    def _note_exit(self, watch: _Watch, sel: selectors.BaseSelector, now: float) -> None:
+        """Record when the shell exited (once); its pidfd has then nothing more to say."""
+        assert self.proc is not None
+        if watch.exited_at is None and self.proc.poll() is not None:
+            watch.exited_at = now
+            if watch.exit_fd is not None:
+                sel.unregister(watch.exit_fd)
+
+    @staticmethod
+    def _drained(
+        watch: _Watch, sel: selectors.BaseSelector, tails: Mapping[Any, Tail], now: float
+    ) -> bool:
+        """Done once the shell has exited and its pipes are closed, or a background child
+        has held them open for DRAIN_AFTER_EXIT seconds since."""
+        if watch.exited_at is None:
+            return False
+        pipes_open = any(key.fileobj in tails for key in sel.get_map().values())
+        return not pipes_open or now - watch.exited_at > DRAIN_AFTER_EXIT
+
+    def _enforce_deadline(self, watch: _Watch, now: float) -> None:
+        """Past the timeout: TERM the group once, then KILL it after KILL_GRACE."""
+        if watch.exited_at is not None or watch.deadline is None or now < watch.deadline:
+            return
+        if not watch.timed_out:
+            watch.timed_out, watch.term_at = True, now
+            _signal_group(self.proc, signal.SIGTERM)
+        elif now - watch.term_at >= KILL_GRACE:
+            _signal_group(self.proc, signal.SIGKILL)
+
+    def _next_wait(self, watch: _Watch, now: float) -> float:
+        """How long the next select may block: until the next thing to check is due."""
         # Without a pidfd the exit is only seen by polling, so poll often.
+        sees_exit = watch.exit_fd is not None
         wait = 1.0 if sees_exit and not self.kill_reason else 0.05
-        if exited_at is not None:
-            return max(min(wait, exited_at + DRAIN_AFTER_EXIT - now), 0.0)
-        if term_at:
-            return max(min(wait, term_at + KILL_GRACE - now), 0.01)
-        if deadline is not None:
-            return max(min(wait, deadline - now), 0.0)
+        if watch.exited_at is not None:
+            return max(min(wait, watch.exited_at + DRAIN_AFTER_EXIT - now), 0.0)
+        if watch.term_at:
+            return max(min(wait, watch.term_at + KILL_GRACE - now), 0.01)
+        if watch.deadline is not None:
+            return max(min(wait, watch.deadline - now), 0.0)
         return wait
 
     def _error(self, code: int, err: Tail, timed_out: bool) -> str | None:
@@ -177,17 +185,27 @@ class Execution:
         return f"{describe_exit(code)}{detail}"
 
 
-def describe_exit(code: int | None) -> str:
-    """`exit status 3`, or `killed by SIGKILL` for a negative status (the signal), or
-    `exit status -` when there is none."""
-    if code is None:
-        return "exit status -"
-    if code >= 0:
-        return f"exit status {code}"
-    try:
-        return f"killed by {signal.Signals(-code).name}"
-    except ValueError:
-        return f"killed by signal {-code}"
+@dataclass
+class _Watch:
+    """What supervising one command has seen so far (monotonic times)."""
+
+    deadline: float | None
+    exit_fd: int | None = None
+    exited_at: float | None = None
+    timed_out: bool = False
+    term_at: float = 0.0
+
+
+def _read_ready(sel: selectors.BaseSelector, tails: Mapping[Any, Tail], timeout: float) -> None:
+    """Wait up to `timeout` for output; feed what arrived to its tail, and stop watching a
+    pipe at its end."""
+    for key, _ in sel.select(timeout):
+        if key.fileobj in tails:
+            chunk = os.read(key.fd, 65536)
+            if chunk:
+                tails[key.fileobj].feed(chunk)
+            else:
+                sel.unregister(key.fileobj)
 
 
 def _exit_fd(pid: int) -> int | None:

@@ -6,15 +6,48 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
+from enum import Enum
 from typing import Any
 
 from .errors import InvalidInput
 
-PENDING, PROCESSING, COMPLETED = "pending", "processing", "completed"
-FAILED, DEAD = "failed", "dead"
-STATES = (PENDING, PROCESSING, COMPLETED, FAILED, DEAD)
+
+class _Text(str, Enum):
+    """A str enum whose members are their values wherever text is made (str(), f-strings,
+    JSON, the stores), so they compare equal to and replace the plain strings."""
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+    def __format__(self, spec: str) -> str:
+        return str(self.value).__format__(spec)
+
+
+class JobState(_Text):
+    """The five states of SPEC §4."""
+
+    PENDING = "pending"
+    PROCESSING = "processing"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    DEAD = "dead"
+
+
+class WorkerStatus(_Text):
+    """A worker row's status: live (idle, busy, stopping) or gone (stopped, lost)."""
+
+    IDLE = "idle"
+    BUSY = "busy"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+    LOST = "lost"
+
+
+PENDING, PROCESSING, COMPLETED = JobState.PENDING, JobState.PROCESSING, JobState.COMPLETED
+FAILED, DEAD = JobState.FAILED, JobState.DEAD
+STATES = tuple(JobState)
 READY_STATES = (PENDING, FAILED)
 
 MAX_COMMAND_BYTES = 64 * 1024
@@ -262,7 +295,7 @@ def to_json_ready(job: Job) -> dict[str, Any]:
     return data
 
 
-LIVE_WORKER_STATUSES = ("idle", "busy", "stopping")
+LIVE_WORKER_STATUSES = (WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.STOPPING)
 
 
 @dataclass
@@ -272,7 +305,7 @@ class WorkerInfo:
     id: str
     host: str
     pid: int
-    status: str = "idle"
+    status: str = WorkerStatus.IDLE
     current_job: str | None = None
     started_at: float = 0.0
     last_heartbeat: float = 0.0
@@ -297,3 +330,38 @@ class WorkerInfo:
 
 
 WORKER_COLUMNS = tuple(f.name for f in fields(WorkerInfo))
+
+
+# -- schedules (SPEC §7.5) ----------------------------------------------------------------------
+SCHEDULE_NAME_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+@dataclass
+class Schedule:
+    """A recurring job as the stores keep it. `options` holds the enqueue fields every job of
+    the schedule gets (priority, max_retries, timeout, ...); times are epoch seconds."""
+
+    name: str
+    cron: str
+    tz: str
+    command: str
+    options: dict[str, Any] = field(default_factory=dict)
+    next_run_at: float = 0.0
+    last_run_at: float | None = None
+    paused: bool = False
+    created_at: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, as the stores write them."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Schedule:
+        """Build from a store record, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in record.items() if k in known}
+        data["paused"] = bool(data.get("paused"))
+        return cls(**data)
+
+
+SCHEDULE_COLUMNS = tuple(f.name for f in fields(Schedule))

@@ -4,54 +4,33 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import sys
 import time
 from typing import Any, Iterable, Sequence
 
-from .models import Job, WorkerInfo, format_time, to_json_ready
+from .models import (
+    READY_STATES,
+    Job,
+    JobState,
+    WorkerInfo,
+    WorkerStatus,
+    format_time,
+    to_json_ready,
+)
+from .text import UNSAFE_IN_JSON, printable
 
-# Characters a terminal may act on rather than show: C0/C1 controls, DEL, lone surrogates, line
-# and paragraph separators, and bidirectional overrides (which can make text read reversed).
-_RISKY = "\x7f-\x9f\ud800-\udfff\u2028\u2029\u202a-\u202e\u2066-\u2069"
-_UNSAFE = re.compile(f"[\x00-\x1f{_RISKY}]")
-# json.dumps already escapes C0 controls inside strings; outside them it writes only newlines.
-_UNSAFE_IN_JSON = re.compile(f"[{_RISKY}]")
-_UNSAFE_IN_BLOCK = re.compile(f"[\x00-\x08\x0b-\x1f{_RISKY}]")  # keeps \t and \n
-
-STATE_COLOURS = {
-    "pending": "33",
-    "processing": "36",
-    "completed": "32",
-    "failed": "35",
-    "dead": "31",
-    "idle": "32",
-    "busy": "36",
-    "stopping": "33",
-    "lost": "31",
+# Keyed by the enums; a state read back from a store as a plain string finds the same entry.
+STATE_COLOURS: dict[str, str] = {
+    JobState.PENDING: "33",
+    JobState.PROCESSING: "36",
+    JobState.COMPLETED: "32",
+    JobState.FAILED: "35",
+    JobState.DEAD: "31",
+    WorkerStatus.IDLE: "32",
+    WorkerStatus.BUSY: "36",
+    WorkerStatus.STOPPING: "33",
+    WorkerStatus.LOST: "31",
 }
-
-
-def printable(text: str | None, width: int | None = None) -> str:
-    """Text safe for one terminal line: control characters escaped, cut to `width`."""
-    if text is None:
-        return ""
-    line = _UNSAFE.sub(_escape, text)
-    if width is not None and len(line) > width:
-        line = line[: max(width - 1, 0)] + "…"
-    return line
-
-
-def _escape(match: re.Match[str]) -> str:
-    code = ord(match.group())
-    if code in (0x0A, 0x09):
-        return "\\n" if code == 0x0A else "\\t"
-    return f"\\x{code:02x}" if code < 256 else f"\\u{code:04x}"
-
-
-def safe_block(text: str) -> str:
-    """Multi-line text with terminal control characters escaped (newlines and tabs kept)."""
-    return _UNSAFE_IN_BLOCK.sub(_escape, text)
 
 
 def use_colour() -> bool:
@@ -69,7 +48,7 @@ def emit_json(document: Any) -> None:
     """Print one JSON document. Characters a terminal could act on are written as \\u escapes
     (json leaves DEL, C1 controls and bidi overrides raw when ensure_ascii is off)."""
     text = json.dumps(document, indent=2, ensure_ascii=False)
-    sys.stdout.write(_UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
+    sys.stdout.write(UNSAFE_IN_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", text) + "\n")
 
 
 def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
@@ -84,7 +63,7 @@ def table(rows: Iterable[Sequence[Any]], headers: Sequence[str]) -> str:
 
 def jobs_table(jobs: Sequence[Job], state: str | None) -> str:
     """ID, State, Attempts, Priority, Command (shortened), Run At or Updated At."""
-    waiting = state in ("pending", "failed")
+    waiting = state in READY_STATES
     when = "Run At" if waiting else "Updated At"
     rows = [
         (
@@ -161,11 +140,11 @@ def workers_table(workers: Sequence[WorkerInfo], now: float | None = None) -> st
 def status_text(counts: dict[str, int], active: int) -> str:
     """The `status` summary of SPEC §5."""
     labels = (
-        ("Pending", "pending"),
-        ("Processing", "processing"),
-        ("Completed", "completed"),
-        ("Failed", "failed"),
-        ("Dead (DLQ)", "dead"),
+        ("Pending", JobState.PENDING),
+        ("Processing", JobState.PROCESSING),
+        ("Completed", JobState.COMPLETED),
+        ("Failed", JobState.FAILED),
+        ("Dead (DLQ)", JobState.DEAD),
     )
     lines = [f"{label}: {counts.get(key, 0)}" for label, key in labels]
     lines.append(f"Active Workers: {active}")

@@ -10,38 +10,45 @@ import threading
 import time
 from typing import Any, Callable
 
-from . import attempts
-from .config import ConfigManager
+from .config import Config
 from .errors import StoreUnavailable
 from .executor import Execution, Result
-from .models import Job, WorkerInfo, format_time
-from .render import printable
-from .store.base import Store
+from .jobs import JobManager
+from .models import DEAD, Job, WorkerInfo, WorkerStatus, format_time
+from .notify import JOB_COMPLETED, JOB_DEAD, Notifier
+from .schedules import ScheduleManager
+from .text import printable
 from .workers import WorkerManager
+
+IDLE, BUSY = WorkerStatus.IDLE, WorkerStatus.BUSY
+STOPPING, STOPPED = WorkerStatus.STOPPING, WorkerStatus.STOPPED
 
 INTERRUPTED = "interrupted by an immediate shutdown"
 MAX_WRITE_BACKOFF = 10.0
+NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still being sent
 
 
 class Worker:
-    """A worker bound to one store. `step()` runs one job; `run()` loops until stopped."""
+    """One worker over the job and worker managers. `step()` runs one job; `run()` loops
+    until stopped."""
 
     def __init__(
         self,
-        store: Store,
+        jobs: JobManager,
+        workers: WorkerManager,
         index: int = 1,
         *,
         burst: bool = False,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] | None = None,
     ) -> None:
-        self.store = store
+        self.jobs = jobs
+        self.manager = workers
         self.index = index
         self.burst = burst
         self.clock = clock
-        self.manager = WorkerManager(store, clock)
         self.info: WorkerInfo | None = None
-        self.config: dict[str, Any] = {}
+        self.config: Config = Config.defaults()
         self.stopping = False
         self.abort = False
         self._log = log or _print_line
@@ -59,6 +66,9 @@ class Worker:
         self._counts = {"jobs_done": 0, "jobs_failed": 0}
         self._next_refresh = 0.0
         self._told: float | None = None  # the run_at a burst worker last said it waits for
+        self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
+        self.notifier = Notifier(jobs, lambda: self.config, self.log)
+        self._next_tick = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -67,11 +77,12 @@ class Worker:
         self._beat_r, self._beat_w = os.pipe()
         for fd in (self._beat_r, self._beat_w):
             os.set_blocking(fd, False)
+        self._pipes: tuple[int, ...] = (self._wake_r, self._wake_w, self._beat_r, self._beat_w)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
         """Register, read the config, and reap what dead local workers left behind."""
-        self.config = ConfigManager(self.store).all()
+        self.config = self.manager.settings()
         self.info = self.manager.register(self.index)
         self._reap()
         self.log(f"started (pid {os.getpid()})")
@@ -120,6 +131,18 @@ class Worker:
         _poke(self._beat_w)
         self.wake()
 
+    def close(self) -> None:
+        """Close the wake and heartbeat pipes. Call once the worker is done and no signal
+        handler can reach it any more (a closed pipe's number may be reused by a new file)."""
+        fds, self._pipes = self._pipes, ()
+        # -1: a late poke fails harmlessly instead of writing to a reused descriptor.
+        self._wake_w = self._beat_w = -1
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
     @property
     def busy(self) -> bool:
         """Whether a claimed job has not yet been settled."""
@@ -133,8 +156,7 @@ class Worker:
     def step(self) -> bool:
         """Claim one ready job, run it, record the result. False when none was ready."""
         assert self.info is not None, "call start() first"
-        # os.urandom, not secrets: `secrets` loads OpenSSL, ~4 MB in every worker process.
-        job = self.store.claim(self.info.id, self.clock(), os.urandom(8).hex())
+        job = self.jobs.claim(self.info.id)
         if job is None:
             return False
         self.log(
@@ -166,28 +188,30 @@ class Worker:
 
     def _settle(self, job: Job, result: Result, execution: Execution) -> None:
         if execution.kill_reason == INTERRUPTED:
-            if self._write(lambda: attempts.hand_back(self.store, job, self.clock())):
+            if self._write(lambda: self.jobs.hand_back(job)):
                 self.log(f"job {job.id} interrupted; returned to pending")
             return
         if result.ok:
-            applied = self._write(lambda: attempts.complete(self.store, job, result, self.clock()))
+            applied = self._write(lambda: self.jobs.complete(job, result))
             if applied:
                 self.log(f"job {job.id} completed in {result.duration:.2f}s")
                 self._count("jobs_done")
+                self.notifier.job_finished(job.id, JOB_COMPLETED)
             return
         error = result.error or "failed"
         outcome = None
 
         def record() -> bool:
             nonlocal outcome
-            self.config = ConfigManager(self.store).all()  # the job may have run for long
-            ok, outcome = attempts.fail(self.store, job, error, self.config, self.clock(), result)
+            self.config = self.manager.settings()  # the job may have run for long
+            ok, outcome = self.jobs.fail(job, error, result, config=self.config)
             return ok
 
         if self._write(record) and outcome is not None:
             self._count("jobs_failed")
-            if outcome.state == "dead":
+            if outcome.state == DEAD:
                 self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
+                self.notifier.job_finished(job.id, JOB_DEAD)
             else:
                 self.log(
                     f"job {job.id} failed: {printable(error, 200)}; retry in {outcome.delay:g}s"
@@ -216,10 +240,10 @@ class Worker:
     def _idle(self) -> bool:
         """Wait for work. Returns False when a burst worker has nothing left to wait for."""
         self._flush_counts()
-        next_run = self.store.next_run_at()
+        next_run = self.jobs.next_run_at()
         if self.burst and next_run is None:
             return False
-        timeout = float(self.config["poll_interval"])
+        timeout = float(self.config.poll_interval)
         if next_run is not None:
             timeout = min(timeout, max(next_run - self.clock(), 0.0))
             if self.burst and next_run > self.clock() + timeout and next_run != self._told:
@@ -237,20 +261,31 @@ class Worker:
         now = time.monotonic()
         if now < self._next_refresh:
             return
-        self.config = ConfigManager(self.store).all()
-        self._next_refresh = now + float(self.config["poll_interval"])
+        self.config = self.manager.settings()
+        self._next_refresh = now + float(self.config.poll_interval)
         assert self.info is not None
-        me = self.store.get_worker(self.info.id)
-        if me is not None and me.stop_requested and not self.stopping:
+        if self.manager.stop_requested(self.info.id) and not self.stopping:
             self.log("stop requested through the store")
             self.request_stop()
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
             self.request_stop()
+        self._tick()
+
+    def _tick(self) -> None:
+        """Enqueue the jobs of due schedules, at most once per poll_interval: from the loop
+        when idle or between jobs, from the heartbeat while a long job runs."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_tick:
+                return
+            self._next_tick = now + float(self.config.poll_interval)
+        for job_id in self.schedules.tick(self.clock()):
+            self.log(f"job {job_id} enqueued by its schedule")
 
     def _heartbeat_loop(self) -> None:
         while not self._heartbeat_stop.is_set():
-            _sleep_on(self._beat_r, float(self.config["heartbeat_interval"]))
+            _sleep_on(self._beat_r, float(self.config.heartbeat_interval))
             if self._heartbeat_stop.is_set():
                 break
             try:
@@ -265,33 +300,35 @@ class Worker:
         now = self.clock()
         with self._lock:
             current, held = self._current, self._held
-        status = "stopping" if self.stopping else ("busy" if held else "idle")
+        status = STOPPING if self.stopping else (BUSY if held else IDLE)
         self._update_row(
             {"last_heartbeat": now, "status": status, "current_job": held.id if held else None}
         )
         if held:
-            assert held.lease_token is not None
             # Renewed before reaping, so our own reaper never sees our lease as stale.
-            renewed = self.store.renew_lease(held.id, held.lease_token, now)
+            renewed = self.jobs.renew(held, now=now)
             # A command already killed (an immediate stop hands its job back) lost nothing.
             if not renewed and current and current[0] is held and not current[1].kill_reason:
                 self.log(f"job {held.id}: lease lost; killing its command")
                 current[1].kill("lease lost")
         self._reap()
+        self._tick()
 
     def _reap(self) -> None:
         # Fresh config: judging other workers' leases by a stale_after read before a long
         # job began would release healthy jobs after the setting was raised.
-        self.config = ConfigManager(self.store).all()
+        self.config = self.manager.settings()
         for job_id in self.manager.reap(self.config):
             self.log(f"job {job_id} released from a lost worker")
+            self.notifier.job_finished(job_id)  # sent only if that made it dead
 
     def _finish(self) -> None:
         if self.info is None:
             return
+        self.notifier.close(0 if self.abort else NOTIFY_DRAIN)
         try:
             self._update_row(
-                {"status": "stopped", "current_job": None, "last_heartbeat": self.clock()}
+                {"status": STOPPED, "current_job": None, "last_heartbeat": self.clock()}
             )
         except StoreUnavailable as exc:
             self.log(f"could not record the stop: {exc}")
@@ -324,13 +361,13 @@ class Worker:
                 return
             counts = self._take_counts()
             try:
-                self.store.update_worker(self.info.id, changes, counts)
+                self.manager.update(self.info.id, changes, counts)
             except StoreUnavailable:
                 with self._lock:
                     for name, value in counts.items():
                         self._counts[name] += value
                 raise
-            self._row_final = changes.get("status") == "stopped"
+            self._row_final = changes.get("status") == STOPPED
 
     def log(self, message: str) -> None:
         """One line per event, prefixed with the worker id."""

@@ -10,10 +10,10 @@ import os
 import signal
 import sys
 
+from .app import App
 from .errors import QueuectlError
-from .store import open_store
-from .worker import Worker
-from .workers import WAKE_SIGNAL
+from .localproc import WAKE_SIGNAL
+from .supervisor import StartReport
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -23,9 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true")
     args = parser.parse_args(argv)
     parent = os.getppid()
+    report = StartReport()
     try:
-        store = open_store(os.environ["QUEUECTL_DB"])
-        worker = Worker(store, args.index, burst=args.burst)
+        worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst)
 
         def on_stop(signum: int, _frame: object) -> None:
             if worker.stopping:
@@ -39,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(WAKE_SIGNAL, lambda _s, _f: worker.wake())
-        worker.start()
+        report.started(worker.start().id)
         try:
             return worker.run(parent_pid=parent)
         finally:
@@ -48,8 +48,10 @@ def main(argv: list[str] | None = None) -> int:
             # handlers, which would kill the process and turn a clean exit into a failure.
             for signum in (signal.SIGINT, signal.SIGTERM, WAKE_SIGNAL):
                 signal.signal(signum, signal.SIG_IGN)
+            worker.close()
     except QueuectlError as exc:
         sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
+        report.failed(f"worker {args.index}: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

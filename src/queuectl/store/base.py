@@ -6,10 +6,9 @@ Times are epoch seconds (floats) everywhere.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Protocol, Sequence
 
-from ..models import Job, WorkerInfo
+from ..models import Job, Schedule, WorkerInfo
 
 
 class Store(Protocol):
@@ -24,9 +23,10 @@ class Store(Protocol):
     def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or None."""
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Jobs of one state (all if None): pending/failed in claim order, others newest
-        update first."""
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Jobs of one state (all if None). Pending/failed: those ready at `now` (default:
+        the current time) in claim order, then those waiting, by run_at, so the list is the
+        order workers will take them in. Others newest update first."""
 
     def count_by_state(self) -> dict[str, int]:
         """Number of jobs in each state that has any."""
@@ -48,17 +48,28 @@ class Store(Protocol):
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
         """Processing jobs held by that worker."""
 
-    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
-        """Move dead jobs (those ids, or all when None) back to pending with no attempts;
-        returns the ids moved."""
+    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Apply `changes` only if every field in `expected` still has that value (None
+        matches a null), in one atomic step. Returns whether they were applied."""
+
+    def job_ids(self, state: str) -> list[str]:
+        """The ids of every job in that state."""
 
     def next_run_at(self) -> float | None:
         """The earliest run_at among pending and failed jobs."""
 
-    def job_stats(self, now: float) -> dict[str, Any]:
-        """Duration mean/p50/p95 (nearest rank) of completed jobs, the retries spent over
-        all jobs, and jobs completed in the last minute and hour (keys: mean, p50, p95,
-        retries, last_minute, last_hour)."""
+    # -- raw aggregates for stats (the manager turns them into figures) ------------------
+    def duration_summary(self) -> tuple[int, float | None]:
+        """How many completed jobs have a duration, and the mean of those durations."""
+
+    def duration_at(self, rank: int) -> float | None:
+        """The duration at zero-based `rank` among completed jobs' durations, ascending."""
+
+    def retried_totals(self) -> tuple[int, int]:
+        """How many jobs have more than one attempt, and the sum of their attempts."""
+
+    def completed_since(self, since: float) -> int:
+        """How many completed jobs finished at or after `since`."""
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -94,10 +105,27 @@ class Store(Protocol):
     def delete_workers(self, before: float) -> int:
         """Forget stopped and lost workers whose last heartbeat is before `before`."""
 
+    # -- schedules (SPEC §7.5) -----------------------------------------------------------
+    def insert_schedule(self, schedule: Schedule) -> None:
+        """Add a schedule. A taken name raises DuplicateSchedule."""
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule with that name, or None."""
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove a schedule; whether it existed."""
+
+    def update_schedule(
+        self, name: str, changes: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """Apply `changes` only if the schedule exists and each field in `expected` still
+        has that value (a compare-and-set, atomic). Returns whether they were applied."""
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Schedules not paused whose next_run_at <= now, earliest first: one indexed read."""
+
     def close(self) -> None:
         """Release connections."""
-
-
-def quantile_rank(n: int, q: float) -> int:
-    """Zero-based nearest-rank position of quantile q among n sorted values."""
-    return min(n - 1, max(0, math.ceil(q * n) - 1)) if n else 0

@@ -7,16 +7,24 @@ mongomock. pymongo is imported only here, and only when a MongoDB URL is used.
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..errors import DuplicateJob, StoreUnavailable
-from ..models import READY_STATES, Job, WorkerInfo
-from .base import quantile_rank
+from ..errors import DuplicateJob, DuplicateSchedule, StoreUnavailable
+from ..models import READY_STATES, Job, Schedule, WorkerInfo
+from . import url_password
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
+# Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
+WAITING_SORT = [("run_at", 1), ("priority", -1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
+# $type, not {$ne: null}: on a MongoDB stand-in that treats a missing field as not null
+# (nx-27017, the tests' wire lane), a completed document without a duration would count, and
+# crash the percentile read. Durations are numbers, so both mean the same on MongoDB.
+DONE_WITH_DURATION = {"state": "completed", "duration": {"$type": "number"}}
 
 
 def _job_doc(job: Job) -> dict[str, Any]:
@@ -43,15 +51,21 @@ class MongoStore:
     """The Store protocol on a MongoDB database (`jobs`, `workers`, `config`)."""
 
     def __init__(
-        self, client: Any, db_name: str, url: str = "mongodb://", secret: str | None = None
+        self,
+        client: Any,
+        db_name: str,
+        url: str = "mongodb://",
+        secrets: str | Sequence[str] | None = None,
     ) -> None:
         self.client = client
-        self._secret = secret  # scrubbed from every message
+        # Scrubbed from every message: the password and every secret option of the URL.
+        self._secrets = [secrets] if isinstance(secrets, str) else list(secrets or ())
         self.db = client[db_name]
         self.url = url
         self.jobs = self.db["jobs"]
         self.workers = self.db["workers"]
         self.config = self.db["config"]
+        self.schedules = self.db["schedules"]
         self._indexed = False
 
     @contextmanager
@@ -65,7 +79,7 @@ class MongoStore:
         except DuplicateKeyError:
             raise
         except PyMongoError as exc:
-            raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc, self._secret)}") from None
+            raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc, self._secrets)}") from None
 
     def _ensure_indexes(self) -> None:
         # create_indexes is idempotent on the server: one round trip per collection.
@@ -96,6 +110,7 @@ class MongoStore:
             ]
         )
         self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
+        self.schedules.create_indexes([IndexModel([("paused", 1), ("next_run_at", 1)], name="due")])
 
     def close(self) -> None:
         """Close the client."""
@@ -129,12 +144,25 @@ class MongoStore:
         with self._errors():
             return _job(self.jobs.find_one({"_id": job_id}))
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Pending/failed in claim order; other states newest update first."""
-        query = {"state": state} if state else {}
-        sort = CLAIM_SORT if state in ("pending", "failed") else [("updated_at", -1), ("seq", -1)]
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order (index claim_order), then
+        those waiting by run_at (index state_run_at). Other states newest update first."""
         with self._errors():
-            docs = list(self.jobs.find(query).sort(sort).limit(limit))
+            if state in ("pending", "failed"):
+                now = time.time() if now is None else now
+                docs = list(
+                    self.jobs.find({"state": state, "run_at": {"$lte": now}})
+                    .sort(CLAIM_SORT)
+                    .limit(limit)
+                )
+                if len(docs) < limit:
+                    waiting = {"state": state, "run_at": {"$gt": now}}
+                    docs += self.jobs.find(waiting).sort(WAITING_SORT).limit(limit - len(docs))
+            else:
+                query = {"state": state} if state else {}
+                docs = list(
+                    self.jobs.find(query).sort([("updated_at", -1), ("seq", -1)]).limit(limit)
+                )
         return [j for j in map(_job, docs) if j is not None]
 
     def count_by_state(self) -> dict[str, int]:
@@ -198,29 +226,16 @@ class MongoStore:
             docs = list(self.jobs.find({"state": "processing", "locked_by": worker_id}))
         return [j for j in map(_job, docs) if j is not None]
 
-    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
-        """Dead jobs back to pending, in one update conditioned on each still being dead."""
-        query: dict[str, Any] = {"state": "dead"}
-        if job_ids is not None:
-            query["_id"] = {"$in": list(job_ids)}
+    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Conditional: the filter holds the expected values, so one update decides."""
         with self._errors():
-            ids = [doc["_id"] for doc in self.jobs.find(query, {"_id": 1})]
-            if ids:
-                self.jobs.update_many(
-                    {"_id": {"$in": ids}, "state": "dead"},
-                    {
-                        "$set": {
-                            "state": "pending",
-                            "attempts": 0,
-                            "run_at": now,
-                            "updated_at": now,
-                            "locked_by": None,
-                            "locked_at": None,
-                            "lease_token": None,
-                        }
-                    },
-                )
-        return ids
+            result = self.jobs.update_one({**expected, "_id": job_id}, {"$set": changes})
+        return bool(result.matched_count == 1)
+
+    def job_ids(self, state: str) -> list[str]:
+        """Ids of the jobs in one state."""
+        with self._errors():
+            return [d["_id"] for d in self.jobs.find({"state": state}, {"_id": 1}).sort("seq", 1)]
 
     def next_run_at(self) -> float | None:
         """Earliest run_at of a ready-or-waiting job."""
@@ -228,50 +243,43 @@ class MongoStore:
             doc = self.jobs.find_one({"state": READY}, {"run_at": 1}, sort=[("run_at", 1)])
         return doc["run_at"] if doc else None
 
-    def job_stats(self, now: float) -> dict[str, Any]:
-        """Aggregates computed by the server."""
-        # $type, not {$ne: null}: on a MongoDB stand-in that treats a missing field as not
-        # null, a completed document without a duration would count (and crash the
-        # percentile read). Durations are numbers, so both mean the same on MongoDB.
-        done = {"state": "completed", "duration": {"$type": "number"}}
+    def duration_summary(self) -> tuple[int, float | None]:
+        """Count and mean of completed jobs' durations, computed by the server."""
+        pipeline = [
+            {"$match": DONE_WITH_DURATION},
+            {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
+        ]
         with self._errors():
-            agg = list(
-                self.jobs.aggregate(
-                    [
-                        {"$match": done},
-                        {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
-                    ]
-                )
+            agg = list(self.jobs.aggregate(pipeline))
+        return (int(agg[0]["n"]), agg[0]["mean"]) if agg else (0, None)
+
+    def duration_at(self, rank: int) -> float | None:
+        """One duration by rank, sorted and skipped by the server."""
+        with self._errors():
+            docs = list(
+                self.jobs.find(DONE_WITH_DURATION, {"duration": 1})
+                .sort("duration", 1)
+                .skip(rank)
+                .limit(1)
             )
-            n = agg[0]["n"] if agg else 0
-            result: dict[str, Any] = {
-                "mean": agg[0]["mean"] if agg else None,
-                "p50": None,
-                "p95": None,
-            }
-            for name, q in (("p50", 0.50), ("p95", 0.95)):
-                if n:
-                    docs = list(
-                        self.jobs.find(done, {"duration": 1})
-                        .sort("duration", 1)
-                        .skip(quantile_rank(n, q))
-                        .limit(1)
-                    )
-                    result[name] = docs[0]["duration"] if docs else None
-            retries = list(
-                self.jobs.aggregate(
-                    [
-                        {"$match": {"attempts": {"$gt": 1}}},
-                        {"$group": {"_id": None, "r": {"$sum": {"$subtract": ["$attempts", 1]}}}},
-                    ]
-                )
+        return docs[0]["duration"] if docs else None
+
+    def retried_totals(self) -> tuple[int, int]:
+        """Jobs with more than one attempt, and their attempts summed."""
+        pipeline = [
+            {"$match": {"attempts": {"$gt": 1}}},
+            {"$group": {"_id": None, "n": {"$sum": 1}, "a": {"$sum": "$attempts"}}},
+        ]
+        with self._errors():
+            agg = list(self.jobs.aggregate(pipeline))
+        return (int(agg[0]["n"]), int(agg[0]["a"])) if agg else (0, 0)
+
+    def completed_since(self, since: float) -> int:
+        """Completed jobs that finished at or after `since`."""
+        with self._errors():
+            return int(
+                self.jobs.count_documents({"state": "completed", "finished_at": {"$gte": since}})
             )
-            result["retries"] = retries[0]["r"] if retries else 0
-            for name, window in (("last_minute", 60), ("last_hour", 3600)):
-                result[name] = self.jobs.count_documents(
-                    {"state": "completed", "finished_at": {"$gte": now - window}}
-                )
-        return result
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -353,30 +361,132 @@ class MongoStore:
                     lost.append(doc["_id"])
         return lost
 
+    # -- schedules (SPEC §7.5) ----------------------------------------------------------
+    def insert_schedule(self, schedule: Schedule) -> None:
+        """Insert one schedule (its name is the _id); a taken name raises DuplicateSchedule."""
+        from pymongo.errors import DuplicateKeyError
+
+        doc = schedule.to_record()
+        doc["_id"] = doc.pop("name")
+        try:
+            with self._errors():
+                self.schedules.insert_one(doc)
+        except DuplicateKeyError:
+            raise DuplicateSchedule(schedule.name) from None
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """One schedule, or None."""
+        with self._errors():
+            doc = self.schedules.find_one({"_id": name})
+        return _schedule(doc) if doc else None
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        with self._errors():
+            docs = list(self.schedules.find().sort("_id", 1))
+        return [_schedule(d) for d in docs]
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove one schedule."""
+        with self._errors():
+            return bool(self.schedules.delete_one({"_id": name}).deleted_count == 1)
+
+    def update_schedule(
+        self, name: str, changes: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """One update_one whose filter holds the expected values: a compare-and-set."""
+        with self._errors():
+            result = self.schedules.update_one({"_id": name, **(expected or {})}, {"$set": changes})
+        return bool(result.matched_count == 1)
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Active schedules due by `now`, through the (paused, next_run_at) index."""
+        with self._errors():
+            docs = list(
+                self.schedules.find({"paused": False, "next_run_at": {"$lte": now}})
+                .sort("next_run_at", 1)
+                .limit(limit)
+            )
+        return [_schedule(d) for d in docs]
+
+
+def _schedule(doc: dict[str, Any]) -> Schedule:
+    doc = dict(doc)
+    doc["name"] = doc.pop("_id")
+    return Schedule.from_record(doc)
+
 
 def _inserted_count(exc: Exception) -> int:
     details = getattr(exc, "details", None) or {}
     return int(details.get("nInserted", 0))
 
 
-def _short(exc: Exception, secret: str | None = None) -> str:
-    """The driver's message without its topology dump, and never with the password
-    (raw or percent-decoded)."""
+def _short(exc: Exception, secrets: Sequence[str] = ()) -> str:
+    """The driver's message without its topology dump, and never with a secret of the URL
+    (raw or percent-decoded), longest first so no part of one is left."""
     text = str(exc)
     for cut in (", Timeout:", ", Topology Description", " (configured timeouts"):
         text = text.split(cut)[0]
-    if secret:
+    if secrets:
         from urllib.parse import unquote
 
-        for form in {secret, unquote(secret)}:
+        forms = {form for secret in secrets for form in (secret, unquote(secret)) if form}
+        for form in sorted(forms, key=len, reverse=True):
             text = text.replace(form, "***")
     return text.strip() or type(exc).__name__
 
 
-def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
+FILE_OPTIONS = ("tlscafile", "tlscertificatekeyfile", "tlscrlfile")
+
+
+def _missing_files(url: str) -> list[str]:
+    """`option=path` for each file option of the URL whose file cannot be read."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    query = urlsplit(url.rsplit("@", 1)[-1]).query
+    return [
+        f"{key}={unquote(value)}"
+        for key, value in parse_qsl(query, keep_blank_values=True)
+        if key.lower() in FILE_OPTIONS and not os.access(unquote(value), os.R_OK)
+    ]
+
+
+def _client(url: str, kwargs: dict[str, Any]) -> Any:
+    from pymongo import MongoClient
+
+    with warnings.catch_warnings():
+        # pymongo only warns about an unknown URL option; a typo should be an error.
+        warnings.simplefilter("error", UserWarning)
+        return MongoClient(url, connect=False, **kwargs)
+
+
+def _bad_url(url: str, secrets: Sequence[str], exc: Exception, kwargs: dict[str, Any]) -> str:
+    """Why the URL was refused, with no secret in it. A parse error may quote any fragment
+    of a password that was not percent-encoded, so when the URL holds one it is parsed again
+    with a harmless password: if that fails too, its message is about the rest of the URL
+    and safe to show; if not, the user name or password is what is wrong."""
+    from pymongo.errors import ConfigurationError, InvalidURI
+
+    if isinstance(exc, OSError):
+        missing = _missing_files(url)
+        named = f" ({', '.join(missing)})" if missing else ""
+        return f"{exc.strerror or exc}{named}: give a file this user can read"
+    password = url_password(url)
+    if not password:
+        return _short(exc, secrets)
+    scheme, _, rest = url.partition("://")
+    userinfo, _, hostpart = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    try:
+        _client(f"{scheme}://{user}:x@{hostpart}", kwargs).close()
+    except (ConfigurationError, InvalidURI, ValueError, UserWarning, OSError) as again:
+        return _short(again, secrets)
+    return "check the user name and password: special characters in them must be percent-encoded"
+
+
+def connect(url: str, masked: str, secrets: Sequence[str] = ()) -> MongoStore:
     """Build a MongoStore for a mongodb:// or mongodb+srv:// URL; lazy, so nothing touches
     the network until the first command. Reports an unreachable server within ~5 s."""
-    from pymongo import MongoClient
     from pymongo.errors import ConfigurationError, InvalidURI
 
     # Start-up and the first round trip add ~1 s, so an unreachable server is reported in
@@ -391,21 +501,11 @@ def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
     lowered = url.lower()
     kwargs = {k: v for k, v in options.items() if k.lower() not in lowered}
     try:
-        with warnings.catch_warnings():
-            # pymongo only warns about an unknown URL option; a typo should be an error.
-            warnings.simplefilter("error", UserWarning)
-            client: Any = MongoClient(url, connect=False, **kwargs)
+        client = _client(url, kwargs)
         db_name = client.get_default_database(default="queuectl").name
-    except (ConfigurationError, InvalidURI, ValueError, UserWarning) as exc:
+    except (ConfigurationError, InvalidURI, ValueError, UserWarning, OSError) as exc:
         from ..errors import InvalidInput
 
-        # A parse error may quote any fragment of a mangled password, so with a password
-        # in the URL only a generic hint is given.
-        detail = (
-            "check its syntax; special characters in the user name or password must be "
-            "percent-encoded"
-            if secret
-            else _short(exc)
-        )
+        detail = _bad_url(url, secrets, exc, kwargs)
         raise InvalidInput(f"bad MongoDB URL {masked}: {detail}") from None
-    return MongoStore(client, db_name, masked, secret)
+    return MongoStore(client, db_name, masked, secrets)

@@ -11,18 +11,17 @@ import json
 import operator
 import os
 import sqlite3
-import threading
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+import time
+from typing import Any, Callable, Sequence
 
-from ..errors import DuplicateJob, StoreUnavailable
-from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
-from .base import quantile_rank
+from ..errors import DuplicateJob, DuplicateSchedule
+from ..models import JOB_COLUMNS, SCHEDULE_COLUMNS, WORKER_COLUMNS, Job, Schedule, WorkerInfo
+from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
-SCHEMA_VERSION = 2  # raised whenever SCHEMA gains a table or an index
+SCHEMA_VERSION = 3  # raised whenever SCHEMA gains a table or an index
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -81,8 +80,27 @@ CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
 
+# Recurring jobs (SPEC §7.5). The due index holds only active schedules, so a worker's tick
+# reads nothing when no schedule is due.
+SCHEDULES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    cron TEXT NOT NULL,
+    tz TEXT NOT NULL,
+    command TEXT NOT NULL,
+    options TEXT NOT NULL,
+    next_run_at REAL NOT NULL,
+    last_run_at REAL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE paused = 0;
+"""
+
 READY = "state IN ('pending', 'failed')"
 CLAIM_ORDER = "priority DESC, run_at, seq"
+# Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
+WAITING_ORDER = "run_at, priority DESC, seq"
 
 
 def busy_timeout_ms() -> int:
@@ -94,101 +112,21 @@ def busy_timeout_ms() -> int:
         return BUSY_TIMEOUT_MS
 
 
-def create_private_file(path: str) -> None:
-    """Create the database file with mode 0600 whatever the umask, if it is new. Its
-    directory must exist: a mistyped path is an error, not a new empty queue."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StoreUnavailable(
-            f"cannot create SQLite store {path}: directory {directory} does not exist"
-        )
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        if os.fstat(fd).st_size == 0:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
 class SqliteStore:
     """The Store protocol on one SQLite file; each thread gets its own connection."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, make_directory: Callable[[], object] | None = None) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
-        self._local = threading.local()
-        self._schema_ready = False
-
-    # -- connection -----------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
-
-    def _connect(self) -> sqlite3.Connection:
-        if sqlite3.sqlite_version_info < (3, 35, 0):
-            raise StoreUnavailable(
-                f"SQLite {sqlite3.sqlite_version} is too old: queuectl needs 3.35 or newer "
-                "(UPDATE ... RETURNING); use a newer Python build or a MongoDB URL"
-            )
-        try:
-            if not os.path.exists(self.path):
-                create_private_file(self.path)
-            busy_ms = busy_timeout_ms()
-            conn = sqlite3.connect(
-                self.path,
-                timeout=busy_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode: a commit survives any process crash; only a power cut can
-            # lose the last few, and it never corrupts the file.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if not self._schema_ready:
-                # Checking the version first keeps a CLI call on an existing file read-only.
-                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    conn.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
-                self._schema_ready = True
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its start (BEGIN IMMEDIATE),
-        so its reads are never of a snapshot another writer has moved past."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+        self._file = SqliteFile(
+            path, SCHEMA + SCHEDULES_SCHEMA, SCHEMA_VERSION, busy_timeout_ms(), make_directory
+        )
+        self._tx = self._file.transaction
+        self._query = self._file.query
 
     def close(self) -> None:
         """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._file.close()
 
     # -- jobs -----------------------------------------------------------------------------
     def insert_jobs(self, jobs: Sequence[Job]) -> None:
@@ -217,20 +155,28 @@ class SqliteStore:
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_record(dict(rows[0])) if rows else None
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Pending/failed in claim order; other states newest update first."""
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order, then those waiting by run_at.
+        Other states newest update first."""
         if state in ("pending", "failed"):
-            sql = (
+            now = time.time() if now is None else now
+            ready = self._query(
                 f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
-                f"ORDER BY {CLAIM_ORDER} LIMIT ?"
+                f"AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?",
+                (state, now, limit),
             )
-            params: tuple[Any, ...] = (state, limit)
-        elif state:
+            waiting = self._query(
+                f"SELECT * FROM jobs INDEXED BY jobs_waiting WHERE {READY} AND state = ? "
+                f"AND run_at > ? ORDER BY {WAITING_ORDER} LIMIT ?",
+                (state, now, limit - len(ready)),
+            )
+            return [Job.from_record(dict(r)) for r in (*ready, *waiting)]
+        if state:
             sql = (
                 "SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
                 "ORDER BY updated_at DESC, seq DESC LIMIT ?"
             )
-            params = (state, limit)
+            params: tuple[Any, ...] = (state, limit)
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
@@ -286,24 +232,19 @@ class SqliteStore:
         )
         return [Job.from_record(dict(r)) for r in rows]
 
-    def retry_dead(self, job_ids: Sequence[str] | None, now: float) -> list[str]:
-        """Dead jobs back to pending, attempts reset, last_error kept."""
+    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
+        """Conditional: applied only while every expected field still has its value."""
+        assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+        conditions = "".join(f" AND {_column(k)} IS ?" for k in expected)
+        sql = f"UPDATE jobs SET {assignments} WHERE id = ?{conditions}"
         with self._tx() as conn:
-            if job_ids is None:
-                rows = conn.execute("SELECT id FROM jobs WHERE state = 'dead'").fetchall()
-            else:
-                marks = ", ".join("?" for _ in job_ids)
-                rows = conn.execute(
-                    f"SELECT id FROM jobs WHERE state = 'dead' AND id IN ({marks})",
-                    tuple(job_ids),
-                ).fetchall()
-            ids = [r["id"] for r in rows]
-            conn.executemany(
-                "UPDATE jobs SET state = 'pending', attempts = 0, run_at = ?, updated_at = ?, "
-                "locked_by = NULL, locked_at = NULL, lease_token = NULL WHERE id = ?",
-                [(now, now, job_id) for job_id in ids],
-            )
-        return ids
+            cursor = conn.execute(sql, (*changes.values(), job_id, *expected.values()))
+        return cursor.rowcount == 1
+
+    def job_ids(self, state: str) -> list[str]:
+        """Ids of the jobs in one state."""
+        rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
+        return [r["id"] for r in rows]
 
     def next_run_at(self) -> float | None:
         """Earliest run_at of a ready-or-waiting job."""
@@ -312,34 +253,40 @@ class SqliteStore:
         )
         return rows[0]["t"] if rows else None
 
-    def job_stats(self, now: float) -> dict[str, Any]:
-        """Aggregates computed by SQLite, never by loading jobs."""
+    def duration_summary(self) -> tuple[int, float | None]:
+        """Count and mean of completed jobs' durations, computed by SQLite."""
         agg = self._query(
             "SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
             "INDEXED BY jobs_done_duration WHERE state = 'completed'"
         )[0]
-        n, mean = agg["n"], agg["mean"]
-        result: dict[str, Any] = {"mean": mean, "p50": None, "p95": None}
-        for name, q in (("p50", 0.50), ("p95", 0.95)):
-            if n:
-                rows = self._query(
-                    "SELECT duration FROM jobs INDEXED BY jobs_done_duration "
-                    "WHERE state = 'completed' AND duration IS NOT NULL "
-                    "ORDER BY duration LIMIT 1 OFFSET ?",
-                    (quantile_rank(n, q),),
-                )
-                result[name] = rows[0]["duration"]
-        result["retries"] = self._query(
-            "SELECT COALESCE(SUM(attempts - 1), 0) AS r FROM jobs INDEXED BY jobs_retried "
-            "WHERE attempts > 1"
-        )[0]["r"]
-        for name, window in (("last_minute", 60), ("last_hour", 3600)):
-            result[name] = self._query(
-                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
-                "WHERE state = 'completed' AND finished_at >= ?",
-                (now - window,),
-            )[0]["c"]
-        return result
+        return int(agg["n"]), agg["mean"]
+
+    def duration_at(self, rank: int) -> float | None:
+        """One duration by rank, read through the index (never by loading jobs)."""
+        rows = self._query(
+            "SELECT duration FROM jobs INDEXED BY jobs_done_duration "
+            "WHERE state = 'completed' AND duration IS NOT NULL "
+            "ORDER BY duration LIMIT 1 OFFSET ?",
+            (rank,),
+        )
+        return rows[0]["duration"] if rows else None
+
+    def retried_totals(self) -> tuple[int, int]:
+        """Jobs with more than one attempt, and their attempts summed."""
+        row = self._query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(attempts), 0) AS a FROM jobs "
+            "INDEXED BY jobs_retried WHERE attempts > 1"
+        )[0]
+        return int(row["n"]), int(row["a"])
+
+    def completed_since(self, since: float) -> int:
+        """Completed jobs that finished at or after `since`."""
+        rows = self._query(
+            "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
+            "WHERE state = 'completed' AND finished_at >= ?",
+            (since,),
+        )
+        return int(rows[0]["c"])
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -424,9 +371,77 @@ class SqliteStore:
             ).fetchall()
         return [r["id"] for r in rows]
 
+    # -- schedules (SPEC §7.5) ----------------------------------------------------------
+    def insert_schedule(self, schedule: Schedule) -> None:
+        """Insert one schedule; a taken name raises DuplicateSchedule."""
+        record = _schedule_row(schedule.to_record())
+        marks = ", ".join("?" for _ in record)
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    f"INSERT INTO schedules ({', '.join(record)}) VALUES ({marks})",
+                    tuple(record.values()),
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicateSchedule(schedule.name) from None
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """One schedule, or None."""
+        rows = self._query("SELECT * FROM schedules WHERE name = ?", (name,))
+        return _schedule(rows[0]) if rows else None
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return [_schedule(r) for r in self._query("SELECT * FROM schedules ORDER BY name")]
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove one schedule."""
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount == 1
+
+    def update_schedule(
+        self, name: str, changes: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """One UPDATE whose WHERE holds the expected values: a compare-and-set."""
+        new = _schedule_row(changes)
+        old = _schedule_row(expected or {})
+        sets = ", ".join(f"{_column(k, SCHEDULE_COLUMNS)} = ?" for k in new)
+        checks = "".join(f" AND {_column(k, SCHEDULE_COLUMNS)} IS ?" for k in old)
+        with self._tx() as conn:
+            cursor = conn.execute(
+                f"UPDATE schedules SET {sets} WHERE name = ?{checks}",
+                (*new.values(), name, *old.values()),
+            )
+        return cursor.rowcount == 1
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Active schedules due by `now`, through the partial due index."""
+        rows = self._query(
+            "SELECT * FROM schedules INDEXED BY schedules_due "
+            "WHERE paused = 0 AND next_run_at <= ? ORDER BY next_run_at LIMIT ?",
+            (now, limit),
+        )
+        return [_schedule(r) for r in rows]
+
 
 def _column(name: str, allowed: Sequence[str] = JOB_COLUMNS) -> str:
     # Column names are interpolated into SQL, so only known ones may pass.
     if name not in allowed:
         raise ValueError(f"unknown column {name!r}")
     return name
+
+
+def _schedule_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Schedule fields as SQLite columns: options as JSON text, paused as 0 or 1."""
+    row = dict(record)
+    if "options" in row:
+        row["options"] = json.dumps(row["options"], sort_keys=True)
+    if "paused" in row:
+        row["paused"] = int(bool(row["paused"]))
+    return row
+
+
+def _schedule(row: sqlite3.Row) -> Schedule:
+    record = dict(row)
+    record["options"] = json.loads(record["options"])
+    return Schedule.from_record(record)

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .executor import describe_exit
-from .models import Job
-from .render import safe_block
+from ..models import PENDING, PROCESSING, Job
+from ..text import describe_exit, safe_block
 
 
 def has_run(job: Job) -> bool:
@@ -17,15 +16,15 @@ def has_run(job: Job) -> bool:
 def log_text(job: Job) -> str:
     """Outputs of the latest attempt, headed by the state and exit status."""
     if not has_run(job):
-        if job.state == "processing":
+        if job.state == PROCESSING:
             return f"Job {job.id} is running (attempt {job.attempts}); no output is stored yet."
         return f"Job {job.id} has not run yet (state: {job.state})."
     code = describe_exit(job.exit_code)
     attempt = f"{job.attempts}/{job.max_retries + 1}"
-    if job.state in ("pending", "processing"):
+    if job.state in (PENDING, PROCESSING):
         # The stored output is then an earlier attempt's (before the one running, a hand-back
         # or a DLQ retry): never pair it with the current attempt.
-        running = f" (attempt {attempt} is running)" if job.state == "processing" else ""
+        running = f" (attempt {attempt} is running)" if job.state == PROCESSING else ""
         head = f"Job {job.id}: {job.state}{running}; output of the previous attempt"
         lines = [f"{head}, {code}"]
     else:

@@ -6,7 +6,7 @@ import json
 import sys
 from typing import Any, Iterator
 
-from .errors import InvalidInput
+from ..errors import InvalidInput
 
 
 def read_spec(spec: str | None) -> dict[str, Any]:

@@ -7,9 +7,9 @@ from typing import Optional
 
 import typer
 
-from . import render
-from .cli_context import JSON_OPT, command_context
-from .errors import InvalidInput, QueuectlError
+from .. import render
+from ..errors import InvalidInput
+from .context import JSON_OPT, command_context
 
 DEFAULT_STOP_WAIT = 60.0
 
@@ -28,15 +28,14 @@ def worker_start(
     \b
     Example: queuectl worker start --count 4
     """
-    from . import supervisor
-    from .config import ConfigManager
+    from .. import supervisor
 
     if not 1 <= count <= 256:
         raise InvalidInput(f"--count must be between 1 and 256, got {count}")
-    state = command_context(ctx)
-    url = state.url
+    app = command_context(ctx)
+    url = app.url
     # Touch the store now: a bad URL or path is one error here, not one per worker.
-    ConfigManager(state.store).all()
+    app.configs.all()
     if detach:
         supervisor.detach(url, count, burst)
     else:
@@ -56,23 +55,17 @@ def worker_stop(
     \b
     Example: queuectl worker stop --wait --timeout 30
     """
-    from .workers import WorkerManager
 
     if timeout is not None and not wait:
         raise InvalidInput("--timeout only applies with --wait")
     timeout = DEFAULT_STOP_WAIT if timeout is None else timeout
     if not 0 < timeout <= 10**6:  # also refuses nan, which would make --wait endless
         raise InvalidInput(f"--timeout must be > 0 and at most 1000000 seconds, got {timeout}")
-    manager = WorkerManager(command_context(ctx).store)
+    manager = command_context(ctx).workers
     asked = manager.request_stop()
     typer.echo(f"Stop requested for {len(asked)} worker(s)")
     if wait and asked:
-        deadline = time.monotonic() + timeout
-        ids = {w.id for w in asked}
-        while any(w.id in ids for w in manager.active()):
-            if time.monotonic() > deadline:
-                raise QueuectlError(f"workers still running after {timeout:g}s")
-            time.sleep(0.2)
+        manager.wait_stopped(asked, timeout)
         typer.echo("All workers stopped")
 
 
@@ -87,9 +80,8 @@ def worker_list(
     \b
     Example: queuectl worker list --all
     """
-    from .workers import WorkerManager
 
-    workers = WorkerManager(command_context(ctx).store).list(include_stopped=include_all)
+    workers = command_context(ctx).workers.list(include_stopped=include_all)
     now = time.time()
     if as_json:
         render.emit_json([render.worker_json(w, now) for w in workers])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import typer
 
-from . import render
-from .cli_context import JSON_OPT, command_context
+from .. import render
+from .context import JSON_OPT, command_context
 
 config_app = typer.Typer(help="Settings shared by every worker of the store.", no_args_is_help=True)
 
@@ -17,9 +17,9 @@ def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     \b
     Example: queuectl config list
     """
-    from .config import KEYS, ConfigManager
+    from ..config import KEYS
 
-    values = ConfigManager(command_context(ctx).store).all()
+    values = command_context(ctx).configs.all()
     if as_json:
         render.emit_json(values)
     else:
@@ -34,9 +34,9 @@ def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
     \b
     Example: queuectl config get max-retries
     """
-    from .config import ConfigManager, canonical_key
+    from ..config import canonical_key
 
-    value = ConfigManager(command_context(ctx).store).get(key)
+    value = command_context(ctx).configs.get(key)
     if as_json:
         render.emit_json({canonical_key(key): value})
     else:
@@ -51,9 +51,7 @@ def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OP
     \b
     Example: queuectl config set max_retries 5
     """
-    from .config import ConfigManager
-
-    name, parsed = ConfigManager(command_context(ctx).store).set(key, value)
+    name, parsed = command_context(ctx).configs.set(key, value)
     if as_json:
         render.emit_json({name: parsed})
     else:
@@ -67,7 +65,7 @@ def config_unset(ctx: typer.Context, key: str) -> None:
     \b
     Example: queuectl config unset backoff_base
     """
-    from .config import KEYS, ConfigManager
+    from ..config import KEYS
 
-    name = ConfigManager(command_context(ctx).store).unset(key)
+    name = command_context(ctx).configs.unset(key)
     typer.echo(f"{name} = {KEYS[name].default} (default)")
