@@ -350,6 +350,129 @@ def worker_pids(lab: Lab, home: Home, count: int, timeout: float = 30.0) -> list
     return list(pids)
 
 
+# -- 8. web --------------------------------------------------------------------------------
+WEB_WORKERS = 8
+
+
+def start_web(lab: Lab, home: Home) -> tuple[subprocess.Popen[bytes], str]:
+    """`queuectl web --port 0` in its own session; its URL, read from its log."""
+    log_path = home.path / f"web-{len(lab.procs)}.log"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*lab.cli, "web", "--port", "0"],
+            env=home.env,
+            cwd=lab.root,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    lab.procs.append(proc)
+
+    def url() -> str | None:
+        for line in log_path.read_text(errors="replace").splitlines():
+            if line.startswith("queuectl web: http://"):
+                return line.split()[2]
+        if proc.poll() is not None:
+            raise BenchError(f"queuectl web exited {proc.returncode}: {log_path.read_text()}")
+        return None
+
+    return proc, wait_for(url, 30, "queuectl web to listen")
+
+
+def http_times(url: str, path: str, reps: int) -> tuple[float, list[float]]:
+    """Milliseconds of the first GET (a fresh connection, nothing cached in the server),
+    then of `reps` more on one kept-alive connection, like a dashboard's refreshes."""
+    from http.client import HTTPConnection
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    conn = HTTPConnection(parts.hostname or "127.0.0.1", parts.port, timeout=60)
+    times = []
+    try:
+        for _ in range(reps + 1):
+            started = time.perf_counter()
+            conn.request("GET", path, headers={"Accept": "text/html,application/json"})
+            response = conn.getresponse()
+            response.read()
+            times.append((time.perf_counter() - started) * 1000)
+            if response.status != 200:
+                raise BenchError(f"GET {path} answered {response.status}")
+    finally:
+        conn.close()
+    return times[0], times[1:]
+
+
+def web(lab: Lab, cfg: Settings) -> list[Figure]:
+    """`queuectl web` over a real socket: GET /api/status at 100,000 jobs, and the overview
+    page at 1,000,000 jobs with 8 workers (rows registered and heartbeating, without
+    processes, so that no claim changes the store while it is measured)."""
+    from queuectl.app import App
+
+    home = lab.home("web")
+    manager = App(store=SqliteStore(home.url)).workers
+    for n in range(WEB_WORKERS):
+        manager.register(n)  # heartbeated now: active for stale_after (600 s)
+    figures: list[Figure] = []
+    reps = 20 if cfg.quick else 50
+    big = cfg.scale_sizes[-1]
+    built = 0
+    for size in (100_000, big) if big > 100_000 else (100_000,):
+        insert_history(home.url, built, size - built)
+        built = size
+        proc, url = start_web(lab, home)
+        try:
+            _, status = http_times(url, "/api/status", reps)
+            figures.append(
+                measured(
+                    f"web_status_{size}",
+                    f"GET /api/status p50, {size:,} jobs",
+                    status,
+                    "ms",
+                    ("<=", 10.0, "<= 10 ms") if size == 100_000 else None,
+                )
+            )
+            if size == big:
+                first, overview = http_times(url, "/", max(reps // 5, 5))
+                _, live = http_times(url, "/?partial=1", max(reps // 5, 5))
+                workers = f"{WEB_WORKERS} workers, {size:,} jobs"
+                figures.append(
+                    measured(
+                        "web_overview_first",
+                        f"GET / (overview) first, {workers}",
+                        [first],
+                        "ms",
+                        ("<=", 1000.0, "< 1 s"),
+                        "the first view also reads the chart's last hour",
+                    )
+                )
+                figures.append(
+                    measured(
+                        f"web_overview_{size}",
+                        f"GET / (overview) p50, {workers}",
+                        overview,
+                        "ms",
+                        ("<=", 1000.0, "< 1 s"),
+                    )
+                )
+                figures.append(
+                    measured(f"web_live_{size}", "  its live refresh (?partial=1) p50", live, "ms")
+                )
+        finally:
+            lab.stop(proc)
+    if big < 1_000_000:
+        figures.append(
+            Figure(
+                "web_overview_1000000",
+                "GET / (overview), 8 workers, 1,000,000 jobs",
+                None,
+                goal="< 1 s",
+                note="skipped (--quick)",
+            )
+        )
+    return figures
+
+
 # -- MongoDB --------------------------------------------------------------------------------
 def with_database(uri: str, database: str) -> str:
     """The MongoDB URI with its path (the database name) replaced, options kept. Credentials
@@ -934,6 +1057,7 @@ STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
     "bulk": bulk_enqueue,
     "scale": scale,
     "memory": memory,
+    "web": web,
     "mongodb": mongodb,
 }
 
