@@ -1,4 +1,5 @@
-"""Helpers for tests that run real queuectl processes on a private SQLite store.
+"""Helpers for tests that run real queuectl processes on a private store: a SQLite file, or a
+fresh MongoDB database (the wire lane's, or a real server's) given by its URL.
 
 Every process a test starts (supervisors, worker processes, the commands they run and those
 commands' children) inherits the private QUEUECTL_HOME, so `QueueEnv.kill_all()` can find
@@ -138,12 +139,16 @@ class Supervisor:
 
 
 class QueueEnv:
-    """A private QUEUECTL_HOME and SQLite file, the CLI on it, and cleanup of every process."""
+    """A private QUEUECTL_HOME and store (a SQLite file unless `url` names a MongoDB
+    database), the CLI on it, and cleanup of every process."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, url: str | None = None) -> None:
         self.home = root / "home"
         self.home.mkdir(parents=True, exist_ok=True)
         self.db = self.home / "queue.db"
+        self.url = url or str(self.db)
+        self.is_mongo = self.url.startswith("mongodb")
+        self._mongo: Any = None
         self.env = {
             k: v
             for k, v in os.environ.items()
@@ -168,9 +173,9 @@ class QueueEnv:
         timeout: float = CLI_TIMEOUT,
         env: dict[str, str] | None = None,
     ) -> subprocess.CompletedProcess[str]:
-        """Run `queuectl --db <file> ARGS`; with `check`, fail unless it exits 0."""
+        """Run `queuectl --db <store> ARGS`; with `check`, fail unless it exits 0."""
         done = subprocess.run(
-            [*QUEUECTL, "--db", str(self.db), *args],
+            [*QUEUECTL, "--db", self.url, *args],
             cwd=self.home,
             env={**self.env, **(env or {})},
             capture_output=True,
@@ -185,9 +190,24 @@ class QueueEnv:
         return done
 
     def config(self, **values: Any) -> None:
-        """`config set` each key."""
-        for key, value in values.items():
-            self.cli("config", "set", key, str(value))
+        """`config set` each key, all in one process: a process that used a MongoDB client
+        spends about half a second exiting (pymongo joins its monitor threads)."""
+        runs = [
+            ["--db", self.url, "config", "set", key, str(value)] for key, value in values.items()
+        ]
+        script = (
+            f"import sys; from queuectl.cli import main; sys.exit(max(main(a) for a in {runs!r}))"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", script],
+            cwd=self.home,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=CLI_TIMEOUT,
+            stdin=subprocess.DEVNULL,
+        )
+        assert done.returncode == 0, f"config set {values} failed:\n{done.stdout}{done.stderr}"
 
     def enqueue(self, specs: Iterable[dict[str, Any]], name: str = "jobs.jsonl") -> Path:
         """Write the specs to a JSON lines file and `enqueue --file` it."""
@@ -196,13 +216,21 @@ class QueueEnv:
         self.cli("enqueue", "--file", str(path), "--quiet")
         return path
 
-    def start_workers(self, *args: str, env: dict[str, str] | None = None) -> Supervisor:
-        """Start `queuectl worker start ARGS` in its own session, logging to a file."""
+    def start_workers(
+        self,
+        *args: str,
+        env: dict[str, str] | None = None,
+        url: str | None = None,
+        prefix: tuple[str, ...] = (),
+    ) -> Supervisor:
+        """Start `queuectl worker start ARGS` in its own session, logging to a file. `url`
+        reaches the store another way (through a fault proxy); `prefix` runs the command
+        under another one (e.g. `unshare` for a pid namespace of its own)."""
         self._logs += 1
         log = self.home / f"supervisor-{self._logs}.log"
         with open(log, "wb") as out:
             proc = subprocess.Popen(
-                [*QUEUECTL, "--db", str(self.db), "worker", "start", *args],
+                [*prefix, *QUEUECTL, "--db", url or self.url, "worker", "start", *args],
                 cwd=self.home,
                 env={**self.env, **(env or {})},
                 stdin=subprocess.DEVNULL,
@@ -220,21 +248,50 @@ class QueueEnv:
         return [w["pid"] for w in listed]
 
     # -- reading the store ----------------------------------------------------------------
+    def mongo(self) -> Any:
+        """The MongoDB database itself (pymongo), for reading behind the CLI's back."""
+        assert self.is_mongo, "this environment's store is SQLite"
+        if self._mongo is None:
+            from pymongo import MongoClient
+
+            self._mongo = MongoClient(self.url, serverSelectionTimeoutMS=10000)
+        return self._mongo.get_default_database()
+
     def sql(self, query: str, params: tuple[Any, ...] = ()) -> list[dict[str, Any]]:
         """Rows of a read-only query on the store file (autocommit: no lingering snapshot)."""
+        assert not self.is_mongo, "sql() reads a SQLite store"
         if self._conn is None:
             self._conn = sqlite3.connect(self.db, timeout=10, isolation_level=None)
             self._conn.row_factory = sqlite3.Row
         return [dict(row) for row in self._conn.execute(query, params).fetchall()]
 
     def job(self, job_id: str) -> dict[str, Any]:
-        """One job's row."""
-        rows = self.sql("SELECT * FROM jobs WHERE id = ?", (job_id,))
+        """One job's row (a MongoDB document with its `_id` as `id`)."""
+        if self.is_mongo:
+            found = self.mongo().jobs.find_one({"_id": job_id})
+            rows = [_with_id(found)] if found else []
+        else:
+            rows = self.sql("SELECT * FROM jobs WHERE id = ?", (job_id,))
         assert rows, f"job {job_id} is not in the store"
         return rows[0]
 
+    def jobs(self) -> list[dict[str, Any]]:
+        """Every job's row."""
+        if self.is_mongo:
+            return [_with_id(doc) for doc in self.mongo().jobs.find()]
+        return self.sql("SELECT * FROM jobs")
+
+    def workers(self) -> list[dict[str, Any]]:
+        """Every worker's row."""
+        if self.is_mongo:
+            return [_with_id(doc) for doc in self.mongo().workers.find()]
+        return self.sql("SELECT * FROM workers")
+
     def counts(self) -> dict[str, int]:
         """Jobs per state (states with none are absent)."""
+        if self.is_mongo:
+            rows = self.mongo().jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+            return {r["_id"]: r["n"] for r in rows}
         rows = self.sql("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
 
@@ -266,3 +323,13 @@ class QueueEnv:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+        if self._mongo is not None:
+            self._mongo.close()
+            self._mongo = None
+
+
+def _with_id(doc: dict[str, Any]) -> dict[str, Any]:
+    """A MongoDB document as the SQLite row of the same record: `_id` renamed `id`."""
+    row = dict(doc)
+    row["id"] = row.pop("_id")
+    return row

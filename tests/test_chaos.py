@@ -1,6 +1,8 @@
 """Chaos: 1,000 short jobs, 4 worker processes, and every second one of them is SIGKILLed
-and replaced. Every job must complete, none may be lost, a job may run again only because
-its worker was killed, and two live workers never run the same job at once.
+and replaced, on SQLite and on the MongoDB store over the wire lane (400 jobs there by
+default; and a real MongoDB when QUEUECTL_TEST_MONGODB_URI is set). Every job must complete,
+none may be lost, a job may run again only because its worker was killed, and two live
+workers never run the same job at once.
 
 Each run appends a `start` and an `end` line (job id, worker id, timestamp) to one log file.
 Appends of short lines are atomic and land in the order they happen, so the line number is
@@ -10,6 +12,7 @@ the clock the interval checks use (immune to timestamp granularity).
 from __future__ import annotations
 
 import math
+import os
 import random
 import shlex
 import signal
@@ -21,11 +24,17 @@ from typing import Callable, Iterable, Iterator
 
 import pytest
 from procutil import QueueEnv, Supervisor, kill_quietly, wait_for
+from wirelane import LANES, server_url
 
-JOBS = 1000
+# The wire lane's one server process is the bottleneck of its fleet, and the part a loaded
+# machine slows most (1,000 jobs: ~18 s on 2 quiet cores, ~150 s under a load of 13), so a
+# server lane runs fewer jobs by default. QUEUECTL_CHAOS_JOBS sets the number for every lane.
+JOBS = {"sqlite": 1000, "server": 400}
 WORKERS = 4
 KILL_EVERY = 1.0
-TIME_LIMIT = 120.0  # a generous bound: the run takes about 10-15 s on 2 cores
+# Generous bounds: on 2 quiet cores the run takes about 10-15 s on SQLite and 20 s on the wire
+# lane, whose one server process feels a loaded machine most.
+TIME_LIMIT = {"sqlite": 120.0, "server": 300.0}
 
 
 @dataclass
@@ -77,10 +86,11 @@ def worker_pid(worker_id: str) -> int:
     return int(worker_id.split(":")[-2])
 
 
-@pytest.fixture
-def q(tmp_path) -> Iterator[QueueEnv]:
-    """A private store and home; every process started under it is killed afterwards."""
-    with QueueEnv(tmp_path) as env:
+@pytest.fixture(params=LANES)
+def q(request, tmp_path) -> Iterator[QueueEnv]:
+    """A private store (of each lane in turn) and home; every process started under it is
+    killed afterwards."""
+    with QueueEnv(tmp_path, server_url(request, request.param)) as env:
         yield env
 
 
@@ -110,20 +120,27 @@ def _within(condition: Callable[[], bool], seconds: float) -> bool:
 def registered(q: QueueEnv, pool: list[Supervisor]) -> bool:
     """Whether every worker process of the pool has its row in the store."""
     pids = {pid for s in pool for pid in s.workers()}
-    rows = q.sql("SELECT pid FROM workers WHERE status IN ('idle', 'busy')")
+    rows = [w for w in q.workers() if w["status"] in ("idle", "busy")]
     return len(pids) == len(pool) and pids <= {r["pid"] for r in rows}
 
 
-def run_with_kills(q: QueueEnv, rng: random.Random) -> tuple[list[int], float]:
+def jobs_for(q: QueueEnv) -> int:
+    """How many jobs the chaos run uses on this lane."""
+    given = os.environ.get("QUEUECTL_CHAOS_JOBS")
+    return int(given) if given else JOBS["server" if q.is_mongo else "sqlite"]
+
+
+def run_with_kills(q: QueueEnv, rng: random.Random, jobs: int) -> tuple[list[int], float]:
     """Run WORKERS workers until every job completed, killing a random one every
     KILL_EVERY seconds and starting a replacement. Returns the killed pids and the wall
     time, after stopping the survivors and checking every supervisor's exit status."""
     started = time.monotonic()
+    limit = TIME_LIMIT["server" if q.is_mongo else "sqlite"]
     pool = [q.start_workers() for _ in range(WORKERS)]
     killed_pids: list[int] = []
     dead: list[Supervisor] = []
-    while not _within(lambda: q.counts().get("completed") == JOBS, KILL_EVERY):
-        assert time.monotonic() - started < TIME_LIMIT, f"not done: {q.counts()}"
+    while not _within(lambda: q.counts().get("completed") == jobs, KILL_EVERY):
+        assert time.monotonic() - started < limit, f"not done: {q.counts()}"
         before = list(pool)
         pid = kill_one(rng, pool)
         if pid is not None:
@@ -148,24 +165,25 @@ def test_chaos_kills_lose_no_job_and_never_run_one_twice_at_once(q, capsys, reco
     log = shlex.quote(str(q.home / "runs.log"))
     line = '"{} $QUEUECTL_JOB_ID $QUEUECTL_WORKER_ID $(date +%s.%N)" >> ' + log
     command = f"echo {line.format('start')}; sleep 0.02; echo {line.format('end')}"
-    ids = [f"chaos-{n:04d}" for n in range(JOBS)]
+    jobs = jobs_for(q)
+    ids = [f"chaos-{n:04d}" for n in range(jobs)]
     q.enqueue({"id": job_id, "command": command} for job_id in ids)
     seed = random.randrange(1 << 30)
 
-    killed_pids, wall = run_with_kills(q, random.Random(seed))
+    killed_pids, wall = run_with_kills(q, random.Random(seed), jobs)
 
     runs = parse_runs((q.home / "runs.log").read_text().splitlines())
     killed = {r.worker for r in runs if worker_pid(r.worker) in set(killed_pids)}
-    duplicates = len(runs) - JOBS
+    duplicates = len(runs) - jobs
     figures = (
-        f"chaos: jobs={JOBS} kills={len(killed_pids)} duplicates={duplicates} "
+        f"chaos: jobs={jobs} kills={len(killed_pids)} duplicates={duplicates} "
         f"wall={wall:.1f}s workers={WORKERS} seed={seed}"
     )
     record_property("chaos", figures)
     with capsys.disabled():  # shown with or without -s
         print(f"\n{figures}")
 
-    assert q.counts() == {"completed": JOBS}
+    assert q.counts() == {"completed": jobs}
     assert sorted({r.job for r in runs}) == ids  # every job ran at least once
     assert 0 <= duplicates <= len(killed_pids), figures
     assert overlapping(runs, killed) == [], figures
