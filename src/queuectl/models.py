@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from .errors import InvalidInput
+from .errors import ForeignRecord, InvalidInput
 
 
 class _Text(str, Enum):
@@ -117,11 +117,14 @@ class Job:
     stdout: str | None = None
     stderr: str | None = None
     duration: float | None = None
-    # Internal: enqueue order (a nanosecond stamp), the fencing token of the current claim,
-    # and when that claim's lease was last renewed.
+    # Internal: enqueue order (a nanosecond stamp), the fencing token of the current claim
+    # (kept after the worker's own result, so it can tell a stored result from a lost lease),
+    # when that claim's lease was last renewed, and the deadline its owner wrote with it
+    # (renewal time + stale_after as the owner knew it; None on rows of older releases).
     seq: int = 0
     lease_token: str | None = None
     lease_renewed_at: float | None = None
+    lease_expires_at: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Every field, internal ones included, as the stores write them."""
@@ -133,12 +136,57 @@ class Job:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
-        """Build a job from a store record, ignoring keys it does not know (e.g. `_id`)."""
-        known = {f.name for f in fields(cls)}
-        return cls(**{k: v for k, v in record.items() if k in known})
+        """Build a job from a store record, ignoring keys it does not know (e.g. `_id`).
+        A record of another shape (another program's document) raises ForeignRecord."""
+        problem = shape_problem(record, _JOB_SHAPE)
+        if problem:
+            raise ForeignRecord("job", record.get("id"), problem)
+        return cls(**{k: v for k, v in record.items() if k in _JOB_SHAPE})
 
 
 JOB_COLUMNS = tuple(f.name for f in fields(Job))
+
+# What each field of a stored record may hold: its types, and whether it must be there.
+_NUMBER = (int, float)
+_TEXT = (str,)
+_INT = (int,)
+_JOB_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": (_TEXT, True),
+    "command": (_TEXT, True),
+    "state": (_TEXT, True),
+    "attempts": (_INT, True),
+    "max_retries": (_INT, True),
+    "priority": (_INT, False),
+    "timeout": (_NUMBER, False),
+    "run_at": (_NUMBER, True),
+    "created_at": (_NUMBER, True),
+    "updated_at": (_NUMBER, True),
+    "started_at": (_NUMBER, False),
+    "finished_at": (_NUMBER, False),
+    "locked_by": (_TEXT, False),
+    "locked_at": (_NUMBER, False),
+    "exit_code": (_INT, False),
+    "last_error": (_TEXT, False),
+    "stdout": (_TEXT, False),
+    "stderr": (_TEXT, False),
+    "duration": (_NUMBER, False),
+    "seq": (_INT, True),
+    "lease_token": (_TEXT, False),
+    "lease_renewed_at": (_NUMBER, False),
+    "lease_expires_at": (_NUMBER, False),
+}
+
+
+def shape_problem(record: dict[str, Any], shape: dict[str, tuple[tuple[type, ...], bool]]) -> str:
+    """Why a record is not of that shape (a missing field, a value of another type), or ''."""
+    for name, (types, required) in shape.items():
+        value = record.get(name)
+        if value is None:
+            if required:
+                return f"field {name!r} is missing"
+        elif not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"field {name!r} holds {type(value).__name__} {shown(value, 40)}"
+    return ""
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -313,8 +361,11 @@ class WorkerInfo:
     jobs_failed: int = 0
     stop_requested: bool = False
     # Internal: which machine and pid namespace `pid` belongs to (hostnames can repeat, e.g.
-    # containers sharing the host's network), so only a true neighbour judges its pid.
+    # containers sharing the host's network), so only a true neighbour judges its pid; and
+    # until when the worker vouches for itself (last heartbeat + stale_after as it knew it
+    # then; None on rows of older releases).
     machine: str = ""
+    expires_at: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Every field, as the stores write them."""
@@ -322,11 +373,28 @@ class WorkerInfo:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> WorkerInfo:
-        """Build from a store record, ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in record.items() if k in known}
+        """Build from a store record, ignoring unknown keys. A record of another shape
+        raises ForeignRecord."""
+        problem = shape_problem(record, _WORKER_SHAPE)
+        if problem:
+            raise ForeignRecord("worker", record.get("id"), problem)
+        data = {k: v for k, v in record.items() if k in _WORKER_SHAPE}
         data["stop_requested"] = bool(data.get("stop_requested"))
         return cls(**data)
 
 
 WORKER_COLUMNS = tuple(f.name for f in fields(WorkerInfo))
+_WORKER_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": (_TEXT, True),
+    "host": (_TEXT, True),
+    "pid": (_INT, True),
+    "status": (_TEXT, True),
+    "current_job": (_TEXT, False),
+    "started_at": (_NUMBER, True),
+    "last_heartbeat": (_NUMBER, True),
+    "jobs_done": (_INT, False),
+    "jobs_failed": (_INT, False),
+    "stop_requested": ((bool, int), False),
+    "machine": (_TEXT, False),
+    "expires_at": (_NUMBER, False),
+}

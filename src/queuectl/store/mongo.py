@@ -3,20 +3,29 @@
 Every primitive is one atomic server operation on one document (the claim is
 find_one_and_update), so it behaves the same on a standalone server, a replica set, Atlas and
 mongomock. pymongo is imported only here, and only when a MongoDB URL is used.
+
+Reads that decide (the claim, the reaper, lease and stop checks) go to the primary whatever
+the URL's readPreference: a secondary may be behind, and a decision made on an old copy can
+take a live lease. Only what users read (`list`, `status`, `stats`) follows the URL.
 """
 
 from __future__ import annotations
 
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from ..errors import DuplicateJob, StoreUnavailable
+from ..errors import DuplicateJob, ForeignRecord, QueuectlError, StoreUnavailable
 from ..models import READY_STATES, Job, WorkerInfo
+from .base import batches, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
 DONE_WITH_DURATION = {"state": "completed", "duration": {"$ne": None}}
+# queuectl's own documents: a string _id and a numeric enqueue order. A document of another
+# program (e.g. the Node version's, with an ObjectId _id and no seq) never matches.
+OURS = {"_id": {"$type": "string"}, "seq": {"$type": "number"}}
+LIVE = {"$in": ["idle", "busy", "stopping"]}
 
 
 def _job_doc(job: Job) -> dict[str, Any]:
@@ -25,18 +34,48 @@ def _job_doc(job: Job) -> dict[str, Any]:
     return doc
 
 
+def _record(doc: dict[str, Any]) -> dict[str, Any]:
+    record = dict(doc)
+    record["id"] = record.pop("_id")
+    return record
+
+
 def _job(doc: dict[str, Any] | None) -> Job | None:
-    if doc is None:
-        return None
-    doc = dict(doc)
-    doc["id"] = doc.pop("_id")
-    return Job.from_record(doc)
+    """The job a document holds (ForeignRecord for a document of another shape)."""
+    return None if doc is None else Job.from_record(_record(doc))
 
 
-def _worker(doc: dict[str, Any]) -> WorkerInfo:
-    doc = dict(doc)
-    doc["id"] = doc.pop("_id")
-    return WorkerInfo.from_record(doc)
+def _jobs(docs: Iterable[dict[str, Any]]) -> list[Job]:
+    """The jobs among `docs`; documents of another shape are skipped, with a warning."""
+    jobs, skipped = [], []
+    for doc in docs:
+        try:
+            jobs.append(Job.from_record(_record(doc)))
+        except ForeignRecord as exc:
+            skipped.append((exc.record_id, exc.problem))
+    if skipped:
+        warn_foreign("jobs", skipped)
+    return jobs
+
+
+def _workers(docs: Iterable[dict[str, Any]]) -> list[WorkerInfo]:
+    workers, skipped = [], []
+    for doc in docs:
+        try:
+            workers.append(WorkerInfo.from_record(_record(doc)))
+        except ForeignRecord as exc:
+            skipped.append((exc.record_id, exc.problem))
+    if skipped:
+        warn_foreign("workers", skipped)
+    return workers
+
+
+def _null_or_below(bounds: dict[str, float]) -> dict[str, Any]:
+    """A filter: every field in `bounds` is null, missing or less than its bound. Spelt with
+    $or and `$in: [null]`, the forms that mean the same on MongoDB, mongomock and the
+    wire-protocol stand-in the tests use (which lacks $not and misreads a bare null in $or)."""
+    clauses = [{"$or": [{k: {"$in": [None]}}, {k: {"$lt": v}}]} for k, v in bounds.items()]
+    return {"$and": clauses} if clauses else {}
 
 
 class MongoStore:
@@ -45,17 +84,22 @@ class MongoStore:
     def __init__(
         self, client: Any, db_name: str, url: str = "mongodb://", secret: str | None = None
     ) -> None:
+        from pymongo import ReadPreference
+
         self.client = client
         self._secret = secret  # scrubbed from every message
-        self.db = client[db_name]
+        self.db = client.get_database(db_name, read_preference=ReadPreference.PRIMARY)
         self.url = url
         self.jobs = self.db["jobs"]
         self.workers = self.db["workers"]
         self.config = self.db["config"]
+        # What users read (list, status, stats) may come from where the URL says.
+        self.jobs_view = client[db_name]["jobs"]
         self._indexed = False
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        from bson.errors import BSONError
         from pymongo.errors import DuplicateKeyError, PyMongoError
 
         try:
@@ -66,6 +110,11 @@ class MongoStore:
             raise
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc, self._secret)}") from None
+        except BSONError as exc:  # e.g. DocumentTooLarge: a request over 16 MiB
+            raise QueuectlError(
+                f"MongoDB at {self.url}: request too large or not storable: "
+                f"{_short(exc, self._secret)}"
+            ) from None
 
     def _ensure_indexes(self) -> None:
         # create_indexes is idempotent on the server: one round trip per collection.
@@ -93,6 +142,8 @@ class MongoStore:
                 IndexModel([("state", 1), ("finished_at", 1)], name="state_finished"),
                 IndexModel([("state", 1), ("lease_renewed_at", 1)], name="lease"),
                 IndexModel([("locked_by", 1)], name="locked_by"),
+                # Only documents of another shape have an `id` field: `show` finds them by it.
+                IndexModel([("id", 1)], name="foreign_id", sparse=True),
             ]
         )
         self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
@@ -109,8 +160,7 @@ class MongoStore:
 
         ids = [job.id for job in jobs]
         with self._errors():
-            for start in range(0, len(ids), 10_000):
-                chunk = ids[start : start + 10_000]
+            for chunk in batches(ids, 10_000):  # 10,000 ids of <= 128 bytes: well under 16 MiB
                 taken = self.jobs.find_one({"_id": {"$in": chunk}}, {"_id": 1})
                 if taken:
                     raise DuplicateJob(taken["_id"])
@@ -118,32 +168,41 @@ class MongoStore:
                 self.jobs.insert_many([_job_doc(job) for job in jobs], ordered=True)
             except (BulkWriteError, DuplicateKeyError) as exc:
                 inserted = _inserted_count(exc)
-                if inserted:  # never remove one a worker has already claimed
+                for chunk in batches(ids[:inserted], 10_000):
+                    # never remove one a worker has already claimed
                     self.jobs.delete_many(
-                        {"_id": {"$in": ids[:inserted]}, "state": "pending", "attempts": 0}
+                        {"_id": {"$in": chunk}, "state": "pending", "attempts": 0}
                     )
                 raise DuplicateJob(ids[inserted] if inserted < len(ids) else ids[0]) from None
 
     def get_job(self, job_id: str) -> Job | None:
-        """The job with that id, or None."""
+        """The job with that id, or None; ForeignRecord when the id names a document of
+        another shape (by its _id, or by the `id` field another program keeps)."""
         with self._errors():
-            return _job(self.jobs.find_one({"_id": job_id}))
+            doc = self.jobs.find_one({"_id": job_id})
+            if doc is None:
+                foreign = self.jobs.find_one({"id": job_id})
+                if foreign is not None:
+                    raise ForeignRecord("job", job_id, "its _id is not the job id")
+        return _job(doc)
 
     def list_jobs(self, state: str | None, limit: int) -> list[Job]:
         """Pending/failed in claim order; other states newest update first."""
         query = {"state": state} if state else {}
         sort = CLAIM_SORT if state in ("pending", "failed") else [("updated_at", -1), ("seq", -1)]
         with self._errors():
-            docs = list(self.jobs.find(query).sort(sort).limit(limit))
-        return [j for j in map(_job, docs) if j is not None]
+            docs = list(self.jobs_view.find(query).sort(sort).limit(limit))
+        return _jobs(docs)
 
     def count_by_state(self) -> dict[str, int]:
         """Number of jobs per state, counted by the server."""
         with self._errors():
-            rows = self.jobs.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
-            return {r["_id"]: r["n"] for r in rows}
+            rows = self.jobs_view.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+            return {r["_id"]: r["n"] for r in rows if isinstance(r["_id"], str)}
 
-    def claim(self, worker_id: str, now: float, lease_token: str) -> Job | None:
+    def claim(
+        self, worker_id: str, now: float, lease_token: str, lease_expires_at: float | None = None
+    ) -> Job | None:
         """find_one_and_update: the server picks and locks one document atomically."""
         from pymongo import ReturnDocument
 
@@ -154,6 +213,7 @@ class MongoStore:
                 "locked_at": now,
                 "lease_token": lease_token,
                 "lease_renewed_at": now,
+                "lease_expires_at": lease_expires_at,
                 "started_at": now,
                 "updated_at": now,
             },
@@ -161,58 +221,118 @@ class MongoStore:
         }
         with self._errors():
             doc = self.jobs.find_one_and_update(
-                {"state": READY, "run_at": {"$lte": now}},
+                {"state": READY, "run_at": {"$lte": now}, **OURS},
                 update,
                 sort=CLAIM_SORT,
                 return_document=ReturnDocument.AFTER,
             )
-        return _job(doc)
+        claimed = _jobs([doc]) if doc else []
+        return claimed[0] if claimed else None
 
-    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
-        """Fenced: the filter holds the lease token, so a stale worker matches nothing."""
-        return self._fenced_update(job_id, lease_token, changes)
+    def finish(
+        self,
+        job_id: str,
+        lease_token: str,
+        changes: dict[str, Any],
+        tally: tuple[str, str] | None = None,
+    ) -> bool:
+        """Fenced: the filter holds the lease token, so a stale worker matches nothing. The
+        worker's counter is a second update (MongoDB has no transaction across documents
+        without a replica set); should it fail, the worker's retry counts the end once."""
+        applied = self.update_if(
+            job_id, {"state": "processing", "lease_token": lease_token}, changes
+        )
+        if applied and tally is not None:
+            self.count_job_end(tally[0], tally[1], lease_token)
+        return applied
 
-    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
+    def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
+        """Count one attempt's end in the worker's document, once per lease."""
+        if counter not in ("jobs_done", "jobs_failed"):
+            raise ValueError(f"unknown counter {counter!r}")
+        with self._errors():
+            # $nin, not $ne: the same on MongoDB, and the wire-protocol stand-in the tests use
+            # matches a missing field with $nin but not with $ne in an update.
+            self.workers.update_one(
+                {"_id": worker_id, "counted_lease": {"$nin": [lease_token]}},
+                {"$inc": {counter: 1}, "$set": {"counted_lease": lease_token}},
+            )
+
+    def renew_lease(
+        self, job_id: str, lease_token: str, now: float, lease_expires_at: float | None = None
+    ) -> bool:
         """Extend the lease if it is still ours."""
-        return self._fenced_update(job_id, lease_token, {"lease_renewed_at": now})
+        changes: dict[str, Any] = {"lease_renewed_at": now}
+        if lease_expires_at is not None:
+            changes["lease_expires_at"] = lease_expires_at
+        return self.update_if(job_id, {"state": "processing", "lease_token": lease_token}, changes)
 
-    def _fenced_update(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+    def stale_jobs(self, cutoff: float, now: float) -> list[Job]:
+        """Processing jobs whose lease was not renewed since `cutoff` and whose deadline,
+        if it has one, has passed."""
+        query = {
+            "state": "processing",
+            "lease_renewed_at": {"$lt": cutoff},
+            **_null_or_below({"lease_expires_at": now}),
+        }
         with self._errors():
-            result = self.jobs.update_one(
-                {"_id": job_id, "state": "processing", "lease_token": lease_token},
-                {"$set": changes},
-            )
-        return bool(result.matched_count == 1)
-
-    def stale_jobs(self, cutoff: float) -> list[Job]:
-        """Processing jobs whose lease was not renewed since `cutoff`."""
-        with self._errors():
-            docs = list(
-                self.jobs.find({"state": "processing", "lease_renewed_at": {"$lt": cutoff}})
-            )
-        return [j for j in map(_job, docs) if j is not None]
+            docs = list(self.jobs.find(query))
+        return _jobs(docs)
 
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
         """Processing jobs held by that worker."""
         with self._errors():
             docs = list(self.jobs.find({"state": "processing", "locked_by": worker_id}))
-        return [j for j in map(_job, docs) if j is not None]
+        return _jobs(docs)
 
-    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
-        """Conditional: the filter holds the expected values, so one update decides."""
+    def update_if(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        below: dict[str, float] | None = None,
+    ) -> bool:
+        """Conditional: the filter holds the expected values and bounds, so one update
+        decides."""
+        query = {**expected, **_null_or_below(below or {}), "_id": job_id}
         with self._errors():
-            result = self.jobs.update_one({**expected, "_id": job_id}, {"$set": changes})
+            result = self.jobs.update_one(query, {"$set": changes})
         return bool(result.matched_count == 1)
 
-    def job_ids(self, state: str) -> list[str]:
-        """Ids of the jobs in one state."""
+    def update_many_if(
+        self, job_ids: Sequence[str], expected: dict[str, Any], changes: dict[str, Any]
+    ) -> list[str]:
+        """One read of which ids match, one update_many of those; only when another writer
+        changed one in between is a read-back needed to tell which were ours."""
+        if not job_ids:
+            return []
         with self._errors():
-            return [d["_id"] for d in self.jobs.find({"state": state}, {"_id": 1}).sort("seq", 1)]
+            query = {**expected, "_id": {"$in": list(job_ids)}}
+            found = [d["_id"] for d in self.jobs.find(query, {"_id": 1})]
+            if not found:
+                return []
+            query["_id"] = {"$in": found}
+            result = self.jobs.update_many(query, {"$set": changes})
+            if result.matched_count == len(found):
+                return found
+            back = self.jobs.find({**changes, "_id": {"$in": found}}, {"_id": 1})
+            return [d["_id"] for d in back]
+
+    def job_ids(self, state: str, limit: int, updated_until: float | None = None) -> list[str]:
+        """Ids of jobs in one state, least recently updated first."""
+        query: dict[str, Any] = {"state": state, "_id": {"$type": "string"}}
+        if updated_until is not None:
+            query["updated_at"] = {"$lte": updated_until}
+        with self._errors():
+            docs = self.jobs.find(query, {"_id": 1}).sort([("updated_at", 1), ("seq", 1)])
+            return [d["_id"] for d in docs.limit(limit)]
 
     def next_run_at(self) -> float | None:
-        """Earliest run_at of a ready-or-waiting job."""
+        """Earliest run_at of a ready-or-waiting job (numbers only: another program's
+        document may lack run_at or hold a date there)."""
+        query = {"state": READY, "run_at": {"$type": "number"}}
         with self._errors():
-            doc = self.jobs.find_one({"state": READY}, {"run_at": 1}, sort=[("run_at", 1)])
+            doc = self.jobs.find_one(query, {"run_at": 1}, sort=[("run_at", 1)])
         return doc["run_at"] if doc else None
 
     def duration_summary(self) -> tuple[int, float | None]:
@@ -222,14 +342,14 @@ class MongoStore:
             {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
         ]
         with self._errors():
-            agg = list(self.jobs.aggregate(pipeline))
+            agg = list(self.jobs_view.aggregate(pipeline))
         return (int(agg[0]["n"]), agg[0]["mean"]) if agg else (0, None)
 
     def duration_at(self, rank: int) -> float | None:
         """One duration by rank, sorted and skipped by the server."""
         with self._errors():
             docs = list(
-                self.jobs.find(DONE_WITH_DURATION, {"duration": 1})
+                self.jobs_view.find(DONE_WITH_DURATION, {"duration": 1})
                 .sort("duration", 1)
                 .skip(rank)
                 .limit(1)
@@ -243,14 +363,16 @@ class MongoStore:
             {"$group": {"_id": None, "n": {"$sum": 1}, "a": {"$sum": "$attempts"}}},
         ]
         with self._errors():
-            agg = list(self.jobs.aggregate(pipeline))
+            agg = list(self.jobs_view.aggregate(pipeline))
         return (int(agg[0]["n"]), int(agg[0]["a"])) if agg else (0, 0)
 
     def completed_since(self, since: float) -> int:
         """Completed jobs that finished at or after `since`."""
         with self._errors():
             return int(
-                self.jobs.count_documents({"state": "completed", "finished_at": {"$gte": since}})
+                self.jobs_view.count_documents(
+                    {"state": "completed", "finished_at": {"$gte": since}}
+                )
             )
 
     # -- config ---------------------------------------------------------------------------
@@ -291,24 +413,26 @@ class MongoStore:
                 self.workers.update_one({"_id": worker_id}, update)
 
     def get_worker(self, worker_id: str) -> WorkerInfo | None:
-        """One worker document."""
+        """One worker document (None for one of another shape, after a warning)."""
         with self._errors():
             doc = self.workers.find_one({"_id": worker_id})
-        return _worker(doc) if doc else None
+        found = _workers([doc]) if doc else []
+        return found[0] if found else None
 
     def list_workers(self, statuses: Sequence[str] | None = None) -> list[WorkerInfo]:
         """Workers (of those statuses, when given), newest first."""
         query = {"status": {"$in": list(statuses)}} if statuses is not None else {}
         with self._errors():
             docs = list(self.workers.find(query).sort([("started_at", -1), ("_id", 1)]))
-        return [_worker(d) for d in docs]
+        return _workers(docs)
 
     def request_stop(self, worker_ids: Sequence[str]) -> None:
-        """Set the stop flag."""
+        """Set the stop flag, a bounded batch of ids per update."""
         with self._errors():
-            self.workers.update_many(
-                {"_id": {"$in": list(worker_ids)}}, {"$set": {"stop_requested": True}}
-            )
+            for chunk in batches(worker_ids):
+                self.workers.update_many(
+                    {"_id": {"$in": chunk}}, {"$set": {"stop_requested": True}}
+                )
 
     def delete_workers(self, before: float) -> int:
         """Forget long-gone workers."""
@@ -319,12 +443,18 @@ class MongoStore:
                 ).deleted_count
             )
 
-    def mark_workers_lost(self, cutoff: float) -> list[str]:
-        """Silent live workers become lost (each conditioned on still being silent)."""
-        query = {"status": {"$in": ["idle", "busy", "stopping"]}, "last_heartbeat": {"$lt": cutoff}}
+    def mark_workers_lost(self, cutoff: float, now: float) -> list[str]:
+        """Silent live workers whose own deadline has passed become lost (each conditioned
+        on still being silent)."""
+        query = {
+            "status": LIVE,
+            "last_heartbeat": {"$lt": cutoff},
+            **_null_or_below({"expires_at": now}),
+            "_id": {"$type": "string"},
+        }
         lost = []
         with self._errors():
-            for doc in self.workers.find(query, {"_id": 1}):
+            for doc in list(self.workers.find(query, {"_id": 1})):
                 result = self.workers.update_one(
                     {**query, "_id": doc["_id"]},
                     {"$set": {"status": "lost", "current_job": None}},
@@ -363,10 +493,14 @@ def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
     # about 5 s in all (SPEC §3), not pymongo's 30 s. A URL's own settings win.
     # socketTimeoutMS bounds every operation, so a network partition cannot hold a worker
     # inside the driver for minutes (it is far below stale_after).
+    # Retryable writes and reads (the driver's defaults, stated so a URL must opt out
+    # explicitly) let the driver re-send a claim or a result once after a failover.
     options: dict[str, Any] = {
         "serverSelectionTimeoutMS": 4000,
         "connectTimeoutMS": 4000,
         "socketTimeoutMS": 30000,
+        "retryWrites": True,
+        "retryReads": True,
     }
     lowered = url.lower()
     kwargs = {k: v for k, v in options.items() if k.lower() not in lowered}

@@ -15,13 +15,20 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..errors import DuplicateJob, StoreUnavailable
+from ..errors import DuplicateJob, ForeignRecord, StoreUnavailable
 from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
+from .base import warn_foreign
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
-SCHEMA_VERSION = 2  # raised whenever SCHEMA gains a table or an index
+SCHEMA_VERSION = 3  # raised whenever SCHEMA gains a table, a column or an index
+# Columns added since version 2, added to older files by _upgrade: (table, column, type).
+ADDED_COLUMNS = (
+    ("jobs", "lease_expires_at", "REAL"),
+    ("workers", "expires_at", "REAL"),
+    ("workers", "counted_lease", "TEXT"),
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -46,7 +53,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     duration REAL,
     seq INTEGER NOT NULL,
     lease_token TEXT,
-    lease_renewed_at REAL
+    lease_renewed_at REAL,
+    lease_expires_at REAL
 );
 -- Queries name their index (INDEXED BY): with no ANALYZE statistics SQLite would otherwise
 -- pick a state-prefixed index and sort every ready row. The claim walks jobs_ready in claim
@@ -74,7 +82,10 @@ CREATE TABLE IF NOT EXISTS workers (
     jobs_done INTEGER NOT NULL DEFAULT 0,
     jobs_failed INTEGER NOT NULL DEFAULT 0,
     stop_requested INTEGER NOT NULL DEFAULT 0,
-    machine TEXT NOT NULL DEFAULT ''
+    machine TEXT NOT NULL DEFAULT '',
+    expires_at REAL,
+    -- The lease whose end was last counted in jobs_done/jobs_failed (a retry counts once).
+    counted_lease TEXT
 );
 CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -152,7 +163,7 @@ class SqliteStore:
             if not self._schema_ready:
                 # Checking the version first keeps a CLI call on an existing file read-only.
                 if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    conn.executescript(SCHEMA + f"PRAGMA user_version = {SCHEMA_VERSION};")
+                    _upgrade(conn)
                 self._schema_ready = True
         except (sqlite3.Error, OSError) as exc:
             raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
@@ -212,9 +223,21 @@ class SqliteStore:
         return ids[0]
 
     def get_job(self, job_id: str) -> Job | None:
-        """The job with that id, or None."""
+        """The job with that id, or None; ForeignRecord for a row of another shape."""
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_record(dict(rows[0])) if rows else None
+
+    def _jobs(self, rows: Sequence[sqlite3.Row]) -> list[Job]:
+        """The jobs among `rows`; rows of another shape are skipped, with a warning."""
+        jobs, skipped = [], []
+        for row in rows:
+            try:
+                jobs.append(Job.from_record(dict(row)))
+            except ForeignRecord as exc:
+                skipped.append((exc.record_id, exc.problem))
+        if skipped:
+            warn_foreign(f"{self.path}: jobs", skipped)
+        return jobs
 
     def list_jobs(self, state: str | None, limit: int) -> list[Job]:
         """Pending/failed in claim order; other states newest update first."""
@@ -233,70 +256,133 @@ class SqliteStore:
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
-        return [Job.from_record(dict(r)) for r in self._query(sql, params)]
+        return self._jobs(self._query(sql, params))
 
     def count_by_state(self) -> dict[str, int]:
         """Number of jobs per state."""
         rows = self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
 
-    def claim(self, worker_id: str, now: float, lease_token: str) -> Job | None:
+    def claim(
+        self, worker_id: str, now: float, lease_token: str, lease_expires_at: float | None = None
+    ) -> Job | None:
         """One UPDATE ... RETURNING under BEGIN IMMEDIATE: atomic against every process."""
         sql = f"""
             UPDATE jobs SET state = 'processing', attempts = attempts + 1,
                 locked_by = ?, locked_at = ?, lease_token = ?, lease_renewed_at = ?,
-                started_at = ?, updated_at = ?
+                lease_expires_at = ?, started_at = ?, updated_at = ?
             WHERE id = (SELECT id FROM jobs INDEXED BY jobs_ready WHERE {READY} AND run_at <= ?
                         ORDER BY {CLAIM_ORDER} LIMIT 1)
             RETURNING *"""
+        params = (worker_id, now, lease_token, now, lease_expires_at, now, now, now)
         with self._tx() as conn:
-            row = conn.execute(sql, (worker_id, now, lease_token, now, now, now, now)).fetchone()
-        return Job.from_record(dict(row)) if row else None
+            row = conn.execute(sql, params).fetchone()
+        claimed = self._jobs([row]) if row else []
+        return claimed[0] if claimed else None
 
-    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
-        """Fenced: applied only while the job is processing under that token."""
-        return self._fenced_update(job_id, lease_token, changes)
-
-    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
-        """Extend the lease if it is still ours."""
-        return self._fenced_update(job_id, lease_token, {"lease_renewed_at": now})
-
-    def _fenced_update(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        lease_token: str,
+        changes: dict[str, Any],
+        tally: tuple[str, str] | None = None,
+    ) -> bool:
+        """Fenced: applied only while the job is processing under that token; the worker's
+        counter moves in the same transaction."""
         assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
         sql = (
             f"UPDATE jobs SET {assignments} "
             "WHERE id = ? AND state = 'processing' AND lease_token = ?"
         )
         with self._tx() as conn:
-            cursor = conn.execute(sql, (*changes.values(), job_id, lease_token))
-        return cursor.rowcount == 1
+            applied = conn.execute(sql, (*changes.values(), job_id, lease_token)).rowcount == 1
+            if applied and tally is not None:
+                self._count(conn, tally[0], tally[1], lease_token)
+        return applied
 
-    def stale_jobs(self, cutoff: float) -> list[Job]:
-        """Processing jobs whose lease was not renewed since `cutoff`."""
-        rows = self._query(
-            "SELECT * FROM jobs WHERE state = 'processing' AND lease_renewed_at < ?", (cutoff,)
+    def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
+        """Count one attempt's end in the worker's row, once per lease."""
+        with self._tx() as conn:
+            self._count(conn, worker_id, counter, lease_token)
+
+    @staticmethod
+    def _count(conn: sqlite3.Connection, worker_id: str, counter: str, lease_token: str) -> None:
+        name = _column(counter, ("jobs_done", "jobs_failed"))
+        conn.execute(
+            f"UPDATE workers SET {name} = {name} + 1, counted_lease = ? "
+            "WHERE id = ? AND counted_lease IS NOT ?",
+            (lease_token, worker_id, lease_token),
         )
-        return [Job.from_record(dict(r)) for r in rows]
+
+    def renew_lease(
+        self, job_id: str, lease_token: str, now: float, lease_expires_at: float | None = None
+    ) -> bool:
+        """Extend the lease if it is still ours."""
+        changes: dict[str, Any] = {"lease_renewed_at": now}
+        if lease_expires_at is not None:
+            changes["lease_expires_at"] = lease_expires_at
+        return self.update_if(job_id, {"state": "processing", "lease_token": lease_token}, changes)
+
+    def stale_jobs(self, cutoff: float, now: float) -> list[Job]:
+        """Processing jobs whose lease was not renewed since `cutoff` and whose deadline,
+        if it has one, has passed."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE state = 'processing' AND lease_renewed_at < ? "
+            "AND (lease_expires_at IS NULL OR lease_expires_at < ?)",
+            (cutoff, now),
+        )
+        return self._jobs(rows)
 
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
         """Processing jobs held by that worker."""
         rows = self._query(
             "SELECT * FROM jobs WHERE state = 'processing' AND locked_by = ?", (worker_id,)
         )
-        return [Job.from_record(dict(r)) for r in rows]
+        return self._jobs(rows)
 
-    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
-        """Conditional: applied only while every expected field still has its value."""
+    def update_if(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        below: dict[str, float] | None = None,
+    ) -> bool:
+        """Conditional: applied only while every expected field still has its value and
+        every `below` field is null or under its bound."""
+        return bool(self._update_where([job_id], expected, changes, below))
+
+    def update_many_if(
+        self, job_ids: Sequence[str], expected: dict[str, Any], changes: dict[str, Any]
+    ) -> list[str]:
+        """update_if for a batch of ids, in one transaction."""
+        return self._update_where(job_ids, expected, changes) if job_ids else []
+
+    def _update_where(
+        self,
+        job_ids: Sequence[str],
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        below: dict[str, float] | None = None,
+    ) -> list[str]:
+        below = below or {}
         assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+        marks = ", ".join("?" for _ in job_ids)
         conditions = "".join(f" AND {_column(k)} IS ?" for k in expected)
-        sql = f"UPDATE jobs SET {assignments} WHERE id = ?{conditions}"
+        conditions += "".join(f" AND ({_column(k)} IS NULL OR {k} < ?)" for k in below)
+        sql = f"UPDATE jobs SET {assignments} WHERE id IN ({marks}){conditions} RETURNING id"
+        params = (*changes.values(), *job_ids, *expected.values(), *below.values())
         with self._tx() as conn:
-            cursor = conn.execute(sql, (*changes.values(), job_id, *expected.values()))
-        return cursor.rowcount == 1
+            return [r["id"] for r in conn.execute(sql, params).fetchall()]
 
-    def job_ids(self, state: str) -> list[str]:
-        """Ids of the jobs in one state."""
-        rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
+    def job_ids(self, state: str, limit: int, updated_until: float | None = None) -> list[str]:
+        """Ids of jobs in one state, least recently updated first."""
+        until = "" if updated_until is None else " AND updated_at <= ?"
+        params: tuple[Any, ...] = (state,) + (() if updated_until is None else (updated_until,))
+        rows = self._query(
+            "SELECT id FROM jobs INDEXED BY jobs_state_updated "
+            f"WHERE state = ?{until} ORDER BY updated_at, seq LIMIT ?",
+            (*params, limit),
+        )
         return [r["id"] for r in rows]
 
     def next_run_at(self) -> float | None:
@@ -387,9 +473,10 @@ class SqliteStore:
             )
 
     def get_worker(self, worker_id: str) -> WorkerInfo | None:
-        """One worker row."""
+        """One worker row (None for a row of another shape, after a warning)."""
         rows = self._query("SELECT * FROM workers WHERE id = ?", (worker_id,))
-        return WorkerInfo.from_record(dict(rows[0])) if rows else None
+        found = self._workers(rows)
+        return found[0] if found else None
 
     def list_workers(self, statuses: Sequence[str] | None = None) -> list[WorkerInfo]:
         """Worker rows (of those statuses, when given), newest first."""
@@ -397,7 +484,18 @@ class SqliteStore:
         if statuses is not None:
             where = f"WHERE status IN ({', '.join('?' for _ in statuses)})"
         rows = self._query(f"SELECT * FROM workers {where} ORDER BY started_at DESC, id", params)
-        return [WorkerInfo.from_record(dict(r)) for r in rows]
+        return self._workers(rows)
+
+    def _workers(self, rows: Sequence[sqlite3.Row]) -> list[WorkerInfo]:
+        workers, skipped = [], []
+        for row in rows:
+            try:
+                workers.append(WorkerInfo.from_record(dict(row)))
+            except ForeignRecord as exc:
+                skipped.append((exc.record_id, exc.problem))
+        if skipped:
+            warn_foreign(f"{self.path}: workers", skipped)
+        return workers
 
     def request_stop(self, worker_ids: Sequence[str]) -> None:
         """Set the stop flag."""
@@ -414,15 +512,33 @@ class SqliteStore:
                 (before,),
             ).rowcount
 
-    def mark_workers_lost(self, cutoff: float) -> list[str]:
-        """Silent live workers become lost."""
+    def mark_workers_lost(self, cutoff: float, now: float) -> list[str]:
+        """Silent live workers whose own deadline has passed become lost."""
         with self._tx() as conn:
             rows = conn.execute(
                 "UPDATE workers SET status = 'lost', current_job = NULL "
-                "WHERE status IN ('idle', 'busy', 'stopping') AND last_heartbeat < ? RETURNING id",
-                (cutoff,),
+                "WHERE status IN ('idle', 'busy', 'stopping') AND last_heartbeat < ? "
+                "AND (expires_at IS NULL OR expires_at < ?) RETURNING id",
+                (cutoff, now),
             ).fetchall()
         return [r["id"] for r in rows]
+
+
+def _upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a file of an older schema version (or a new file) to SCHEMA_VERSION. Added
+    columns are nullable, so workers of the previous release keep working on the file."""
+    conn.executescript(SCHEMA)
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for table, column, kind in ADDED_COLUMNS:
+            have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:  # another process may have added it meanwhile
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def _column(name: str, allowed: Sequence[str] = JOB_COLUMNS) -> str:
