@@ -3,6 +3,10 @@
 Where a failed attempt becomes `failed` or `dead`: `JobManager.fail`, by the one rule in
 `backoff.after_failure`. Every write that ends an attempt is fenced by the lease token the
 attempt was claimed with, so a worker that lost its lease can no longer change the job.
+
+A worker's own end of an attempt keeps the lease token on the job (the fence also needs the
+job to be `processing`, so a settled job still refuses stale writers): after a lost reply the
+worker can read whether its result was stored. The reaper's release and a DLQ retry clear it.
 """
 
 from __future__ import annotations
@@ -15,21 +19,36 @@ from typing import TYPE_CHECKING, Any, Callable, List, Sequence
 from .backoff import Outcome, after_failure
 from .config import Config, ConfigManager
 from .errors import DuplicateJob, InvalidInput, JobNotFound
-from .models import COMPLETED, DEAD, PENDING, STATES, Job, build_job, check_state
-from .store.base import Store
+from .models import (
+    COMPLETED,
+    DEAD,
+    FAILED,
+    PENDING,
+    PROCESSING,
+    STATES,
+    Job,
+    build_job,
+    check_state,
+)
+from .store.base import ID_BATCH, Store
 
 if TYPE_CHECKING:  # the executor (subprocess, selectors) is loaded only where jobs run
     from .executor import Result
 
 Clock = Callable[[], float]
 
-# What every transition out of `processing` clears: the claim and its lease.
-UNLOCK: dict[str, Any] = {
+# What a worker's own end of an attempt clears: the claim and its lease times (the token
+# stays, see above).
+SETTLE: dict[str, Any] = {
     "locked_by": None,
     "locked_at": None,
-    "lease_token": None,
     "lease_renewed_at": None,
+    "lease_expires_at": None,
 }
+# What every other transition out of `processing` (or out of the DLQ) clears: the token too.
+UNLOCK: dict[str, Any] = {**SETTLE, "lease_token": None}
+# The worker counter each final state of an attempt adds to.
+COUNTERS: dict[str, str] = {COMPLETED: "jobs_done", DEAD: "jobs_failed", FAILED: "jobs_failed"}
 
 
 class JobManager:
@@ -51,6 +70,7 @@ class JobManager:
         self.configs = configs
         self.clock = clock
         self._wake = wake or (lambda: None)
+        self.batch_size = ID_BATCH  # ids per write when many jobs change at once
 
     # -- enqueue and read ---------------------------------------------------------------------
     def build(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> List[Job]:
@@ -111,30 +131,58 @@ class JobManager:
         return self.store.list_jobs(DEAD, limit)
 
     # -- an attempt: claim, renew, and its end ------------------------------------------------
-    def claim(self, worker_id: str) -> Job | None:
-        """Take the next ready job for `worker_id` under a new lease token; None if none."""
+    @staticmethod
+    def new_token() -> str:
+        """A fresh lease token. The worker picks it before claiming, so that after a lost
+        reply it can look for a job claimed under it."""
         # os.urandom, not secrets: `secrets` loads OpenSSL, ~4 MB in every worker process.
-        return self.store.claim(worker_id, self.clock(), os.urandom(8).hex())
+        return os.urandom(8).hex()
 
-    def renew(self, job: Job, *, now: float | None = None) -> bool:
-        """Extend the lease of a claimed job; False when it is no longer ours."""
-        return self.store.renew_lease(job.id, _token(job), self.clock() if now is None else now)
+    def claim(
+        self, worker_id: str, token: str | None = None, *, lease_seconds: float | None = None
+    ) -> Job | None:
+        """Take the next ready job for `worker_id` under `token` (a new one by default),
+        its lease good for `lease_seconds` (default: stale_after); None if none is ready."""
+        if lease_seconds is None:
+            lease_seconds = self.configs.load().stale_after
+        now = self.clock()
+        return self.store.claim(
+            worker_id, now, token or self.new_token(), lease_expires_at=now + lease_seconds
+        )
+
+    def locked_by(self, worker_id: str) -> List[Job]:
+        """The jobs processing under that worker's name."""
+        return self.store.jobs_locked_by(worker_id)
+
+    def claimed_with(self, worker_id: str, token: str) -> Job | None:
+        """The job `worker_id` holds under `token`, if a claim whose reply was lost took one."""
+        return next((j for j in self.locked_by(worker_id) if j.lease_token == token), None)
+
+    def renew(
+        self, job: Job, *, now: float | None = None, lease_seconds: float | None = None
+    ) -> bool:
+        """Extend the lease of a claimed job (for `lease_seconds` from now, when given);
+        False when it is no longer ours."""
+        now = self.clock() if now is None else now
+        expires = None if lease_seconds is None else now + lease_seconds
+        return self.store.renew_lease(job.id, _token(job), now, lease_expires_at=expires)
 
     def next_run_at(self) -> float | None:
         """When the earliest pending or failed job may run (None: no job is waiting)."""
         return self.store.next_run_at()
 
     def complete(self, job: Job, result: Result, *, now: float | None = None) -> bool:
-        """Record a successful attempt. False when the lease was no longer ours."""
+        """Record a successful attempt (and count it in its worker's row). False when the
+        lease was no longer ours."""
         now = self.clock() if now is None else now
         changes = {
             "state": COMPLETED,
             "updated_at": now,
             "last_error": None,
             **_outputs(result, now),
-            **UNLOCK,
+            **SETTLE,
         }
-        return self.store.finish(job.id, _token(job), changes)
+        return self.store.finish(job.id, _token(job), changes, tally=_tally(job, COMPLETED))
 
     def fail(
         self,
@@ -146,8 +194,22 @@ class JobManager:
         config: Config | None = None,
     ) -> tuple[bool, Outcome]:
         """Record a failed attempt: `failed` with a backoff run_at, or `dead` past max_retries
-        (backoff.after_failure decides). `config` defaults to the store's current one.
-        Returns whether the write was applied (the fence) and the outcome."""
+        (backoff.after_failure decides), counted in its worker's row. `config` defaults to
+        the store's current one. Returns whether the write was applied (the fence) and the
+        outcome."""
+        changes, outcome = self._failure(job, error, result, now, config)
+        changes.update(SETTLE)
+        applied = self.store.finish(job.id, _token(job), changes, tally=_tally(job, outcome.state))
+        return applied, outcome
+
+    def _failure(
+        self,
+        job: Job,
+        error: str,
+        result: Result | None,
+        now: float | None,
+        config: Config | None,
+    ) -> tuple[dict[str, Any], Outcome]:
         now = self.clock() if now is None else now
         config = self.configs.load() if config is None else config
         outcome = after_failure(
@@ -163,46 +225,89 @@ class JobManager:
             "updated_at": now,
             "last_error": error,
             **_outputs(result, now),
-            **UNLOCK,
         }
         if outcome.run_at is not None:
             changes["run_at"] = outcome.run_at
-        return self.store.finish(job.id, _token(job), changes), outcome
+        return changes, outcome
 
-    def hand_back(self, job: Job, *, now: float | None = None) -> bool:
-        """Put a job back to pending without spending its attempt (an immediate shutdown)."""
+    def hand_back(self, job: Job, *, now: float | None = None, keep_place: bool = False) -> bool:
+        """Put a job back to pending without spending its attempt (an immediate shutdown, or
+        a claim whose reply was lost). `keep_place` leaves its run_at, so it keeps its place
+        in the claim order."""
         now = self.clock() if now is None else now
         changes = {
             "state": PENDING,
             "attempts": max(job.attempts - 1, 0),
-            "run_at": now,
             "updated_at": now,
-            **UNLOCK,
+            **SETTLE,
         }
+        if not keep_place:
+            changes["run_at"] = now
         return self.store.finish(job.id, _token(job), changes)
 
+    def settled(self, job: Job) -> Job | None:
+        """The stored job if the attempt `job` was claimed for has been ended by its own
+        worker (it is no longer processing and still carries that lease token): how a
+        worker tells a result whose reply was lost from a lost lease. None otherwise."""
+        stored = self.store.get_job(job.id)
+        if stored is None or stored.state == PROCESSING or stored.lease_token != _token(job):
+            return None
+        return stored
+
+    def count_end(self, job: Job, stored: Job) -> None:
+        """Count a settled attempt in its worker's row, unless it already was (a result
+        whose reply was lost may or may not have been counted with it)."""
+        tally = _tally(job, stored.state)
+        if tally is not None:
+            self.store.count_job_end(*tally, _token(job))
+
     def release(
-        self, job: Job, reason: str, config: Config | None = None, *, now: float | None = None
+        self,
+        job: Job,
+        reason: str,
+        config: Config | None = None,
+        *,
+        now: float | None = None,
+        stale_before: float | None = None,
     ) -> bool:
         """The reaper's transition: a job whose worker is gone counts as a failed attempt
-        (retried later, or dead) with no output. False if another reaper got there first."""
-        applied, _ = self.fail(job, reason, None, now=now, config=config)
-        return applied
+        (retried later, or dead) with no output. With `stale_before`, it is applied only if
+        the lease is still stale when written: not renewed since then, and past its own
+        deadline (an owner's renewal between the reaper's read and its write wins). False
+        if another reaper, or the owner, got there first."""
+        now = self.clock() if now is None else now
+        changes, _ = self._failure(job, reason, None, now, config)
+        changes.update(UNLOCK)
+        expected = {"state": PROCESSING, "lease_token": _token(job)}
+        below = None
+        if stale_before is not None:
+            below = {"lease_renewed_at": stale_before, "lease_expires_at": now}
+        return self.store.update_if(job.id, expected, changes, below=below)
 
     # -- the DLQ ------------------------------------------------------------------------------
     def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[List[str], List[str]]:
         """Put DLQ jobs (those ids, or all when None) back to pending with no attempts spent;
-        each move is conditioned on the job still being dead. Returns (retried, not in the
-        DLQ)."""
-        if job_ids is None:
-            wanted = self.store.job_ids(DEAD)
-        else:
-            wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)]
+        each move is conditioned on the job still being dead, and made in batches of
+        `batch_size` ids, one store write each. Returns (retried, not in the DLQ)."""
         now = self.clock()
         changes = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now, **UNLOCK}
-        retried = [i for i in wanted if self.store.update_if(i, {"state": DEAD}, changes)]
-        done = set(retried)
-        missing = [i for i in dict.fromkeys(job_ids or []) if i not in done]
+        retried: List[str] = []
+        if job_ids is None:
+            # Each batch leaves the DLQ, so the next read finds the next one; jobs that die
+            # after this started are left for another retry.
+            while batch := self.store.job_ids(DEAD, self.batch_size, updated_until=now):
+                moved = self.store.update_many_if(batch, {"state": DEAD}, changes)
+                if not moved:
+                    break  # another process took this batch out of the DLQ meanwhile
+                retried += moved
+            missing: List[str] = []
+        else:
+            wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)]
+            for start in range(0, len(wanted), self.batch_size):
+                batch = wanted[start : start + self.batch_size]
+                retried += self.store.update_many_if(batch, {"state": DEAD}, changes)
+            done = set(retried)
+            missing = [i for i in dict.fromkeys(job_ids) if i not in done]
         if retried:
             self._wake()
         return retried, missing
@@ -253,6 +358,12 @@ def _outputs(result: Result | None, now: float) -> dict[str, Any]:
         "duration": round(result.duration, 6),
         "finished_at": now,
     }
+
+
+def _tally(job: Job, state: str) -> tuple[str, str] | None:
+    """(worker, counter) a job's end adds 1 to; None for a state no counter counts."""
+    counter = COUNTERS.get(state)
+    return (job.locked_by, counter) if job.locked_by and counter else None
 
 
 def _token(job: Job) -> str:
