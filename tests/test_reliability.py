@@ -126,12 +126,12 @@ class FlakyFinish:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any], **kwargs: Any) -> bool:
         """Raise StoreUnavailable while failures remain, then write for real."""
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("cannot reach MongoDB at mongodb://db.example:27017")
-        return self.inner.finish(job_id, lease_token, changes)
+        return self.inner.finish(job_id, lease_token, changes, **kwargs)
 
 
 def run_one(store: Any, command: str, failures: int, **fields: Any):
