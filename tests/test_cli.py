@@ -33,6 +33,8 @@ CONFIG_DEFAULTS = {
     "poll_interval": 1,
     "heartbeat_interval": 30,
     "stale_after": 600,
+    "notify_url": "",
+    "notify_on": "dead",
 }
 CLI_BACKENDS = ["sqlite", "mongomock"]
 

@@ -16,6 +16,8 @@ DEFAULTS = {
     "poll_interval": 1,
     "heartbeat_interval": 30,
     "stale_after": 600,
+    "notify_url": "",
+    "notify_on": "dead",
 }
 
 # (key, values that break its rule, values at the edge of the rule that are allowed)

@@ -16,6 +16,7 @@ from .store.base import Store
 from .workers import WorkerManager
 
 if TYPE_CHECKING:
+    from .schedules import ScheduleManager
     from .worker import Worker
 
 
@@ -83,6 +84,13 @@ class App:
         return WorkerManager(
             self.store, self.configs, self.jobs, clock=self.clock, sight=self.sight
         )
+
+    @cached_property
+    def schedules(self) -> ScheduleManager:
+        """Recurring jobs: add, list, pause, remove, and the ticks that enqueue them."""
+        from .schedules import ScheduleManager
+
+        return ScheduleManager(self.jobs, clock=self.clock)
 
     def _wake_workers(self) -> None:
         # Late-bound: the job manager is built before the worker manager it wakes through.

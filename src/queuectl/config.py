@@ -20,10 +20,10 @@ class Key:
     """One configuration key: its type, the rule its value obeys, its default."""
 
     name: str
-    kind: type
+    kind: type  # int, float, or str (text checked by `check`)
     rule: str
-    check: Callable[[float], bool]
-    default: float
+    check: Callable[[Any], bool]
+    default: Any
     help: str
 
 
@@ -68,6 +68,23 @@ KEYS: dict[str, Key] = {
             600,
             "a lease or worker silent this long is lost, seconds",
         ),
+        # Notifications (SPEC §7.6): the first keys whose values are text.
+        Key(
+            "notify_url",
+            str,
+            "an http:// or https:// URL, or empty (notifications off)",
+            lambda v: valid_notify_url(v),  # defined below; looked up when called
+            "",
+            "POST a JSON event here when a job ends (empty = off)",
+        ),
+        Key(
+            "notify_on",
+            str,
+            "one of: dead, all",
+            lambda v: v in ("dead", "all"),
+            "dead",
+            "which ends to notify: dead, or all (completed too)",
+        ),
     )
 }
 # Upper bound on every value, so arithmetic on them (base ** n, timestamps) stays finite.
@@ -82,9 +99,11 @@ def canonical_key(name: str) -> str:
     return snake
 
 
-def parse_value(key: str, raw: Any) -> int | float:
+def parse_value(key: str, raw: Any) -> int | float | str:
     """Turn user text (or a JSON number) into the key's type, checking its rule."""
     spec = KEYS[key]
+    if spec.kind is str:
+        return _parse_text(spec, raw)
     text = str(raw).strip()
     try:
         if isinstance(raw, bool):
@@ -102,6 +121,36 @@ def parse_value(key: str, raw: Any) -> int | float:
     return value
 
 
+def _parse_text(spec: Key, raw: Any) -> str:
+    """A text key: a string, trimmed, that obeys the key's rule. notify_on is a keyword,
+    so its case does not matter."""
+    if not isinstance(raw, str):
+        raise InvalidInput(f"{spec.name} must be text, got {shown(raw)}")
+    text = raw.strip()
+    if spec.name == "notify_on":
+        text = text.lower()
+    if not spec.check(text):
+        raise InvalidInput(f"{spec.name} must be {spec.rule}, got {shown(raw)}")
+    return text
+
+
+def valid_notify_url(text: str) -> bool:
+    """Empty, or an absolute http(s) URL with a host, no spaces or control characters, and
+    at most 2048 characters."""
+    if text == "":
+        return True
+    if len(text) > 2048 or any(c.isspace() or not c.isprintable() for c in text):
+        return False
+    from urllib.parse import urlsplit
+
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 @dataclass(frozen=True)
 class Config:
     """Every key's value at one moment (the stored one, else the default)."""
@@ -114,6 +163,8 @@ class Config:
     poll_interval: float
     heartbeat_interval: float
     stale_after: float
+    notify_url: str
+    notify_on: str
 
     @classmethod
     def defaults(cls) -> Config:

@@ -63,3 +63,19 @@ class NotInDlq(QueuectlError):
 
 def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+class ScheduleNotFound(QueuectlError):
+    """No schedule has that name."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"no schedule named {name!r}")
+        self.name = name
+
+
+class DuplicateSchedule(QueuectlError):
+    """A schedule with that name already exists."""
+
+    def __init__(self, name: str) -> None:
+        super().__init__(f"schedule {name!r} already exists; nothing was added")
+        self.name = name

@@ -6,7 +6,7 @@ import math
 import os
 import re
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
@@ -398,3 +398,38 @@ _WORKER_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
     "machine": (_TEXT, False),
     "expires_at": (_NUMBER, False),
 }
+
+
+# -- schedules (SPEC §7.5) ----------------------------------------------------------------------
+SCHEDULE_NAME_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+
+
+@dataclass
+class Schedule:
+    """A recurring job as the stores keep it. `options` holds the enqueue fields every job of
+    the schedule gets (priority, max_retries, timeout, ...); times are epoch seconds."""
+
+    name: str
+    cron: str
+    tz: str
+    command: str
+    options: dict[str, Any] = field(default_factory=dict)
+    next_run_at: float = 0.0
+    last_run_at: float | None = None
+    paused: bool = False
+    created_at: float = 0.0
+
+    def to_record(self) -> dict[str, Any]:
+        """Every field, as the stores write them."""
+        return asdict(self)
+
+    @classmethod
+    def from_record(cls, record: dict[str, Any]) -> Schedule:
+        """Build from a store record, ignoring unknown keys."""
+        known = {f.name for f in fields(cls)}
+        data = {k: v for k, v in record.items() if k in known}
+        data["paused"] = bool(data.get("paused"))
+        return cls(**data)
+
+
+SCHEDULE_COLUMNS = tuple(f.name for f in fields(Schedule))

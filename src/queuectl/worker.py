@@ -22,6 +22,8 @@ from .errors import StoreUnavailable
 from .executor import Execution, Result
 from .jobs import JobManager
 from .models import DEAD, Job, WorkerInfo, WorkerStatus, format_time
+from .notify import JOB_COMPLETED, JOB_DEAD, Notifier
+from .schedules import ScheduleManager
 from .text import printable
 from .workers import WorkerManager
 
@@ -33,6 +35,7 @@ MAX_WRITE_BACKOFF = 10.0
 # After a heartbeat that could not reach the store, the next try comes this soon (or at the
 # heartbeat interval, if shorter), so a worker renews its lease as soon as the store is back.
 HEARTBEAT_RETRY = 1.0
+NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still being sent
 
 
 class Worker:
@@ -82,6 +85,9 @@ class Worker:
         self._beat_failed = False
         self._next_refresh = 0.0
         self._told: float | None = None  # the run_at a burst worker last said it waits for
+        self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
+        self.notifier = Notifier(jobs, lambda: self.config, self.log)
+        self._next_tick = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
@@ -236,6 +242,7 @@ class Worker:
         if result.ok:
             if self._write(job, lambda: self.jobs.complete(job, result)):
                 self.log(f"job {job.id} completed in {result.duration:.2f}s")
+                self.notifier.job_finished(job.id, JOB_COMPLETED)
             return
         error = result.error or "failed"
         outcome: Outcome | None = None
@@ -253,6 +260,7 @@ class Worker:
             return
         if outcome.state == DEAD:
             self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
+            self.notifier.job_finished(job.id, JOB_DEAD)
         else:
             delay = round(outcome.delay or 0.0, 3)
             self.log(f"job {job.id} failed: {printable(error, 200)}; retry in {delay:g}s")
@@ -323,6 +331,18 @@ class Worker:
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
             self.request_stop()
+        self._tick()
+
+    def _tick(self) -> None:
+        """Enqueue the jobs of due schedules, at most once per poll_interval: from the loop
+        when idle or between jobs, from the heartbeat while a long job runs."""
+        now = time.monotonic()
+        with self._lock:
+            if now < self._next_tick:
+                return
+            self._next_tick = now + float(self.config.poll_interval)
+        for job_id in self.schedules.tick(self.clock()):
+            self.log(f"job {job_id} enqueued by its schedule")
 
     def _heartbeat_loop(self) -> None:
         while not self._heartbeat_stop.is_set():
@@ -366,6 +386,7 @@ class Worker:
         if now <= self._orphans_until:
             self._hand_back_orphans()
         self._reap(config)
+        self._tick()
 
     def _lease_lost(self, held: Job, seen: tuple[Job, Execution] | None) -> None:
         """A renewal found the lease gone: kill the command if it is still the one that
@@ -403,10 +424,12 @@ class Worker:
         # read before a long job began would release healthy jobs after it was raised.
         for job_id in self.manager.reap(config):
             self.log(f"job {job_id} released from a lost worker")
+            self.notifier.job_finished(job_id)  # sent only if that made it dead
 
     def _finish(self) -> None:
         if self.info is None:
             return
+        self.notifier.close(0 if self.abort else NOTIFY_DRAIN)
         try:
             # Whatever is processing in our name now is not ours to run (a claim whose
             # reply was lost): back to pending with its attempt unspent.

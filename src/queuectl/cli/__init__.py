@@ -23,6 +23,7 @@ from . import jobs
 from .config import config_app
 from .context import write_error
 from .dlq import dlq_app
+from .schedule import register as register_schedule
 from .worker import worker_app
 
 app = typer.Typer(
@@ -39,6 +40,7 @@ jobs.register(app)
 app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
+register_schedule(app)
 
 
 def _version(value: bool) -> None:

@@ -12,7 +12,7 @@ import sys
 import threading
 from typing import Any, Iterable, Protocol, Sequence
 
-from ..models import Job, WorkerInfo
+from ..models import Job, Schedule, WorkerInfo
 
 # Ids handed to one statement or command at most: a MongoDB command is limited to 16 MiB and
 # an SQLite statement to 32,766 parameters, and a short transaction never blocks workers long.
@@ -175,6 +175,28 @@ class Store(Protocol):
 
     def delete_workers(self, before: float) -> int:
         """Forget stopped and lost workers whose last heartbeat is before `before`."""
+
+    # -- schedules (SPEC §7.5) -----------------------------------------------------------
+    def insert_schedule(self, schedule: Schedule) -> None:
+        """Add a schedule. A taken name raises DuplicateSchedule."""
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """The schedule with that name, or None."""
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove a schedule; whether it existed."""
+
+    def update_schedule(
+        self, name: str, changes: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """Apply `changes` only if the schedule exists and each field in `expected` still
+        has that value (a compare-and-set, atomic). Returns whether they were applied."""
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Schedules not paused whose next_run_at <= now, earliest first: one indexed read."""
 
     def close(self) -> None:
         """Release connections."""

@@ -15,8 +15,14 @@ import warnings
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
-from ..errors import DuplicateJob, ForeignRecord, QueuectlError, StoreUnavailable
-from ..models import READY_STATES, Job, WorkerInfo
+from ..errors import (
+    DuplicateJob,
+    DuplicateSchedule,
+    ForeignRecord,
+    QueuectlError,
+    StoreUnavailable,
+)
+from ..models import READY_STATES, Job, Schedule, WorkerInfo
 from .base import batches, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
@@ -95,6 +101,7 @@ class MongoStore:
         self.config = self.db["config"]
         # What users read (list, status, stats) may come from where the URL says.
         self.jobs_view = client[db_name]["jobs"]
+        self.schedules = self.db["schedules"]
         self._indexed = False
 
     @contextmanager
@@ -147,6 +154,7 @@ class MongoStore:
             ]
         )
         self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
+        self.schedules.create_indexes([IndexModel([("paused", 1), ("next_run_at", 1)], name="due")])
 
     def close(self) -> None:
         """Close the client."""
@@ -462,6 +470,60 @@ class MongoStore:
                 if result.modified_count:
                     lost.append(doc["_id"])
         return lost
+
+    # -- schedules (SPEC §7.5) ----------------------------------------------------------
+    def insert_schedule(self, schedule: Schedule) -> None:
+        """Insert one schedule (its name is the _id); a taken name raises DuplicateSchedule."""
+        from pymongo.errors import DuplicateKeyError
+
+        doc = schedule.to_record()
+        doc["_id"] = doc.pop("name")
+        try:
+            with self._errors():
+                self.schedules.insert_one(doc)
+        except DuplicateKeyError:
+            raise DuplicateSchedule(schedule.name) from None
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """One schedule, or None."""
+        with self._errors():
+            doc = self.schedules.find_one({"_id": name})
+        return _schedule(doc) if doc else None
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        with self._errors():
+            docs = list(self.schedules.find().sort("_id", 1))
+        return [_schedule(d) for d in docs]
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove one schedule."""
+        with self._errors():
+            return bool(self.schedules.delete_one({"_id": name}).deleted_count == 1)
+
+    def update_schedule(
+        self, name: str, changes: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """One update_one whose filter holds the expected values: a compare-and-set."""
+        with self._errors():
+            result = self.schedules.update_one({"_id": name, **(expected or {})}, {"$set": changes})
+        return bool(result.matched_count == 1)
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Active schedules due by `now`, through the (paused, next_run_at) index."""
+        with self._errors():
+            docs = list(
+                self.schedules.find({"paused": False, "next_run_at": {"$lte": now}})
+                .sort("next_run_at", 1)
+                .limit(limit)
+            )
+        return [_schedule(d) for d in docs]
+
+
+def _schedule(doc: dict[str, Any]) -> Schedule:
+    doc = dict(doc)
+    doc["name"] = doc.pop("_id")
+    return Schedule.from_record(doc)
 
 
 def _inserted_count(exc: Exception) -> int:

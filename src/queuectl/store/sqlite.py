@@ -15,15 +15,16 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Iterator, Sequence
 
-from ..errors import DuplicateJob, ForeignRecord, StoreUnavailable
-from ..models import JOB_COLUMNS, WORKER_COLUMNS, Job, WorkerInfo
+from ..errors import DuplicateJob, DuplicateSchedule, ForeignRecord, StoreUnavailable
+from ..models import JOB_COLUMNS, SCHEDULE_COLUMNS, WORKER_COLUMNS, Job, Schedule, WorkerInfo
 from .base import warn_foreign
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
-SCHEMA_VERSION = 3  # raised whenever SCHEMA gains a table, a column or an index
-# Columns added since version 2, added to older files by _upgrade: (table, column, type).
+SCHEMA_VERSION = 4  # raised whenever SCHEMA gains a table, a column or an index
+# Columns added since version 3 (the schedules release), added to older files by _upgrade:
+# (table, column, type).
 ADDED_COLUMNS = (
     ("jobs", "lease_expires_at", "REAL"),
     ("workers", "expires_at", "REAL"),
@@ -89,6 +90,23 @@ CREATE TABLE IF NOT EXISTS workers (
 );
 CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+# Recurring jobs (SPEC §7.5). The due index holds only active schedules, so a worker's tick
+# reads nothing when no schedule is due.
+SCHEDULES_SCHEMA = """
+CREATE TABLE IF NOT EXISTS schedules (
+    name TEXT PRIMARY KEY,
+    cron TEXT NOT NULL,
+    tz TEXT NOT NULL,
+    command TEXT NOT NULL,
+    options TEXT NOT NULL,
+    next_run_at REAL NOT NULL,
+    last_run_at REAL,
+    paused INTEGER NOT NULL DEFAULT 0,
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE paused = 0;
 """
 
 READY = "state IN ('pending', 'failed')"
@@ -523,11 +541,63 @@ class SqliteStore:
             ).fetchall()
         return [r["id"] for r in rows]
 
+    # -- schedules (SPEC §7.5) ----------------------------------------------------------
+    def insert_schedule(self, schedule: Schedule) -> None:
+        """Insert one schedule; a taken name raises DuplicateSchedule."""
+        record = _schedule_row(schedule.to_record())
+        marks = ", ".join("?" for _ in record)
+        try:
+            with self._tx() as conn:
+                conn.execute(
+                    f"INSERT INTO schedules ({', '.join(record)}) VALUES ({marks})",
+                    tuple(record.values()),
+                )
+        except sqlite3.IntegrityError:
+            raise DuplicateSchedule(schedule.name) from None
+
+    def get_schedule(self, name: str) -> Schedule | None:
+        """One schedule, or None."""
+        rows = self._query("SELECT * FROM schedules WHERE name = ?", (name,))
+        return _schedule(rows[0]) if rows else None
+
+    def list_schedules(self) -> list[Schedule]:
+        """Every schedule, by name."""
+        return [_schedule(r) for r in self._query("SELECT * FROM schedules ORDER BY name")]
+
+    def delete_schedule(self, name: str) -> bool:
+        """Remove one schedule."""
+        with self._tx() as conn:
+            return conn.execute("DELETE FROM schedules WHERE name = ?", (name,)).rowcount == 1
+
+    def update_schedule(
+        self, name: str, changes: dict[str, Any], expected: dict[str, Any] | None = None
+    ) -> bool:
+        """One UPDATE whose WHERE holds the expected values: a compare-and-set."""
+        new = _schedule_row(changes)
+        old = _schedule_row(expected or {})
+        sets = ", ".join(f"{_column(k, SCHEDULE_COLUMNS)} = ?" for k in new)
+        checks = "".join(f" AND {_column(k, SCHEDULE_COLUMNS)} IS ?" for k in old)
+        with self._tx() as conn:
+            cursor = conn.execute(
+                f"UPDATE schedules SET {sets} WHERE name = ?{checks}",
+                (*new.values(), name, *old.values()),
+            )
+        return cursor.rowcount == 1
+
+    def due_schedules(self, now: float, limit: int) -> list[Schedule]:
+        """Active schedules due by `now`, through the partial due index."""
+        rows = self._query(
+            "SELECT * FROM schedules INDEXED BY schedules_due "
+            "WHERE paused = 0 AND next_run_at <= ? ORDER BY next_run_at LIMIT ?",
+            (now, limit),
+        )
+        return [_schedule(r) for r in rows]
+
 
 def _upgrade(conn: sqlite3.Connection) -> None:
     """Bring a file of an older schema version (or a new file) to SCHEMA_VERSION. Added
     columns are nullable, so workers of the previous release keep working on the file."""
-    conn.executescript(SCHEMA)
+    conn.executescript(SCHEMA + SCHEDULES_SCHEMA)
     conn.execute("BEGIN IMMEDIATE")
     try:
         for table, column, kind in ADDED_COLUMNS:
@@ -546,3 +616,19 @@ def _column(name: str, allowed: Sequence[str] = JOB_COLUMNS) -> str:
     if name not in allowed:
         raise ValueError(f"unknown column {name!r}")
     return name
+
+
+def _schedule_row(record: dict[str, Any]) -> dict[str, Any]:
+    """Schedule fields as SQLite columns: options as JSON text, paused as 0 or 1."""
+    row = dict(record)
+    if "options" in row:
+        row["options"] = json.dumps(row["options"], sort_keys=True)
+    if "paused" in row:
+        row["paused"] = int(bool(row["paused"]))
+    return row
+
+
+def _schedule(row: sqlite3.Row) -> Schedule:
+    record = dict(row)
+    record["options"] = json.loads(record["options"])
+    return Schedule.from_record(record)
