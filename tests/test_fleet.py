@@ -647,3 +647,48 @@ def test_worker_counters_are_current_at_every_job_end(store, clock, lines):
     worker.heartbeat()
     row = store.get_worker(worker.info.id)
     assert (row.jobs_done, row.jobs_failed) == (1, 1)  # counted once
+
+
+# -- upgrading a store of the first release ----------------------------------------------------
+
+FIRST_RELEASE_TABLES = """
+CREATE TABLE jobs (id TEXT PRIMARY KEY, command TEXT NOT NULL, state TEXT NOT NULL,
+    attempts INTEGER NOT NULL, max_retries INTEGER NOT NULL, priority INTEGER NOT NULL,
+    timeout REAL, run_at REAL NOT NULL, created_at REAL NOT NULL, updated_at REAL NOT NULL,
+    started_at REAL, finished_at REAL, locked_by TEXT, locked_at REAL, exit_code INTEGER,
+    last_error TEXT, stdout TEXT, stderr TEXT, duration REAL, seq INTEGER NOT NULL,
+    lease_token TEXT, lease_renewed_at REAL);
+CREATE TABLE workers (id TEXT PRIMARY KEY, host TEXT NOT NULL, pid INTEGER NOT NULL,
+    status TEXT NOT NULL, current_job TEXT, started_at REAL NOT NULL,
+    last_heartbeat REAL NOT NULL, jobs_done INTEGER NOT NULL DEFAULT 0,
+    jobs_failed INTEGER NOT NULL DEFAULT 0, stop_requested INTEGER NOT NULL DEFAULT 0,
+    machine TEXT NOT NULL DEFAULT '');
+CREATE TABLE config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+INSERT INTO jobs VALUES ('old-running', 'sleep 9', 'processing', 1, 3, 0, NULL, 1.0, 1.0, 1.0,
+    1.0, NULL, 'old-worker', 1.0, NULL, NULL, NULL, NULL, NULL, 1, 'old-token', 1000.0);
+INSERT INTO workers VALUES ('old-worker', 'far', 1, 'busy', 'old-running', 1.0, 1000.0, 4, 1,
+    0, 'far');
+PRAGMA user_version = 2;
+"""
+
+
+def test_a_first_release_sqlite_file_is_upgraded_in_place_and_judged_by_the_old_rule(tmp_path):
+    import sqlite3
+
+    from queuectl.store.sqlite import SqliteStore
+
+    path = tmp_path / "old.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(FIRST_RELEASE_TABLES)
+    store = SqliteStore(str(path))
+    job = store.get_job("old-running")
+    assert (job.lease_token, job.lease_expires_at) == ("old-token", None)
+    row = store.get_worker("old-worker")
+    assert (row.jobs_done, row.expires_at) == (4, None)
+    # No deadline: silent once the reader's stale_after has passed since the last renewal.
+    assert store.stale_jobs(1000.0, 5000.0) == []
+    assert [j.id for j in store.stale_jobs(1000.5, 5000.0)] == ["old-running"]
+    assert store.mark_workers_lost(1000.5, 5000.0) == ["old-worker"]
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] >= 4
