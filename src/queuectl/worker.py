@@ -380,8 +380,10 @@ class Worker:
             }
         )
         if held:
-            # Renewed before reaping, so our own reaper never sees our lease as stale.
-            if not self.jobs.renew(held, now=now, lease_seconds=config.stale_after):
+            # Renewed before reaping, so our own reaper never sees our lease as stale; stamped
+            # with the time of the renewal itself, not of the heartbeat's start (the row write
+            # before it may have waited on a slow store).
+            if not self.jobs.renew(held, lease_seconds=config.stale_after):
                 self._lease_lost(held, current)
         if now <= self._orphans_until:
             self._hand_back_orphans()

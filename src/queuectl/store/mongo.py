@@ -27,7 +27,9 @@ from .base import batches, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
-DONE_WITH_DURATION = {"state": "completed", "duration": {"$ne": None}}
+# $type, not $ne: null: the same on MongoDB, and another program's completed document
+# without a duration never counts (a stand-in server matches a missing field with $ne: null).
+DONE_WITH_DURATION = {"state": "completed", "duration": {"$type": "number"}}
 # queuectl's own documents: a string _id and a numeric enqueue order. A document of another
 # program (e.g. the Node version's, with an ObjectId _id and no seq) never matches.
 OURS = {"_id": {"$type": "string"}, "seq": {"$type": "number"}}
