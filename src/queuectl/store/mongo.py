@@ -30,9 +30,10 @@ READY = {"$in": list(READY_STATES)}
 # $type, not $ne: null: the same on MongoDB, and another program's completed document
 # without a duration never counts (a stand-in server matches a missing field with $ne: null).
 DONE_WITH_DURATION = {"state": "completed", "duration": {"$type": "number"}}
-# queuectl's own documents: a string _id and a numeric enqueue order. A document of another
-# program (e.g. the Node version's, with an ObjectId _id and no seq) never matches.
-OURS = {"_id": {"$type": "string"}, "seq": {"$type": "number"}}
+# queuectl's own documents have a numeric enqueue order (seq >= 0); another program's (e.g.
+# the Node version's, with an ObjectId _id and no seq or run_at) never match. A range, not
+# $type: it rides on the claim index's last key (a stand-in server scans for $type).
+OURS = {"seq": {"$gte": 0}}
 LIVE = {"$in": ["idle", "busy", "stopping"]}
 
 
@@ -330,7 +331,7 @@ class MongoStore:
 
     def job_ids(self, state: str, limit: int, updated_until: float | None = None) -> list[str]:
         """Ids of jobs in one state, least recently updated first."""
-        query: dict[str, Any] = {"state": state, "_id": {"$type": "string"}}
+        query: dict[str, Any] = {"state": state, **OURS}
         if updated_until is not None:
             query["updated_at"] = {"$lte": updated_until}
         with self._errors():
@@ -338,12 +339,13 @@ class MongoStore:
             return [d["_id"] for d in docs.limit(limit)]
 
     def next_run_at(self) -> float | None:
-        """Earliest run_at of a ready-or-waiting job (numbers only: another program's
-        document may lack run_at or hold a date there)."""
-        query = {"state": READY, "run_at": {"$type": "number"}}
+        """Earliest run_at of a ready-or-waiting job (a number: another program's document
+        may lack run_at, which the range leaves out)."""
+        query = {"state": READY, "run_at": {"$gte": 0}}
         with self._errors():
             doc = self.jobs.find_one(query, {"run_at": 1}, sort=[("run_at", 1)])
-        return doc["run_at"] if doc else None
+        value = doc.get("run_at") if doc else None
+        return float(value) if isinstance(value, (int, float)) else None
 
     def duration_summary(self) -> tuple[int, float | None]:
         """Count and mean of completed jobs' durations, computed by the server."""
