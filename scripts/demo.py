@@ -4,7 +4,7 @@
 By default the store is a fresh SQLite file in a new temporary directory, removed at the end
 (--keep keeps it). With --db the demo runs on that store instead, which must hold no job yet
 (the demo changes its config). Every step runs the real CLI (`python -m queuectl`) from this
-checkout, so what you see is what a user gets. It takes about 10 seconds.
+checkout, so what you see is what a user gets. The tour takes about 10 seconds.
 
 Example: python scripts/demo.py --keep
 """
@@ -23,6 +23,10 @@ import time
 
 SRC = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src")
 sys.path.insert(0, SRC)
+
+from queuectl.deps import require_dependencies  # noqa: E402
+
+require_dependencies("scripts/demo.py")
 
 from queuectl.store import mask_url  # noqa: E402
 
@@ -90,7 +94,7 @@ class Demo:
 def tour(demo: Demo) -> None:
     """The steps of the demo, in order."""
     demo.step("check the store is empty, and make retries quick for the demo")
-    counts = json.loads(demo.run("status", "--json", quiet=True))["jobs"]
+    counts = json.loads(demo.run("status", "--json"))["jobs"]
     if any(counts.values()):
         raise SystemExit(
             f"demo: the store {mask_url(demo.url)} already has jobs ({counts}); "

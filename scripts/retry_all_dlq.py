@@ -12,6 +12,10 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "src"))
 
+from queuectl.deps import require_dependencies  # noqa: E402
+
+require_dependencies("scripts/retry_all_dlq.py")
+
 from queuectl.cli import main as queuectl  # noqa: E402
 
 

@@ -496,13 +496,14 @@ def test_list_shortens_long_commands(cli):
 
 def test_pending_and_failed_are_listed_in_claim_order(cli):
     now = time.time()
-    # priority first, then earliest run_at, then enqueue order (seq)
+    # Ready ones by priority, then earliest run_at, then enqueue order (seq); then the
+    # waiting ones, by run_at: the order workers will take them in.
     cli.seed("low-early", priority=0, run_at=now - 100, seq=1)
     cli.seed("high-late", priority=5, run_at=now + 100, seq=2)
     cli.seed("high-early", priority=5, run_at=now - 50, seq=3)
     cli.seed("low-early-2", priority=0, run_at=now - 100, seq=4)
     cli.seed("neg", priority=-3, run_at=now - 1000, seq=5)
-    expected = ["high-early", "high-late", "low-early", "low-early-2", "neg"]
+    expected = ["high-early", "low-early", "low-early-2", "neg", "high-late"]
     assert [j["id"] for j in cli.json("list", "--state", "pending")] == expected
     rows = cli.ok("list", "--state", "pending").splitlines()[2:]
     assert [r.split()[0] for r in rows] == expected

@@ -16,7 +16,7 @@ SRC = Path(__file__).resolve().parent.parent / "src" / "queuectl"
 PURE = {"models", "backoff", "errors", "text"}
 MANAGERS = {"jobs", "workers", "config", "localproc", "schedules", "notify", "sight"}
 RUNTIME = {"worker", "worker_process", "supervisor", "executor"}
-PRESENTATION = {"cli", "render", "dashboard"}
+PRESENTATION = {"cli", "render", "dashboard", "web"}
 
 
 def module_name(path: Path) -> str:

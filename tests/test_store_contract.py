@@ -107,7 +107,7 @@ def test_an_id_repeated_inside_a_batch_inserts_nothing(store):
     assert store.count_by_state() == {"pending": 2}
 
 
-def test_pending_and_failed_are_listed_in_claim_order(store):
+def test_pending_and_failed_are_listed_ready_in_claim_order_then_waiting_by_run_at(store):
     store.insert_jobs(
         [
             job("late", run_at=T + 5),
@@ -121,7 +121,25 @@ def test_pending_and_failed_are_listed_in_claim_order(store):
             job("done", state="completed"),
         ]
     )
-    assert ids(store.list_jobs("pending", 50)) == [
+    assert ids(store.list_jobs("pending", 50, now=T)) == [
+        "early",
+        "first-in",
+        "second-in",
+        "low",
+        "late",
+        "urgent",
+    ]
+    assert ids(store.list_jobs("failed", 50, now=T)) == ["f1", "f2"]
+    assert ids(store.list_jobs("pending", 2, now=T)) == ["early", "first-in"]
+    assert ids(store.list_jobs("pending", 5, now=T)) == [
+        "early",
+        "first-in",
+        "second-in",
+        "low",
+        "late",
+    ]
+    # Later, what was waiting is ready, and takes its place in the claim order.
+    assert ids(store.list_jobs("pending", 50, now=T + 60)) == [
         "urgent",
         "early",
         "first-in",
@@ -129,8 +147,25 @@ def test_pending_and_failed_are_listed_in_claim_order(store):
         "late",
         "low",
     ]
-    assert ids(store.list_jobs("failed", 50)) == ["f1", "f2"]
-    assert ids(store.list_jobs("pending", 2)) == ["urgent", "early"]
+
+
+def test_the_pending_list_is_the_order_workers_claim_in(store):
+    # Delayed jobs of high priority used to be listed first, though they run last.
+    store.insert_jobs(
+        [
+            job("g", priority=9, run_at=T + 20),
+            job("d", priority=5),
+            job("a"),
+            job("b"),
+            job("c"),
+            job("f", priority=9, run_at=T + 30),
+            job("e", run_at=T + 10),
+        ]
+    )
+    listed = ids(store.list_jobs("pending", 50, now=T))
+    claimed = [*claim_all(store, T), *claim_all(store, T + 10), *claim_all(store, T + 20)]
+    claimed += claim_all(store, T + 30)
+    assert listed == claimed == ["d", "a", "b", "c", "e", "g", "f"]
 
 
 def test_other_states_and_all_are_listed_newest_update_first(store):

@@ -56,9 +56,10 @@ class App:
         """The store, opened on first use (every call reporting to `sight`)."""
         if self._sighted is None:
             if self._store is None:
+                from .settings import home_maker
                 from .store import open_store
 
-                self._store = open_store(self.url)
+                self._store = open_store(self.url, home_maker)
             self._sighted = sighted(self._store, self.sight)
         return self._sighted
 

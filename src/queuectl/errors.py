@@ -79,3 +79,8 @@ class DuplicateSchedule(QueuectlError):
     def __init__(self, name: str) -> None:
         super().__init__(f"schedule {name!r} already exists; nothing was added")
         self.name = name
+
+
+class StoreDamaged(QueuectlError):
+    """The store's file is damaged: nothing more is written to it, and the message says how
+    to recover it. Not a StoreUnavailable, so a worker stops instead of retrying."""

@@ -119,7 +119,7 @@ class JobManager:
         check_state(state)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        return self.store.list_jobs(state, limit)
+        return self.store.list_jobs(state, limit, now=self.clock())
 
     def counts(self) -> dict[str, int]:
         """Every state with its count, zeros included."""

@@ -9,9 +9,11 @@ import time
 from typing import Any, Iterable, Sequence
 
 from .models import (
+    MAX_TIME,
     READY_STATES,
     Job,
     JobState,
+    Schedule,
     WorkerInfo,
     WorkerStatus,
     format_time,
@@ -113,6 +115,20 @@ def worker_json(worker: WorkerInfo, now: float) -> dict[str, Any]:
         "heartbeat_age": round(max(now - worker.last_heartbeat, 0.0), 3),
         "jobs_done": worker.jobs_done,
         "jobs_failed": worker.jobs_failed,
+    }
+
+
+def schedule_json(schedule: Schedule) -> dict[str, Any]:
+    """A schedule as `schedule list --json` prints it; next_run_at is null while paused."""
+    upcoming = None if schedule.paused or schedule.next_run_at >= MAX_TIME else schedule.next_run_at
+    return {
+        "name": schedule.name,
+        "cron": schedule.cron,
+        "tz": schedule.tz,
+        "command": schedule.command,
+        "next_run_at": format_time(upcoming),
+        "last_run_at": format_time(schedule.last_run_at),
+        "paused": schedule.paused,
     }
 
 

@@ -13,6 +13,7 @@ import sys
 from .app import App
 from .errors import QueuectlError
 from .localproc import WAKE_SIGNAL
+from .supervisor import StartReport
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -22,6 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--burst", action="store_true")
     args = parser.parse_args(argv)
     parent = os.getppid()
+    report = StartReport()
     try:
         worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst)
 
@@ -37,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(WAKE_SIGNAL, lambda _s, _f: worker.wake())
-        worker.start()
+        report.started(worker.start().id)
         try:
             return worker.run(parent_pid=parent)
         finally:
@@ -49,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             worker.close()
     except QueuectlError as exc:
         sys.stderr.write(f"Error: worker {args.index}: {exc}\n")
+        report.failed(f"worker {args.index}: {exc}")
         return 1
     except KeyboardInterrupt:
         return 130

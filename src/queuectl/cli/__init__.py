@@ -19,7 +19,7 @@ except ImportError:  # pragma: no cover - older Typer depends on Click itself
 
 from .. import __version__
 from ..errors import QueuectlError
-from . import jobs
+from . import jobs, web
 from .config import config_app
 from .context import write_error
 from .dlq import dlq_app
@@ -41,6 +41,7 @@ app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
 register_schedule(app)
+web.register(app)
 
 
 def _version(value: bool) -> None:

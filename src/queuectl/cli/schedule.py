@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Optional
 
 import typer
 
 from .. import render, text
-from ..models import MAX_TIME, Schedule, format_time
+from ..models import format_time
+from ..render import schedule_json
 from .context import JSON_OPT, command_context
 
 schedule_app = typer.Typer(
@@ -20,20 +21,6 @@ NAME_ARG = typer.Argument(..., metavar="NAME", help="The schedule's name.")
 def register(app: typer.Typer) -> None:
     """Add the `schedule` command group to the CLI."""
     app.add_typer(schedule_app, name="schedule")
-
-
-def schedule_json(schedule: Schedule) -> dict[str, Any]:
-    """A schedule as `schedule list --json` prints it; next_run_at is null while paused."""
-    upcoming = None if schedule.paused or schedule.next_run_at >= MAX_TIME else schedule.next_run_at
-    return {
-        "name": schedule.name,
-        "cron": schedule.cron,
-        "tz": schedule.tz,
-        "command": schedule.command,
-        "next_run_at": format_time(upcoming),
-        "last_run_at": format_time(schedule.last_run_at),
-        "paused": schedule.paused,
-    }
 
 
 @schedule_app.command("add")

@@ -60,9 +60,10 @@ class Store(Protocol):
     def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or None."""
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Jobs of one state (all if None): pending/failed in claim order, others newest
-        update first."""
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Jobs of one state (all if None). Pending/failed: those ready at `now` (default:
+        the current time) in claim order, then those waiting, by run_at, so the list is the
+        order workers will take them in. Others newest update first."""
 
     def count_by_state(self) -> dict[str, int]:
         """Number of jobs in each state that has any."""

@@ -11,6 +11,8 @@ take a live lease. Only what users read (`list`, `status`, `stats`) follows the 
 
 from __future__ import annotations
 
+import os
+import time
 import warnings
 from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
@@ -23,9 +25,12 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..models import READY_STATES, Job, Schedule, WorkerInfo
+from . import url_password
 from .base import batches, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
+# Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
+WAITING_SORT = [("run_at", 1), ("priority", -1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
 # $type, not $ne: null: the same on MongoDB, and another program's completed document
 # without a duration never counts (a stand-in server matches a missing field with $ne: null).
@@ -91,12 +96,17 @@ class MongoStore:
     """The Store protocol on a MongoDB database (`jobs`, `workers`, `config`)."""
 
     def __init__(
-        self, client: Any, db_name: str, url: str = "mongodb://", secret: str | None = None
+        self,
+        client: Any,
+        db_name: str,
+        url: str = "mongodb://",
+        secrets: str | Sequence[str] | None = None,
     ) -> None:
         from pymongo import ReadPreference
 
         self.client = client
-        self._secret = secret  # scrubbed from every message
+        # Scrubbed from every message: the password and every secret option of the URL.
+        self._secrets = [secrets] if isinstance(secrets, str) else list(secrets or ())
         self.db = client.get_database(db_name, read_preference=ReadPreference.PRIMARY)
         self.url = url
         self.jobs = self.db["jobs"]
@@ -119,11 +129,11 @@ class MongoStore:
         except DuplicateKeyError:
             raise
         except PyMongoError as exc:
-            raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc, self._secret)}") from None
+            raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc, self._secrets)}") from None
         except BSONError as exc:  # e.g. DocumentTooLarge: a request over 16 MiB
             raise QueuectlError(
                 f"MongoDB at {self.url}: request too large or not storable: "
-                f"{_short(exc, self._secret)}"
+                f"{_short(exc, self._secrets)}"
             ) from None
 
     def _ensure_indexes(self) -> None:
@@ -197,12 +207,25 @@ class MongoStore:
                     raise ForeignRecord("job", job_id, "its _id is not the job id")
         return _job(doc)
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Pending/failed in claim order; other states newest update first."""
-        query = {"state": state} if state else {}
-        sort = CLAIM_SORT if state in ("pending", "failed") else [("updated_at", -1), ("seq", -1)]
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order (index claim_order), then
+        those waiting by run_at (index state_run_at). Other states newest update first."""
         with self._errors():
-            docs = list(self.jobs_view.find(query).sort(sort).limit(limit))
+            if state in ("pending", "failed"):
+                now = time.time() if now is None else now
+                docs = list(
+                    self.jobs_view.find({"state": state, "run_at": {"$lte": now}})
+                    .sort(CLAIM_SORT)
+                    .limit(limit)
+                )
+                if len(docs) < limit:
+                    waiting = {"state": state, "run_at": {"$gt": now}}
+                    docs += self.jobs_view.find(waiting).sort(WAITING_SORT).limit(limit - len(docs))
+            else:
+                query = {"state": state} if state else {}
+                docs = list(
+                    self.jobs_view.find(query).sort([("updated_at", -1), ("seq", -1)]).limit(limit)
+                )
         return _jobs(docs)
 
     def count_by_state(self) -> dict[str, int]:
@@ -535,24 +558,72 @@ def _inserted_count(exc: Exception) -> int:
     return int(details.get("nInserted", 0))
 
 
-def _short(exc: Exception, secret: str | None = None) -> str:
-    """The driver's message without its topology dump, and never with the password
-    (raw or percent-decoded)."""
+def _short(exc: Exception, secrets: Sequence[str] = ()) -> str:
+    """The driver's message without its topology dump, and never with a secret of the URL
+    (raw or percent-decoded), longest first so no part of one is left."""
     text = str(exc)
     for cut in (", Timeout:", ", Topology Description", " (configured timeouts"):
         text = text.split(cut)[0]
-    if secret:
+    if secrets:
         from urllib.parse import unquote
 
-        for form in {secret, unquote(secret)}:
+        forms = {form for secret in secrets for form in (secret, unquote(secret)) if form}
+        for form in sorted(forms, key=len, reverse=True):
             text = text.replace(form, "***")
     return text.strip() or type(exc).__name__
 
 
-def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
+FILE_OPTIONS = ("tlscafile", "tlscertificatekeyfile", "tlscrlfile")
+
+
+def _missing_files(url: str) -> list[str]:
+    """`option=path` for each file option of the URL whose file cannot be read."""
+    from urllib.parse import parse_qsl, unquote, urlsplit
+
+    query = urlsplit(url.rsplit("@", 1)[-1]).query
+    return [
+        f"{key}={unquote(value)}"
+        for key, value in parse_qsl(query, keep_blank_values=True)
+        if key.lower() in FILE_OPTIONS and not os.access(unquote(value), os.R_OK)
+    ]
+
+
+def _client(url: str, kwargs: dict[str, Any]) -> Any:
+    from pymongo import MongoClient
+
+    with warnings.catch_warnings():
+        # pymongo only warns about an unknown URL option; a typo should be an error.
+        warnings.simplefilter("error", UserWarning)
+        return MongoClient(url, connect=False, **kwargs)
+
+
+def _bad_url(url: str, secrets: Sequence[str], exc: Exception, kwargs: dict[str, Any]) -> str:
+    """Why the URL was refused, with no secret in it. A parse error may quote any fragment
+    of a password that was not percent-encoded, so when the URL holds one it is parsed again
+    with a harmless password: if that fails too, its message is about the rest of the URL
+    and safe to show; if not, the user name or password is what is wrong."""
+    from pymongo.errors import ConfigurationError, InvalidURI
+
+    if isinstance(exc, OSError):
+        missing = _missing_files(url)
+        named = f" ({', '.join(missing)})" if missing else ""
+        return f"{exc.strerror or exc}{named}: give a file this user can read"
+    password = url_password(url)
+    if not password:
+        return _short(exc, secrets)
+    scheme, _, rest = url.partition("://")
+    userinfo, _, hostpart = rest.rpartition("@")
+    user = userinfo.split(":", 1)[0]
+    try:
+        _client(f"{scheme}://{user}:x@{hostpart}", kwargs).close()
+    except (ConfigurationError, InvalidURI, ValueError, UserWarning, OSError) as again:
+        return _short(again, secrets)
+    return "check the user name and password: special characters in them must be percent-encoded"
+
+
+def connect(url: str, masked: str, secrets: Sequence[str] = ()) -> MongoStore:
     """Build a MongoStore for a mongodb:// or mongodb+srv:// URL; lazy, so nothing touches
     the network until the first command. Reports an unreachable server within ~5 s."""
-    from pymongo import MongoClient
     from pymongo.errors import ConfigurationError, InvalidURI
 
     # Start-up and the first round trip add ~1 s, so an unreachable server is reported in
@@ -571,21 +642,11 @@ def connect(url: str, masked: str, secret: str | None = None) -> MongoStore:
     lowered = url.lower()
     kwargs = {k: v for k, v in options.items() if k.lower() not in lowered}
     try:
-        with warnings.catch_warnings():
-            # pymongo only warns about an unknown URL option; a typo should be an error.
-            warnings.simplefilter("error", UserWarning)
-            client: Any = MongoClient(url, connect=False, **kwargs)
+        client = _client(url, kwargs)
         db_name = client.get_default_database(default="queuectl").name
-    except (ConfigurationError, InvalidURI, ValueError, UserWarning) as exc:
+    except (ConfigurationError, InvalidURI, ValueError, UserWarning, OSError) as exc:
         from ..errors import InvalidInput
 
-        # A parse error may quote any fragment of a mangled password, so with a password
-        # in the URL only a generic hint is given.
-        detail = (
-            "check its syntax; special characters in the user name or password must be "
-            "percent-encoded"
-            if secret
-            else _short(exc)
-        )
+        detail = _bad_url(url, secrets, exc, kwargs)
         raise InvalidInput(f"bad MongoDB URL {masked}: {detail}") from None
-    return MongoStore(client, db_name, masked, secret)
+    return MongoStore(client, db_name, masked, secrets)

@@ -11,13 +11,13 @@ import json
 import operator
 import os
 import sqlite3
-import threading
-from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+import time
+from typing import Any, Callable, Sequence
 
-from ..errors import DuplicateJob, DuplicateSchedule, ForeignRecord, StoreUnavailable
+from ..errors import DuplicateJob, DuplicateSchedule, ForeignRecord
 from ..models import JOB_COLUMNS, SCHEDULE_COLUMNS, WORKER_COLUMNS, Job, Schedule, WorkerInfo
 from .base import warn_foreign
+from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
@@ -111,6 +111,8 @@ CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE paused
 
 READY = "state IN ('pending', 'failed')"
 CLAIM_ORDER = "priority DESC, run_at, seq"
+# Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
+WAITING_ORDER = "run_at, priority DESC, seq"
 
 
 def busy_timeout_ms() -> int:
@@ -122,101 +124,26 @@ def busy_timeout_ms() -> int:
         return BUSY_TIMEOUT_MS
 
 
-def create_private_file(path: str) -> None:
-    """Create the database file with mode 0600 whatever the umask, if it is new. Its
-    directory must exist: a mistyped path is an error, not a new empty queue."""
-    directory = os.path.dirname(os.path.abspath(path))
-    if not os.path.isdir(directory):
-        raise StoreUnavailable(
-            f"cannot create SQLite store {path}: directory {directory} does not exist"
-        )
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        if os.fstat(fd).st_size == 0:
-            os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
-
-
 class SqliteStore:
     """The Store protocol on one SQLite file; each thread gets its own connection."""
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, make_directory: Callable[[], object] | None = None) -> None:
         self.path = path
         self.url = f"sqlite:///{path}"
-        self._local = threading.local()
-        self._schema_ready = False
-
-    # -- connection -----------------------------------------------------------------------
-    def _conn(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = self._connect()
-            self._local.conn = conn
-        return conn
-
-    def _connect(self) -> sqlite3.Connection:
-        if sqlite3.sqlite_version_info < (3, 35, 0):
-            raise StoreUnavailable(
-                f"SQLite {sqlite3.sqlite_version} is too old: queuectl needs 3.35 or newer "
-                "(UPDATE ... RETURNING); use a newer Python build or a MongoDB URL"
-            )
-        try:
-            if not os.path.exists(self.path):
-                create_private_file(self.path)
-            busy_ms = busy_timeout_ms()
-            conn = sqlite3.connect(
-                self.path,
-                timeout=busy_ms / 1000,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            conn.row_factory = sqlite3.Row
-            conn.execute(f"PRAGMA busy_timeout = {busy_ms}")
-            if conn.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-                conn.execute("PRAGMA journal_mode = WAL")
-            # NORMAL in WAL mode: a commit survives any process crash; only a power cut can
-            # lose the last few, and it never corrupts the file.
-            conn.execute("PRAGMA synchronous = NORMAL")
-            if not self._schema_ready:
-                # Checking the version first keeps a CLI call on an existing file read-only.
-                if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
-                    _upgrade(conn)
-                self._schema_ready = True
-        except (sqlite3.Error, OSError) as exc:
-            raise StoreUnavailable(f"cannot open SQLite store {self.path}: {exc}") from None
-        return conn
-
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction that holds the write lock from its start (BEGIN IMMEDIATE),
-        so its reads are never of a snapshot another writer has moved past."""
-        conn = self._conn()
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-            conn.execute("COMMIT")
-        except sqlite3.IntegrityError:
-            raise
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._conn().execute(sql, params).fetchall()
-        except sqlite3.Error as exc:
-            raise StoreUnavailable(f"SQLite store {self.path}: {exc}") from None
+        self._file = SqliteFile(
+            path,
+            SCHEMA + SCHEDULES_SCHEMA,
+            SCHEMA_VERSION,
+            busy_timeout_ms(),
+            make_directory,
+            upgrade=_upgrade,
+        )
+        self._tx = self._file.transaction
+        self._query = self._file.query
 
     def close(self) -> None:
         """Close this thread's connection."""
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
+        self._file.close()
 
     # -- jobs -----------------------------------------------------------------------------
     def insert_jobs(self, jobs: Sequence[Job]) -> None:
@@ -257,20 +184,28 @@ class SqliteStore:
             warn_foreign(f"{self.path}: jobs", skipped)
         return jobs
 
-    def list_jobs(self, state: str | None, limit: int) -> list[Job]:
-        """Pending/failed in claim order; other states newest update first."""
+    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order, then those waiting by run_at.
+        Other states newest update first."""
         if state in ("pending", "failed"):
-            sql = (
+            now = time.time() if now is None else now
+            ready = self._query(
                 f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
-                f"ORDER BY {CLAIM_ORDER} LIMIT ?"
+                f"AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?",
+                (state, now, limit),
             )
-            params: tuple[Any, ...] = (state, limit)
-        elif state:
+            waiting = self._query(
+                f"SELECT * FROM jobs INDEXED BY jobs_waiting WHERE {READY} AND state = ? "
+                f"AND run_at > ? ORDER BY {WAITING_ORDER} LIMIT ?",
+                (state, now, limit - len(ready)),
+            )
+            return self._jobs([*ready, *waiting])
+        if state:
             sql = (
                 "SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
                 "ORDER BY updated_at DESC, seq DESC LIMIT ?"
             )
-            params = (state, limit)
+            params: tuple[Any, ...] = (state, limit)
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
