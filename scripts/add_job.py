@@ -45,8 +45,12 @@ def to_queuectl(args: argparse.Namespace) -> list[str]:
         value = getattr(args, option)
         if value is not None:
             argv += ["--" + option.replace("_", "-"), str(value)]
-    # After "--" a command that starts with a dash is still the command.
-    return argv + (["--json"] if args.json else []) + ["--", " ".join(args.command)]
+    argv += ["--json"] if args.json else []
+    text = " ".join(args.command)
+    if text.lstrip().startswith("{"):
+        return argv + [text]  # a JSON SPEC: enqueue reads it only before "--"
+    # After "--" the words are the command, even one that starts with a dash.
+    return argv + ["--", *args.command]
 
 
 if __name__ == "__main__":

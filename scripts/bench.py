@@ -795,7 +795,7 @@ def scale(lab: Lab, cfg: Settings) -> list[Figure]:
     """One SQLite store grown through each size: claim latency in-process, and the wall time
     of `status`, `stats` and `list --state pending` as fresh processes."""
     home = lab.home("scale")
-    SqliteStore(home.url).count_by_state()  # creates the file and the schema
+    SqliteStore(home.url).unset_config("-")  # a write: creates the file and the schema
     figures: list[Figure] = []
     claims: dict[int, list[float]] = {}
     built = 0
@@ -885,6 +885,9 @@ def history_rows(start: int, count: int, now: float) -> Iterator[tuple[Any, ...]
             created_at=finished - duration - 1,
             updated_at=finished,
             seq=base_seq + i,
+            queue="default",
+            waiting=0,
+            cancel_requested=0,
         )
         if kind < 90:
             row.update(
@@ -973,13 +976,13 @@ def store_queries(path: str, reps: int, size: int) -> list[Figure]:
     return figures
 
 
-def claim_times(path: str, claims: int) -> list[float]:
+def claim_times(path: str, claims: int, queues: Sequence[str] = ()) -> list[float]:
     """Milliseconds per SqliteStore.claim, on a fresh connection after a short warm-up."""
     store = SqliteStore(path)
     times = []
     for n in range(claims + WARM_UP_CLAIMS):
         started = time.perf_counter()
-        job = store.claim("bench-worker", time.time(), secrets.token_hex(8))
+        job = store.claim("bench-worker", time.time(), secrets.token_hex(8), queues)
         elapsed = (time.perf_counter() - started) * 1000
         if job is None:
             raise BenchError("no ready job left to claim")
@@ -987,6 +990,100 @@ def claim_times(path: str, claims: int) -> list[float]:
             times.append(elapsed)
     store.close()
     return times
+
+
+# -- 6b. claims beside blocked jobs -----------------------------------------------------------
+BLOCKED_JOBS = 100_000
+
+
+def blocked_claims(lab: Lab, cfg: Settings) -> list[Figure]:
+    """Claim time with 100,000 jobs blocked by a dependency in the store against none: the
+    blocked jobs come first in claim order (higher priority, earlier run_at), so a claim that
+    walked them would show it. Every queue, then a worker of two queues."""
+    figures: list[Figure] = []
+    times: dict[tuple[bool, tuple[str, ...]], list[float]] = {}
+    for blocked in (False, True):
+        for queues in ((), ("default", "other")):
+            home = lab.home("blocked" if blocked else "unblocked")
+            SqliteStore(home.url).unset_config("-")  # a write: creates the file and the schema
+            fill_for_claims(home.url, cfg.claims + WARM_UP_CLAIMS, BLOCKED_JOBS if blocked else 0)
+            times[blocked, queues] = claim_times(home.url, cfg.claims, queues)
+            which = "2 queues" if queues else "every queue"
+            name = (
+                f"claim ({which}), {BLOCKED_JOBS:,} blocked jobs"
+                if blocked
+                else (f"claim ({which}), no blocked job")
+            )
+            key = f"claim_{'blocked' if blocked else 'free'}_{len(queues)}q"
+            figures.append(measured(key, name, times[blocked, queues], "ms"))
+    for queues in ((), ("default", "other")):
+        ratios = [
+            statistics.median(b) / statistics.median(f)
+            for f, b in zip(
+                chunks(times[False, queues], 5), chunks(times[True, queues], 5), strict=True
+            )
+        ]
+        which = "2 queues" if queues else "every queue"
+        figures.append(
+            measured(
+                f"claim_blocked_ratio_{len(queues)}q",
+                f"claim with / without {BLOCKED_JOBS // 1000}k blocked ({which})",
+                ratios,
+                "x",
+                ("<=", 2.0, "<= 2"),
+            )
+        )
+    return figures
+
+
+def fill_for_claims(path: str, ready: int, blocked: int) -> None:
+    """`ready` claimable jobs, and `blocked` ones waiting on a running job (with their
+    dependency rows), written directly in one transaction."""
+    now = time.time()
+    base = time.time_ns()
+
+    def row(i: int, **fields: Any) -> tuple[Any, ...]:
+        values: dict[str, Any] = dict.fromkeys(JOB_COLUMNS)
+        values.update(
+            id=f"job-{i:08d}",
+            command="true",
+            state="pending",
+            attempts=0,
+            max_retries=3,
+            priority=0,
+            run_at=now - 10,
+            created_at=now - 10,
+            updated_at=now - 10,
+            seq=base + i,
+            queue="default",
+            waiting=0,
+            cancel_requested=0,
+        )
+        values.update(fields)
+        return tuple(values[c] for c in JOB_COLUMNS)
+
+    rows = [row(0, id="root", state="processing", lease_token="t", locked_by="elsewhere")]
+    rows += [row(i) for i in range(1, ready + 1)]
+    rows += [
+        row(i, priority=10, run_at=now - 100, waiting=1, after='["root"]')
+        for i in range(ready + 1, ready + 1 + blocked)
+    ]
+    conn = sqlite3.connect(path, isolation_level=None)
+    try:
+        conn.execute("BEGIN")
+        conn.executemany(
+            f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) "
+            f"VALUES ({', '.join('?' for _ in JOB_COLUMNS)})",
+            rows,
+        )
+        conn.executemany(
+            "INSERT INTO job_deps (dep_id, job_id) VALUES ('root', ?)",
+            [(f"job-{i:08d}",) for i in range(ready + 1, ready + 1 + blocked)],
+        )
+        conn.execute("COMMIT")
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        conn.close()
 
 
 # -- 7. memory ------------------------------------------------------------------------------
@@ -1056,6 +1153,7 @@ STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
     "cli": cli_latency,
     "bulk": bulk_enqueue,
     "scale": scale,
+    "blocked": blocked_claims,
     "memory": memory,
     "web": web,
     "mongodb": mongodb,

@@ -4,7 +4,7 @@
 By default the store is a fresh SQLite file in a new temporary directory, removed at the end
 (--keep keeps it). With --db the demo runs on that store instead, which must hold no job yet
 (the demo changes its config). Every step runs the real CLI (`python -m queuectl`) from this
-checkout, so what you see is what a user gets. The tour takes about 10 seconds.
+checkout, so what you see is what a user gets. The tour takes about 15 seconds.
 
 Example: python scripts/demo.py --keep
 """
@@ -75,6 +75,8 @@ class Demo:
             [sys.executable, "-m", "queuectl", *args],
             env=self.env,
             stdout=subprocess.PIPE,
+            # An `Error:` line is part of the story (e.g. `wait` naming dead jobs).
+            stderr=None if quiet else subprocess.STDOUT,
             text=True,
         )
         if not quiet:
@@ -82,6 +84,16 @@ class Demo:
         if proc.returncode not in ok:
             raise SystemExit(f"demo: `queuectl {shown}` exited {proc.returncode}; stopping")
         return proc.stdout
+
+    def state_of(self, job_id: str) -> str:
+        """A job's state, read without narrating it (the tour waits on it)."""
+        proc = subprocess.run(
+            [sys.executable, "-m", "queuectl", "show", job_id, "--json"],
+            env=self.env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        return str(json.loads(proc.stdout)["state"]) if proc.returncode == 0 else "unknown"
 
     def stream(self, *args: str) -> None:
         """Run a command whose output should appear as it happens (the workers)."""
@@ -121,6 +133,34 @@ def tour(demo: Demo) -> None:
     demo.run("log", "flaky")
     demo.step("statistics")
     demo.run("stats")
+    workflows(demo)
+
+
+def workflows(demo: Demo) -> None:
+    """Queues, a dependency chain and a cancel."""
+    demo.step("a dependency chain in the `build` queue, and a job in the `mail` queue")
+    demo.run("enqueue", "--id", "fetch", "--queue", "build", "sleep 0.5; echo fetched")
+    demo.run("enqueue", "--id", "compile", "--queue", "build", "--after", "fetch", "echo built")
+    demo.run("enqueue", "--id", "test", "--queue", "build", "--after", "compile", "echo passed")
+    demo.run("enqueue", "--id", "newsletter", "--queue", "mail", "echo sent")
+    demo.run("list", "--state", "pending")
+    demo.step("a worker for the `build` queue only: the chain runs in order, mail waits")
+    demo.stream("worker", "start", "--queue", "build", "--burst")
+    demo.run("list", "--queue", "mail")
+    demo.step("cancel a job while it runs: its worker kills it, and it goes to the DLQ")
+    demo.run("enqueue", "--id", "forever", "sleep 600")
+    demo.run("enqueue", "--id", "report", "--after", "forever", "echo never printed")
+    demo.run("worker", "start", "--queue", "default", "--detach")
+    try:
+        for _ in range(100):  # at most 10 s for the worker to pick it up
+            if demo.state_of("forever") == "processing":
+                break
+            time.sleep(0.1)
+        demo.run("cancel", "forever")
+        demo.run("wait", "forever", "report", "--timeout", "30", ok=(1,))
+        demo.run("dlq", "list")
+    finally:
+        demo.run("worker", "stop", "--wait", "--timeout", "30")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -297,9 +297,12 @@ def test_enqueue_a_file_from_stdin(cli):
     assert {j.id for j in cli.store.list_jobs(None, 10)} == set(ids)
 
 
-def test_a_batch_of_one_keeps_the_batch_wording(cli):
-    # Scripts parse "Enqueued N jobs" (SPEC §5), so a one-line batch does not say "job".
-    assert cli.ok("enqueue", "-f", "-", stdin='{"command":"true"}\n') == "Enqueued 1 jobs\n"
+def test_a_batch_of_one_says_one_job(cli):
+    # SPEC §5, details that scripts rely on: "Enqueued 1 job" for a batch of one.
+    assert cli.ok("enqueue", "-f", "-", stdin='{"command":"true"}\n') == "Enqueued 1 job\n"
+    assert cli.ok("enqueue", "-f", "-", stdin='{"command":"a"}\n{"command":"b"}\n') == (
+        "Enqueued 2 jobs\n"
+    )
 
 
 def test_a_batch_with_json_prints_an_array(cli):
@@ -480,6 +483,7 @@ def test_list_table_columns(cli):
         "Priority",
         "Command",
         "Run At",
+        "Ready",
     ]
     row = cli.ok("list").splitlines()[2].split()
     assert row[:5] == ["a", "pending", "0", "0", "echo"]
@@ -503,6 +507,7 @@ def test_pending_and_failed_are_listed_in_claim_order(cli):
     cli.seed("high-early", priority=5, run_at=now - 50, seq=3)
     cli.seed("low-early-2", priority=0, run_at=now - 100, seq=4)
     cli.seed("neg", priority=-3, run_at=now - 1000, seq=5)
+    # Jobs ready now come first; high-late waits for its run_at, so it comes last.
     expected = ["high-early", "low-early", "low-early-2", "neg", "high-late"]
     assert [j["id"] for j in cli.json("list", "--state", "pending")] == expected
     rows = cli.ok("list", "--state", "pending").splitlines()[2:]
@@ -531,7 +536,8 @@ def test_list_limit(cli):
         "j01",
         "j02",
     ]
-    assert len(cli.ok("list", "--limit", "2").splitlines()) == 4  # header, rule, two rows
+    # header, rule, two rows, and the note that more exist
+    assert len(cli.ok("list", "--limit", "2").splitlines()) == 5
     assert len(cli.json("list", "--limit", str(10**30))) == 60
     cli.fails(2, "list", "--limit", "0")
     cli.fails(2, "list", "--limit", "many")
@@ -743,15 +749,19 @@ def test_config_unknown_key_is_exit_2_naming_the_keys(cli):
 @pytest.mark.parametrize(
     "key, value, words",
     [
-        ("max_retries", "-1", ">= 0"),
+        ("max_retries", "-1", "between 0 and 1000000"),
         ("max_retries", "x", "must be an integer"),
         ("max_retries", "2.5", "must be an integer"),
-        ("backoff_base", "0.5", ">= 1"),
-        ("backoff_max", "0", "> 0"),
+        ("backoff_base", "0.5", "between 1 and 1000"),
+        ("backoff_base", "inf", "backoff_base must be a finite number, got 'inf'"),
+        ("backoff_max", "0", "between 0.01 and 604800 seconds"),
         ("backoff_jitter", "1.5", "between 0 and 1"),
-        ("job_timeout", "-3", ">= 0"),
-        ("poll_interval", "nan", "> 0"),
-        ("heartbeat_interval", "inf", "> 0"),
+        ("job_timeout", "-3", "0 (none) or between 0.01 and 604800 seconds"),
+        ("poll_interval", "nan", "poll_interval must be a finite number"),
+        ("poll_interval", "0.0000001", "poll_interval must be between 0.01 and 3600 seconds"),
+        ("heartbeat_interval", "inf", "heartbeat_interval must be a finite number"),
+        ("heartbeat_interval", "0.001", "heartbeat_interval must be between 0.1 and 86400"),
+        ("stale_after", "0.5", "stale_after must be between 1 and 604800 seconds"),
         ("stale_after", "30", "greater than heartbeat_interval"),
         ("heartbeat_interval", "600", "greater than heartbeat_interval"),
     ],
@@ -813,7 +823,7 @@ def test_a_store_that_cannot_be_opened_is_exit_1(cli, tmp_path):
 def test_an_unexpected_error_is_one_line_unless_debugging(cli, monkeypatch):
     from queuectl.jobs import JobManager
 
-    def broken(self):
+    def broken(self, *_args):
         raise RuntimeError("something odd")
 
     monkeypatch.setattr(JobManager, "counts", broken)
@@ -847,6 +857,7 @@ def test_stats_json_shape(cli):
         "success_rate": None,
         "retries": 0,
         "throughput": {"last_minute": 0, "last_hour": 0},
+        "queues": {},
     }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from queuectl.config import ConfigManager, canonical_key
@@ -22,14 +24,22 @@ DEFAULTS = {
 
 # (key, values that break its rule, values at the edge of the rule that are allowed)
 RULES = [
-    ("max_retries", ["-1", "1.5", "three", "", "nan"], ["0", "10"]),
-    ("backoff_base", ["0.99", "0", "-2", "inf", "nan", "two"], ["1", "1.5"]),
-    ("backoff_max", ["0", "-1", "inf"], ["0.5", "86400"]),
-    ("backoff_jitter", ["-0.01", "1.01", "2", "nan"], ["0", "0.5", "1"]),
-    ("job_timeout", ["-1", "-0.5", "inf"], ["0", "0.1"]),
-    ("poll_interval", ["0", "-1", "x"], ["0.01", "5"]),
-    ("heartbeat_interval", ["0", "-3", "600", "700"], ["0.5", "599"]),
-    ("stale_after", ["0", "-1", "30", "29.9"], ["30.5", "31"]),
+    ("max_retries", ["-1", "1.5", "three", "", "nan", "1000001"], ["0", "10", "1000000"]),
+    ("backoff_base", ["0.99", "0", "-2", "inf", "nan", "two", "1000.5"], ["1", "1.5", "1000"]),
+    ("backoff_max", ["0", "-1", "inf", "0.001", "604801"], ["0.01", "0.5", "86400", "604800"]),
+    ("backoff_jitter", ["-0.01", "1.01", "2", "nan", "inf"], ["0", "0.5", "1"]),
+    ("job_timeout", ["-1", "-0.5", "inf", "0.001", "604801"], ["0", "0.01", "0.1", "604800"]),
+    (
+        "poll_interval",
+        ["0", "-1", "x", "0.0000001", "0.009", "3601", "-inf"],
+        ["0.01", "5", "3600"],
+    ),
+    (
+        "heartbeat_interval",
+        ["0", "-3", "0.001", "0.09", "600", "700", "86401", "nan"],
+        ["0.1", "0.5", "599"],
+    ),
+    ("stale_after", ["0", "-1", "0.5", "30", "29.9", "604801", "inf"], ["30.5", "31", "604800"]),
 ]
 
 
@@ -118,26 +128,30 @@ def test_values_at_the_edge_of_a_rule_are_allowed(config, key, good):
 
 
 @pytest.mark.parametrize(
-    "key, words",
+    "key, bad, words",
     [
-        ("max_retries", "max_retries must be an integer"),
-        ("backoff_base", "backoff_base must be >= 1"),
-        ("backoff_max", "backoff_max must be > 0"),
-        ("backoff_jitter", "backoff_jitter must be between 0 and 1"),
-        ("job_timeout", "job_timeout must be >= 0"),
-        ("poll_interval", "poll_interval must be > 0"),
+        ("max_retries", "x", "max_retries must be an integer, got 'x'"),
+        ("max_retries", "-1", "max_retries must be between 0 and 1000000, got '-1'"),
+        ("backoff_base", "0.5", "backoff_base must be between 1 and 1000, got '0.5'"),
+        ("backoff_max", "0", "backoff_max must be between 0.01 and 604800 seconds (a week)"),
+        ("backoff_jitter", "3", "backoff_jitter must be between 0 and 1, got '3'"),
+        ("job_timeout", "-1", "job_timeout must be 0 (none) or between 0.01 and 604800 seconds"),
+        ("poll_interval", "0.0000001", "poll_interval must be between 0.01 and 3600 seconds"),
+        ("heartbeat_interval", "0.001", "heartbeat_interval must be between 0.1 and 86400"),
+        ("stale_after", "0.5", "stale_after must be between 1 and 604800 seconds (a week)"),
     ],
 )
-def test_the_error_names_the_rule(config, key, words):
-    bad = {
-        "max_retries": "x",
-        "backoff_base": "0.5",
-        "backoff_max": "0",
-        "backoff_jitter": "3",
-        "job_timeout": "-1",
-        "poll_interval": "0",
-    }[key]
-    with pytest.raises(InvalidInput, match=words):
+def test_the_error_names_the_range(config, key, bad, words):
+    with pytest.raises(InvalidInput, match=re.escape(words)):
+        config.set(key, bad)
+
+
+@pytest.mark.parametrize("key", sorted(k for k, v in DEFAULTS.items() if not isinstance(v, str)))
+@pytest.mark.parametrize("bad", ["inf", "-inf", "nan", "Infinity", "NaN", "1e999"])
+def test_inf_and_nan_are_refused_by_name(config, key, bad):
+    """Not "must be >= 1": the value is not a finite number at all."""
+    kind = "an integer" if key == "max_retries" else "a finite number"
+    with pytest.raises(InvalidInput, match=f"^{key} must be {kind}, got '{re.escape(bad)}'$"):
         config.set(key, bad)
 
 

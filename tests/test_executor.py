@@ -47,3 +47,21 @@ def test_a_kill_after_the_command_exited_keeps_its_success():
 def test_a_kill_while_running_is_the_error():
     result, took = run("sleep 5", kill_after=0.2)
     assert result.error == "interrupted" and took < 3
+
+
+def test_binary_stderr_is_stored_escaped_and_bounded_in_the_error():
+    # 3072 bytes of binary noise on stderr and no newline: all of it is the "last line".
+    noise = "".join(f"\\{b:03o}" for b in range(128, 256)) * 24
+    result, _ = run(f"printf '{noise}' >&2; exit 3")
+    assert result.exit_code == 3
+    error = result.error
+    assert error.startswith("exit status 3: ")
+    assert "\ufffd" not in error
+    assert "\\x80\\x81" in error  # the bytes themselves, escaped
+    assert len(error) <= 320 and error.endswith("…")
+    assert not any(ord(c) < 0x20 or 0x7F <= ord(c) <= 0x9F for c in error)
+
+
+def test_text_stderr_keeps_its_last_line_in_the_error():
+    result, _ = run("echo first >&2; printf 'caf\\303\\251 \\033[31mred\\n' >&2; exit 1")
+    assert result.error == "exit status 1: café \\x1b[31mred"

@@ -324,7 +324,8 @@ def test_a_lost_finish_reply_is_a_stored_result(store, clock, lines, command, st
     retries = 0 if state == "dead" else 3
     [job_id] = add(store, clock, {"command": command, "max_retries": retries})
     worker = start_worker(faulty, clock, lines)
-    faulty.lose["finish"] = 1
+    # A completed or dead end is written by `settle` (it passes the end on to dependents).
+    faulty.lose["finish"] = faulty.lose["settle"] = 1
     assert worker.step() is True
     job = store.get_job(job_id)
     assert (job.state, job.attempts) == (state, 1)
@@ -340,10 +341,10 @@ def test_a_result_refused_after_a_lost_reply_is_still_refused(store, clock, line
     [job_id] = add(store, clock, {"command": "echo late", "max_retries": 3})
     worker = start_worker(faulty, clock, lines)
 
-    real_finish = store.finish
+    real_settle = store.settle
     calls: list[int] = []
 
-    def finish(*args: Any, **kwargs: Any) -> bool:
+    def settle(*args: Any, **kwargs: Any) -> Any:  # a completed end is written by settle
         calls.append(1)
         if len(calls) == 1:
             job = store.get_job(job_id)
@@ -354,9 +355,9 @@ def test_a_result_refused_after_a_lost_reply_is_still_refused(store, clock, line
             )
             store.claim("other", clock(), "other-token")
             raise StoreUnavailable("MongoDB at mongodb://db.example: connection refused")
-        return real_finish(*args, **kwargs)
+        return real_settle(*args, **kwargs)
 
-    faulty.finish = finish  # type: ignore[attr-defined]
+    faulty.settle = settle  # type: ignore[attr-defined]
     assert worker.step() is True
     assert lines[-1].endswith(REFUSED)
     assert store.get_job(job_id).lease_token == "other-token"

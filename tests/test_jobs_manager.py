@@ -11,7 +11,7 @@ from queuectl.executor import Result
 from queuectl.jobs import JobManager
 from queuectl.models import STATES
 
-STATS_KEYS = {"jobs", "duration", "success_rate", "retries", "throughput"}
+STATS_KEYS = {"jobs", "duration", "success_rate", "retries", "throughput", "queues"}
 
 
 @pytest.fixture
@@ -218,6 +218,7 @@ def test_stats_of_an_empty_queue(jobs):
         "success_rate": None,
         "retries": 0,
         "throughput": {"last_minute": 0, "last_hour": 0},
+        "queues": {},
     }
 
 

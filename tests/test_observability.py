@@ -182,6 +182,7 @@ EMPTY_STATS = {
     "success_rate": None,
     "retries": 0,
     "throughput": {"last_minute": 0, "last_hour": 0},
+    "queues": {},
 }
 
 
@@ -243,7 +244,7 @@ def test_stats_match_known_durations(run_cli, store):
     code, out, _ = run_cli("stats", "--json")
     assert code == 0
     data = json.loads(out)
-    assert set(data) == {"jobs", "duration", "success_rate", "retries", "throughput"}
+    assert set(data) == {"jobs", "duration", "success_rate", "retries", "throughput", "queues"}
     assert data["jobs"] == {"pending": 1, "processing": 0, "completed": 20, "failed": 0, "dead": 1}
     assert data["duration"] == {
         "mean": pytest.approx(sum(durations) / 20),

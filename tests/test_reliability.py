@@ -118,7 +118,8 @@ def test_worker_retries_its_result_through_a_locked_sqlite_file(q):
 
 # -- MongoDB (or any store) down when the result is written: a unit test -------------------
 class FlakyFinish:
-    """A store whose `finish` fails like an unreachable server the first `failures` times."""
+    """A store whose writes that end an attempt (`finish`, and `settle` for a final state)
+    fail like an unreachable server the first `failures` times."""
 
     def __init__(self, inner: Any, failures: int) -> None:
         self.inner = inner
@@ -133,6 +134,20 @@ class FlakyFinish:
             self.failures -= 1
             raise StoreUnavailable("cannot reach MongoDB at mongodb://db.example:27017")
         return self.inner.finish(job_id, lease_token, changes, **kwargs)
+
+    def settle(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead: Any,
+        **kwargs: Any,
+    ) -> Any:
+        """The same failures for a write that makes the job completed or dead."""
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("cannot reach MongoDB at mongodb://db.example:27017")
+        return self.inner.settle(job_id, expected, changes, dead, **kwargs)
 
 
 def run_one(store: Any, command: str, failures: int, **fields: Any):

@@ -505,10 +505,10 @@ def test_job_ids_of_one_state_least_recently_updated_first(store):
             job("new", state="dead", updated_at=T + 5),
         ]
     )
-    assert store.job_ids("dead", 10) == ["old", "z", "a", "new"]
-    assert store.job_ids("dead", 2) == ["old", "z"]
-    assert store.job_ids("dead", 10, updated_until=T) == ["old", "z", "a"]
-    assert store.job_ids("failed", 10) == []
+    assert store.job_ids("dead", limit=10) == ["old", "z", "a", "new"]
+    assert store.job_ids("dead", limit=2) == ["old", "z"]
+    assert store.job_ids("dead", limit=10, updated_until=T) == ["old", "z", "a"]
+    assert store.job_ids("failed", limit=10) == []
 
 
 def test_next_run_at_looks_only_at_pending_and_failed(store):

@@ -445,7 +445,7 @@ def test_close_releases_the_pipes_a_worker_opens(store, clock):
 
     before = open_fds()
     worker = App(store=store, clock=clock).worker(log=lambda _line: None)
-    assert len(open_fds() - before) == 4  # the wake pipe and the heartbeat pipe
+    assert len(open_fds() - before) == 6  # the wake, heartbeat and watch pipes
     worker.close()
     assert open_fds() - before == set()
     worker.wake()  # a late wake-up after close is harmless

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import time
 from functools import cached_property
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 from .config import Config, ConfigManager
 from .jobs import JobManager
@@ -77,7 +77,13 @@ class App:
     @cached_property
     def jobs(self) -> JobManager:
         """Every job transition."""
-        return JobManager(self.store, self.configs, clock=self.clock, wake=self._wake_workers)
+        return JobManager(
+            self.store,
+            self.configs,
+            clock=self.clock,
+            wake=self._wake_workers,
+            nudge_cancel=self._nudge_cancel,
+        )
 
     @cached_property
     def workers(self) -> WorkerManager:
@@ -97,13 +103,23 @@ class App:
         # Late-bound: the job manager is built before the worker manager it wakes through.
         self.workers.wake_idle()
 
+    def _nudge_cancel(self, worker_id: str) -> None:
+        self.workers.nudge_cancel(worker_id)
+
     def worker(
-        self, index: int = 1, *, burst: bool = False, log: Callable[[str], None] | None = None
+        self,
+        index: int = 1,
+        *,
+        burst: bool = False,
+        log: Callable[[str], None] | None = None,
+        queues: Sequence[str] = (),
     ) -> Worker:
-        """A worker over this app's managers."""
+        """A worker over this app's managers, serving those queues (every queue if none)."""
         from .worker import Worker
 
-        return Worker(self.jobs, self.workers, index, burst=burst, clock=self.clock, log=log)
+        return Worker(
+            self.jobs, self.workers, index, burst=burst, clock=self.clock, log=log, queues=queues
+        )
 
     def close(self) -> None:
         """Release the store's connections, if it was opened."""

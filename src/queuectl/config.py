@@ -14,81 +14,145 @@ from .errors import InvalidInput
 from .models import shown
 from .store.base import Store
 
+HOUR, DAY, WEEK = 3600, 86_400, 604_800
+
 
 @dataclass(frozen=True)
 class Key:
-    """One configuration key: its type, the rule its value obeys, its default."""
+    """One configuration key: its type, the values it allows, its default.
+
+    A number has a range (`low` to `high`, both included): an idle worker polling every
+    microsecond burns a CPU, and a week-long heartbeat makes a crashed worker's jobs wait a
+    week. `zero_is` names what 0 means for a key that allows it below its floor
+    (job_timeout: no timeout). A text key (kind str) has `check` and its rule in words."""
 
     name: str
-    kind: type  # int, float, or str (text checked by `check`)
-    rule: str
-    check: Callable[[Any], bool]
+    kind: type  # int, float, or str
     default: Any
     help: str
+    low: float = 0
+    high: float = 0
+    seconds: bool = False
+    high_words: str = ""  # the ceiling in words, e.g. "a week"
+    zero_is: str = ""
+    text_rule: str = ""
+    text_span: str = ""  # the rule in a few words, for the `config list` table
+    check: Callable[[str], bool] | None = None
+
+    @property
+    def rule(self) -> str:
+        """What the key allows, in words, as errors print it."""
+        if self.kind is str:
+            return self.text_rule
+        unit = " seconds" if self.seconds else ""
+        words = f" ({self.high_words})" if self.high_words else ""
+        rule = f"between {_number(self.low)} and {_number(self.high)}{unit}{words}"
+        return f"0 ({self.zero_is}) or {rule}" if self.zero_is else rule
+
+    @property
+    def span(self) -> str:
+        """What the key allows in short, for the `config list` table: `0.01-3600 s`."""
+        if self.kind is str:
+            return self.text_span or self.text_rule
+        span = f"{_number(self.low)}-{_number(self.high)}{' s' if self.seconds else ''}"
+        return f"0 or {span}" if self.zero_is else span
+
+    def allows(self, value: Any) -> bool:
+        """Whether a value (a finite number, or trimmed text) is allowed."""
+        if self.kind is str:
+            return self.check is None or self.check(value)
+        return self.low <= value <= self.high or (bool(self.zero_is) and value == 0)
+
+
+def _number(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
 
 
 KEYS: dict[str, Key] = {
     k.name: k
     for k in (
-        Key("max_retries", int, ">= 0", lambda v: v >= 0, 3, "retries after the first attempt"),
+        Key("max_retries", int, 3, "retries after the first attempt", low=0, high=1_000_000),
+        Key("backoff_base", float, 2, "delay after n-th failure: base**n", low=1, high=1000),
         Key(
-            "backoff_base", float, ">= 1", lambda v: v >= 1, 2, "delay after n-th failure: base**n"
+            "backoff_max",
+            float,
+            3600,
+            "longest retry delay",
+            low=0.01,
+            high=WEEK,
+            seconds=True,
+            high_words="a week",
         ),
-        Key("backoff_max", float, "> 0", lambda v: v > 0, 3600, "longest retry delay, seconds"),
         Key(
             "backoff_jitter",
             float,
-            "between 0 and 1",
-            lambda v: 0 <= v <= 1,
             0,
             "scale each delay by a random factor in [1-x, 1]",
+            low=0,
+            high=1,
         ),
         Key(
             "job_timeout",
             float,
-            ">= 0 (0 = none)",
-            lambda v: v >= 0,
             0,
-            "default job timeout, seconds",
+            "default job timeout (0 = none)",
+            low=0.01,
+            high=WEEK,
+            seconds=True,
+            high_words="a week",
+            zero_is="none",
         ),
-        Key("poll_interval", float, "> 0", lambda v: v > 0, 1, "idle worker's poll, seconds"),
+        Key(
+            "poll_interval",
+            float,
+            1,
+            "how often an idle worker polls",
+            low=0.01,
+            high=HOUR,
+            seconds=True,
+            high_words="an hour",
+        ),
         Key(
             "heartbeat_interval",
             float,
-            "> 0",
-            lambda v: v > 0,
             30,
-            "worker heartbeat and lease renewal, seconds",
+            "worker heartbeat and lease renewal",
+            low=0.1,
+            high=DAY,
+            seconds=True,
+            high_words="a day",
         ),
         Key(
             "stale_after",
             float,
-            "> heartbeat_interval",
-            lambda v: v > 0,
             600,
-            "a lease or worker silent this long is lost, seconds",
+            "a lease or worker silent this long is lost",
+            low=1,
+            high=WEEK,
+            seconds=True,
+            high_words="a week",
         ),
         # Notifications (SPEC §7.6): the first keys whose values are text.
         Key(
             "notify_url",
             str,
-            "an http:// or https:// URL, or empty (notifications off)",
-            lambda v: valid_notify_url(v),  # defined below; looked up when called
             "",
             "POST a JSON event here when a job ends (empty = off)",
+            text_rule="an http:// or https:// URL, or empty (notifications off)",
+            text_span="http(s) URL or empty",
+            check=lambda v: valid_notify_url(v),  # defined below; looked up when called
         ),
         Key(
             "notify_on",
             str,
-            "one of: dead, all",
-            lambda v: v in ("dead", "all"),
             "dead",
             "which ends to notify: dead, or all (completed too)",
+            text_rule="one of: dead, all",
+            text_span="dead or all",
+            check=lambda v: v in ("dead", "all"),
         ),
     )
 }
-# Upper bound on every value, so arithmetic on them (base ** n, timestamps) stays finite.
-MAX_VALUE = 10**9
 
 
 def canonical_key(name: str) -> str:
@@ -100,7 +164,7 @@ def canonical_key(name: str) -> str:
 
 
 def parse_value(key: str, raw: Any) -> int | float | str:
-    """Turn user text (or a JSON number) into the key's type, checking its rule."""
+    """Turn user text (or a JSON number) into the key's type, checking what it allows."""
     spec = KEYS[key]
     if spec.kind is str:
         return _parse_text(spec, raw)
@@ -112,10 +176,10 @@ def parse_value(key: str, raw: Any) -> int | float | str:
     except ValueError:
         kind = "an integer" if spec.kind is int else "a number"
         raise InvalidInput(f"{key} must be {kind}, got {shown(text)}") from None
-    if not math.isfinite(value) or not spec.check(value):
+    if not math.isfinite(value):  # inf and nan break no range: they are no number at all
+        raise InvalidInput(f"{key} must be a finite number, got {shown(text)}")
+    if not spec.allows(value):
         raise InvalidInput(f"{key} must be {spec.rule}, got {shown(text)}")
-    if abs(value) > MAX_VALUE:
-        raise InvalidInput(f"{key} must be at most {MAX_VALUE}, got {shown(text)}")
     if spec.kind is float and float(value).is_integer():
         value = int(value)
     return value
@@ -129,7 +193,7 @@ def _parse_text(spec: Key, raw: Any) -> str:
     text = raw.strip()
     if spec.name == "notify_on":
         text = text.lower()
-    if not spec.check(text):
+    if not spec.allows(text):
         raise InvalidInput(f"{spec.name} must be {spec.rule}, got {shown(raw)}")
     return text
 

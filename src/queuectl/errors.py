@@ -29,6 +29,18 @@ class DuplicateJob(QueuectlError):
         self.job_id = job_id
 
 
+class DependencyNotFound(QueuectlError):
+    """A job lists in `after` an id that is neither in the store nor earlier in its batch."""
+
+    def __init__(self, job_id: str, dep: str) -> None:
+        super().__init__(
+            f"job {job_id!r} is to run after {dep!r}, which does not exist (an `after` id "
+            "must be enqueued already or earlier in the same batch); nothing was enqueued"
+        )
+        self.job_id = job_id
+        self.dep = dep
+
+
 class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
 
@@ -59,6 +71,17 @@ class NotInDlq(QueuectlError):
         subject = "job {} is" if len(job_ids) == 1 else "jobs {} are"
         super().__init__(f"{subject.format(listed)} not in the DLQ (left unchanged)")
         self.job_ids = job_ids
+
+
+class NotCancelable(QueuectlError):
+    """Some of the ids given to `cancel` name no job, or a job already completed or dead."""
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        shown = [f"{_cut(repr(job_id), 60)} {why}" for job_id, why in problems[:20]]
+        more = len(problems) - 20
+        listed = "; ".join(shown) + (f"; and {more} more" if more > 0 else "")
+        super().__init__(f"not canceled: {listed}")
+        self.problems = problems
 
 
 def _cut(text: str, limit: int) -> str:

@@ -12,7 +12,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from .text import describe_exit
+from .text import describe_exit, printable
 
 TAIL_BYTES = 64 * 1024
 KILL_GRACE = 2.0  # seconds between SIGTERM and SIGKILL of the group
@@ -43,14 +43,29 @@ class Tail:
         self.limit = limit
         self.data = bytearray()
         self.dropped = 0
+        # The worker reads the tail while the command runs (to store its output so far).
+        self._lock = threading.Lock()
 
     def feed(self, chunk: bytes) -> None:
         """Append, dropping the oldest bytes past the limit."""
-        self.data += chunk
-        excess = len(self.data) - self.limit
-        if excess > 0:
-            del self.data[:excess]
-            self.dropped += excess
+        with self._lock:
+            self.data += chunk
+            excess = len(self.data) - self.limit
+            if excess > 0:
+                del self.data[:excess]
+                self.dropped += excess
+
+    @property
+    def total(self) -> int:
+        """Bytes fed so far (kept and dropped): it grows whenever output arrives."""
+        return len(self.data) + self.dropped
+
+    def snapshot(self) -> str:
+        """text() of the tail as it is now, safe while another thread feeds it."""
+        with self._lock:
+            copy = Tail(self.limit)
+            copy.data, copy.dropped = bytearray(self.data), self.dropped
+        return copy.text()
 
     def text(self) -> str:
         """The kept bytes as text (invalid UTF-8 replaced), saying when output was cut."""
@@ -69,6 +84,7 @@ class Execution:
         self.env = env
         self.proc: subprocess.Popen[bytes] | None = None
         self.kill_reason: str | None = None
+        self._tails: tuple[Tail, Tail] | None = None
         # Re-entrant: a signal handler may call kill() while the main thread is inside it.
         self._lock = threading.RLock()
 
@@ -80,6 +96,17 @@ class Execution:
             if self.kill_reason is None and not finished:
                 self.kill_reason = reason
         _signal_group(self.proc, signal.SIGKILL)
+
+    def output(self) -> tuple[str, str] | None:
+        """stdout and stderr so far while the command runs (None before it started)."""
+        tails = self._tails
+        return None if tails is None else (tails[0].snapshot(), tails[1].snapshot())
+
+    @property
+    def output_total(self) -> int:
+        """Bytes of output so far: a change means there is new output to store."""
+        tails = self._tails
+        return 0 if tails is None else tails[0].total + tails[1].total
 
     def run(self) -> Result:
         """Start the command and wait for it, its timeout, or a kill."""
@@ -107,6 +134,7 @@ class Execution:
         deadline on the process itself (a command may close its pipes and keep running)."""
         assert self.proc and self.proc.stdout and self.proc.stderr
         tails = {self.proc.stdout: Tail(), self.proc.stderr: Tail()}
+        self._tails = (tails[self.proc.stdout], tails[self.proc.stderr])
         watch = _Watch(deadline=started + self.timeout if self.timeout else None)
         watch.exit_fd = _exit_fd(self.proc.pid)
         with selectors.DefaultSelector() as sel:
@@ -180,9 +208,20 @@ class Execution:
             return None
         if code < 0:
             return describe_exit(code)
-        last_line = bytes(err.data).decode("utf-8", "replace").strip().splitlines()[-1:]
-        detail = f": {last_line[0][:300]}" if last_line else ""
-        return f"{describe_exit(code)}{detail}"
+        line = _last_line(bytes(err.data))
+        return f"{describe_exit(code)}: {line}" if line else describe_exit(code)
+
+
+ERROR_DETAIL = 300  # characters of stderr's last line kept in last_error
+
+
+def _last_line(data: bytes) -> str:
+    """The last line of stderr for last_error: bytes that are not UTF-8 written as \\xNN
+    (not as U+FFFD, which says nothing), terminal controls escaped, cut to ERROR_DETAIL."""
+    last = data.strip().rsplit(b"\n", 1)[-1].strip()
+    # Four bytes per character at most: decode no more than can be kept.
+    text = last[: ERROR_DETAIL * 4].decode("utf-8", "backslashreplace")
+    return printable(text, ERROR_DETAIL)
 
 
 @dataclass

@@ -18,17 +18,19 @@ from typing import TYPE_CHECKING, Any, Callable, List, Sequence
 
 from .backoff import Outcome, after_failure
 from .config import Config, ConfigManager
-from .errors import DuplicateJob, InvalidInput, JobNotFound
+from .errors import DependencyNotFound, DuplicateJob, ForeignRecord, InvalidInput, JobNotFound
 from .models import (
     COMPLETED,
     DEAD,
     FAILED,
     PENDING,
     PROCESSING,
+    READY_STATES,
     STATES,
     Job,
     build_job,
     check_state,
+    validate_queue,
 )
 from .store.base import ID_BATCH, Store
 
@@ -44,11 +46,16 @@ SETTLE: dict[str, Any] = {
     "locked_at": None,
     "lease_renewed_at": None,
     "lease_expires_at": None,
+    "cancel_requested": False,
+    "live_stdout": None,
+    "live_stderr": None,
 }
 # What every other transition out of `processing` (or out of the DLQ) clears: the token too.
 UNLOCK: dict[str, Any] = {**SETTLE, "lease_token": None}
 # The worker counter each final state of an attempt adds to.
 COUNTERS: dict[str, str] = {COMPLETED: "jobs_done", DEAD: "jobs_failed", FAILED: "jobs_failed"}
+CANCELED = "canceled"
+CANCELED_RUNNING = "canceled while running"
 
 
 class JobManager:
@@ -65,12 +72,15 @@ class JobManager:
         *,
         clock: Clock = time.time,
         wake: Callable[[], None] | None = None,
+        nudge_cancel: Callable[[str], None] | None = None,
     ) -> None:
         self.store = store
         self.configs = configs
         self.clock = clock
         self._wake = wake or (lambda: None)
         self.batch_size = ID_BATCH  # ids per write when many jobs change at once
+        # Tells the worker holding a job (by worker id) to look for its cancel at once.
+        self._nudge_cancel = nudge_cancel or (lambda _worker_id: None)
 
     # -- enqueue and read ---------------------------------------------------------------------
     def build(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> List[Job]:
@@ -81,6 +91,9 @@ class JobManager:
         base_seq = time.time_ns()
         jobs: List[Job] = []
         seen: set[str] = set()
+        batch_ids = {
+            s["id"] for _, s in specs if isinstance(s, dict) and isinstance(s.get("id"), str)
+        }
         for index, (label, spec) in enumerate(specs):
             try:
                 job = build_job(
@@ -93,6 +106,9 @@ class JobManager:
                 raise InvalidInput(f"{label}: {exc}" if label else str(exc)) from None
             if job.id in seen:
                 raise DuplicateJob(job.id, "is repeated in the batch")
+            later = [dep for dep in job.after if dep in batch_ids and dep not in seen]
+            if later:  # a later line of the batch: no cycle can ever be written
+                raise DependencyNotFound(job.id, later[0])
             seen.add(job.id)
             job.seq = base_seq + index
             jobs.append(job)
@@ -103,7 +119,7 @@ class JobManager:
     def enqueue(self, specs: Sequence[tuple[str | None, dict[str, Any]]]) -> List[Job]:
         """Validate, then insert all jobs atomically, then wake idle local workers."""
         jobs = self.build(specs)
-        self.store.insert_jobs(jobs)
+        self.store.insert_jobs(jobs, self._dead_dependency(self.clock()))
         self._wake()
         return jobs
 
@@ -114,20 +130,59 @@ class JobManager:
             raise JobNotFound(job_id)
         return job
 
-    def list(self, state: str | None = None, limit: int = 50) -> List[Job]:
-        """Jobs of one state (or all), in the order SPEC §5 `list` gives."""
+    def list(
+        self,
+        state: str | None = None,
+        limit: int = 50,
+        queue: str | None = None,
+        *,
+        now: float | None = None,
+    ) -> List[Job]:
+        """Jobs of one state (or all; of one queue when given), in the order SPEC §5 `list`
+        gives: pending and failed jobs that are ready at `now` in claim order, then those
+        still waiting, by run_at; other states most recently updated first."""
         check_state(state)
+        if queue is not None:
+            validate_queue(queue)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        return self.store.list_jobs(state, limit, now=self.clock())
+        when = self.clock() if now is None else now
+        return self.store.list_jobs(state, limit, now=when, queue=queue)
 
-    def counts(self) -> dict[str, int]:
-        """Every state with its count, zeros included."""
-        counted = self.store.count_by_state()
+    def counts(self, queue: str | None = None) -> dict[str, int]:
+        """Every state with its count (in one queue, when given), zeros included."""
+        if queue is not None:
+            validate_queue(queue)
+        counted = self.store.count_by_state() if queue is None else self.store.count_by_state(queue)
         return {state: counted.get(state, 0) for state in STATES}
+
+    def queue_counts(self) -> dict[str, dict[str, int]]:
+        """For every queue that has jobs: every state with its count, zeros included."""
+        return {
+            queue: {state: counted.get(state, 0) for state in STATES}
+            for queue, counted in sorted(self.store.count_by_queue().items())
+        }
+
+    def waiting_for(self, jobs: Sequence[Job]) -> dict[str, List[tuple[str, str]]]:
+        """For each pending job still blocked: its dependencies not yet completed, with
+        their states (one read for all of them)."""
+        blocked = [j for j in jobs if j.state == PENDING and j.waiting > 0 and j.after]
+        states = self.store.job_states([dep for j in blocked for dep in j.after])
+        return {
+            j.id: [
+                (dep, states.get(dep, "gone")) for dep in j.after if states.get(dep) != COMPLETED
+            ]
+            for j in blocked
+        }
+
+    def states(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of those jobs that exists (bounded batches, one pass)."""
+        return self.store.job_states([i for i in job_ids if _is_text(i)])
 
     def dead(self, limit: int = 1000) -> List[Job]:
         """Jobs in the DLQ, most recently failed first."""
+        if limit < 1:
+            raise InvalidInput(f"--limit must be at least 1, got {limit}")
         return self.store.list_jobs(DEAD, limit)
 
     # -- an attempt: claim, renew, and its end ------------------------------------------------
@@ -139,15 +194,25 @@ class JobManager:
         return os.urandom(8).hex()
 
     def claim(
-        self, worker_id: str, token: str | None = None, *, lease_seconds: float | None = None
+        self,
+        worker_id: str,
+        queues: Sequence[str] = (),
+        token: str | None = None,
+        *,
+        lease_seconds: float | None = None,
     ) -> Job | None:
-        """Take the next ready job for `worker_id` under `token` (a new one by default),
-        its lease good for `lease_seconds` (default: stale_after); None if none is ready."""
+        """Take the next ready job of those queues (every queue when empty) for `worker_id`
+        under `token` (a new one by default), its lease good for `lease_seconds` (default:
+        stale_after); None if none is ready."""
         if lease_seconds is None:
             lease_seconds = self.configs.load().stale_after
         now = self.clock()
         return self.store.claim(
-            worker_id, now, token or self.new_token(), lease_expires_at=now + lease_seconds
+            worker_id,
+            now,
+            token or self.new_token(),
+            queues=tuple(queues),
+            lease_expires_at=now + lease_seconds,
         )
 
     def locked_by(self, worker_id: str) -> List[Job]:
@@ -167,9 +232,16 @@ class JobManager:
         expires = None if lease_seconds is None else now + lease_seconds
         return self.store.renew_lease(job.id, _token(job), now, lease_expires_at=expires)
 
-    def next_run_at(self) -> float | None:
-        """When the earliest pending or failed job may run (None: no job is waiting)."""
-        return self.store.next_run_at()
+    def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
+        """When the earliest pending or failed job (of those queues) may run, leaving out
+        jobs blocked by a dependency (None: no job is waiting)."""
+        return self.store.next_run_at(queues) if queues else self.store.next_run_at()
+
+    def progress(self, job: Job, output: tuple[str, str] | None = None) -> bool | None:
+        """While `job` runs: store its output so far (when given) under its lease, and say
+        whether a cancel was asked for; None when the lease is no longer ours."""
+        changes = {} if output is None else {"live_stdout": output[0], "live_stderr": output[1]}
+        return self.store.progress(job.id, _token(job), changes)
 
     def complete(self, job: Job, result: Result, *, now: float | None = None) -> bool:
         """Record a successful attempt (and count it in its worker's row). False when the
@@ -182,7 +254,38 @@ class JobManager:
             **_outputs(result, now),
             **SETTLE,
         }
-        return self.store.finish(job.id, _token(job), changes, tally=_tally(job, COMPLETED))
+        return self._settle_attempt(job, changes, tally=_tally(job, COMPLETED))
+
+    def _settle_attempt(
+        self,
+        job: Job,
+        changes: dict[str, Any],
+        *,
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
+    ) -> bool:
+        """End an attempt, fenced by its lease (and, for the reaper, by `below`), counted by
+        `tally` in the same write. A final state goes through `settle`, so the jobs waiting on
+        this one learn of it in the same operation."""
+        fence = {"state": PROCESSING, "lease_token": _token(job)}
+        if changes["state"] not in (COMPLETED, DEAD):
+            if below is not None:
+                return self.store.update_if(job.id, fence, changes, below=below)
+            return self.store.finish(job.id, _token(job), changes, tally=tally)
+        now = changes["updated_at"]
+        dead_dependency = self._dead_dependency(now)
+        settled = self.store.settle(
+            job.id, fence, changes, dead_dependency, tally=tally, below=below
+        )
+        return settled is not None
+
+    def _dead_dependency(self, now: float) -> Callable[[str], dict[str, Any]]:
+        """The change a job waiting on a dead dependency gets (SPEC §7.3)."""
+
+        def changes(dep: str) -> dict[str, Any]:
+            return {"state": DEAD, "last_error": f"dependency {dep} is dead", "updated_at": now}
+
+        return changes
 
     def fail(
         self,
@@ -199,7 +302,7 @@ class JobManager:
         outcome."""
         changes, outcome = self._failure(job, error, result, now, config)
         changes.update(SETTLE)
-        applied = self.store.finish(job.id, _token(job), changes, tally=_tally(job, outcome.state))
+        applied = self._settle_attempt(job, changes, tally=_tally(job, outcome.state))
         return applied, outcome
 
     def _failure(
@@ -229,6 +332,28 @@ class JobManager:
         if outcome.run_at is not None:
             changes["run_at"] = outcome.run_at
         return changes, outcome
+
+    def cancel_running(
+        self,
+        job: Job,
+        result: Result | None,
+        *,
+        now: float | None = None,
+        below: dict[str, float] | None = None,
+    ) -> bool:
+        """Record an attempt killed by `cancel`: dead at once, the attempt counted, whatever
+        retries were left. Its worker's own record keeps the lease token and counts the end;
+        the reaper's (`result` None) clears it. False when the lease was no longer ours."""
+        now = self.clock() if now is None else now
+        changes = {
+            "state": DEAD,
+            "updated_at": now,
+            "last_error": CANCELED_RUNNING,
+            **_outputs(result, now),
+            **(SETTLE if result is not None else UNLOCK),
+        }
+        tally = _tally(job, DEAD) if result is not None else None
+        return self._settle_attempt(job, changes, tally=tally, below=below)
 
     def hand_back(self, job: Job, *, now: float | None = None, keep_place: bool = False) -> bool:
         """Put a job back to pending without spending its attempt (an immediate shutdown, or
@@ -274,15 +399,118 @@ class JobManager:
         (retried later, or dead) with no output. With `stale_before`, it is applied only if
         the lease is still stale when written: not renewed since then, and past its own
         deadline (an owner's renewal between the reaper's read and its write wins). False
-        if another reaper, or the owner, got there first."""
+        if another reaper, or the owner, got there first. A job whose cancel was asked for
+        is dead instead: nobody wants it run again."""
         now = self.clock() if now is None else now
-        changes, _ = self._failure(job, reason, None, now, config)
-        changes.update(UNLOCK)
-        expected = {"state": PROCESSING, "lease_token": _token(job)}
         below = None
         if stale_before is not None:
             below = {"lease_renewed_at": stale_before, "lease_expires_at": now}
-        return self.store.update_if(job.id, expected, changes, below=below)
+        if job.cancel_requested:
+            return self.cancel_running(job, None, now=now, below=below)
+        changes, _ = self._failure(job, reason, None, now, config)
+        changes.update(UNLOCK)
+        return self._settle_attempt(job, changes, below=below)
+
+    def _requeue_dead(
+        self, batch: List[str], changes: dict[str, Any], dead_dependency: Callable[[str], Any]
+    ) -> List[str]:
+        """Move those ids out of the DLQ where still dead, in the order given: runs of jobs
+        without dependencies in one store write each, jobs with dependencies one by one, so
+        theirs are counted anew."""
+        plain: List[str] = []
+        moved: List[str] = []
+        states = self.store.job_states(batch)
+        for job_id in batch:
+            if states.get(job_id) != DEAD:
+                continue
+            try:
+                stored = self.store.get_job(job_id)
+            except ForeignRecord:
+                continue  # another program's record: left as it is
+            if stored is None:
+                continue
+            if not stored.after:
+                plain.append(job_id)
+                continue
+            # In the order given: the jobs before it (maybe its dependencies) move first.
+            if plain:
+                moved += self.store.update_many_if(plain, {"state": DEAD}, changes)
+                plain = []
+            if self.store.requeue(job_id, {"state": DEAD}, changes, dead_dependency):
+                moved.append(job_id)
+        if plain:
+            moved += self.store.update_many_if(plain, {"state": DEAD}, changes)
+        return moved
+
+    def repair_dependents(self) -> List[str]:
+        """Pass on final states a crashed process did not finish passing on to the jobs
+        waiting on them. Returns the ids of jobs made dead."""
+        return self.store.resolve_open_dependents(self._dead_dependency(self.clock()))
+
+    # -- cancel -------------------------------------------------------------------------------
+    def cancel(
+        self, job_ids: Sequence[str] | None, queue: str | None = None
+    ) -> tuple[List[str], List[tuple[str, str]]]:
+        """SPEC §7.2: pending and failed jobs (those ids, or every one with None, of one
+        queue when given) become dead at once; a running one is killed by its worker and
+        then dead. Returns (canceled, [(id, why not)]) for ids that are unknown or final."""
+        if queue is not None:
+            validate_queue(queue)
+        if job_ids is None:
+            wanted: List[str] = []
+            for state in READY_STATES:
+                wanted += self.store.job_ids(state, queue) if queue else self.store.job_ids(state)
+            # Dependents first: each then gets `canceled`, not the cascade's words.
+            wanted.reverse()
+        else:
+            wanted = [i for i in dict.fromkeys(job_ids)]
+        canceled: List[str] = []
+        problems: List[tuple[str, str]] = []
+        swept: set[str] = set()  # made dead by a cascade of this very command
+        for job_id in wanted:
+            why = self._cancel_one(job_id, canceled, swept)
+            if why and job_ids is not None:
+                problems.append((job_id, why))
+        return canceled, problems
+
+    def _cancel_one(self, job_id: str, canceled: List[str], swept: set[str]) -> str | None:
+        """Cancel one job; the reason it could not be, or None."""
+        for _ in range(10):  # the job may move between our read and our write: look again
+            job = self.store.get_job(job_id) if _is_text(job_id) else None
+            if job is None:
+                return "does not exist"
+            if job.state in (COMPLETED, DEAD):
+                if job_id in swept:
+                    canceled.append(job_id)
+                    return None
+                return f"is already {job.state}"
+            if job.state == PROCESSING:
+                if self._request_cancel(job):
+                    canceled.append(job_id)
+                    return None
+                continue
+            now = self.clock()
+            changes = {"state": DEAD, "last_error": CANCELED, "updated_at": now, **UNLOCK}
+            killed = self.store.settle(
+                job_id, {"state": job.state}, changes, self._dead_dependency(now)
+            )
+            if killed is not None:
+                canceled.append(job_id)
+                swept.update(killed)
+                return None
+        return "kept changing state; try again"
+
+    def _request_cancel(self, job: Job) -> bool:
+        """Flag a running job for its worker (any machine finds the flag within about
+        poll_interval), and nudge that worker if it runs on this machine."""
+        flagged = self.store.update_if(
+            job.id,
+            {"state": PROCESSING, "lease_token": job.lease_token},
+            {"cancel_requested": True},
+        )
+        if flagged and job.locked_by:
+            self._nudge_cancel(job.locked_by)
+        return flagged
 
     # -- the DLQ ------------------------------------------------------------------------------
     def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[List[str], List[str]]:
@@ -291,21 +519,24 @@ class JobManager:
         `batch_size` ids, one store write each. Returns (retried, not in the DLQ)."""
         now = self.clock()
         changes = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now, **UNLOCK}
+        dead_dependency = self._dead_dependency(now)
         retried: List[str] = []
         if job_ids is None:
             # Each batch leaves the DLQ, so the next read finds the next one; jobs that die
-            # after this started are left for another retry.
-            while batch := self.store.job_ids(DEAD, self.batch_size, updated_until=now):
-                moved = self.store.update_many_if(batch, {"state": DEAD}, changes)
-                if not moved:
-                    break  # another process took this batch out of the DLQ meanwhile
-                retried += moved
+            # after this started (or die again at once of a dead dependency) are left.
+            seen: set[str] = set()
+            while batch := self.store.job_ids(DEAD, limit=self.batch_size, updated_until=now):
+                fresh = [i for i in batch if i not in seen]
+                if not fresh:
+                    break
+                seen.update(fresh)
+                retried += self._requeue_dead(fresh, changes, dead_dependency)
             missing: List[str] = []
         else:
             wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)]
             for start in range(0, len(wanted), self.batch_size):
                 batch = wanted[start : start + self.batch_size]
-                retried += self.store.update_many_if(batch, {"state": DEAD}, changes)
+                retried += self._requeue_dead(batch, changes, dead_dependency)
             done = set(retried)
             missing = [i for i in dict.fromkeys(job_ids) if i not in done]
         if retried:
@@ -313,28 +544,32 @@ class JobManager:
         return retried, missing
 
     # -- stats --------------------------------------------------------------------------------
-    def stats(self) -> dict[str, Any]:
+    def stats(self, queue: str | None = None) -> dict[str, Any]:
         """SPEC §5 `stats`: counts, durations (nearest-rank p50/p95 of completed jobs),
         success rate, retries spent over all jobs, and jobs completed in the last minute
-        and hour."""
-        counts = self.counts()
+        and hour; all of one queue when given, else with counts per queue (§7.1)."""
+        counts = self.counts(queue)
         now = self.clock()
-        n, mean = self.store.duration_summary()
+        by = {} if queue is None else {"queue": queue}
+        n, mean = self.store.duration_summary(**by)
         p50, p95 = (
-            (self.store.duration_at(quantile_rank(n, q)) if n else None) for q in (0.50, 0.95)
+            (self.store.duration_at(quantile_rank(n, q), **by) if n else None) for q in (0.50, 0.95)
         )
-        retried_jobs, their_attempts = self.store.retried_totals()
+        retried_jobs, their_attempts = self.store.retried_totals(**by)
         finished = counts[COMPLETED] + counts[DEAD]
-        return {
+        data = {
             "jobs": counts,
             "duration": {"mean": mean, "p50": p50, "p95": p95},
             "success_rate": counts[COMPLETED] / finished if finished else None,
             "retries": their_attempts - retried_jobs,
             "throughput": {
-                "last_minute": self.store.completed_since(now - 60),
-                "last_hour": self.store.completed_since(now - 3600),
+                "last_minute": self.store.completed_since(now - 60, **by),
+                "last_hour": self.store.completed_since(now - 3600, **by),
             },
         }
+        if queue is None:
+            data["queues"] = self.queue_counts()
+        return data
 
 
 def quantile_rank(n: int, q: float) -> int:

@@ -15,6 +15,8 @@ import socket
 from .models import WorkerInfo
 
 WAKE_SIGNAL = signal.SIGUSR1
+# Tells a worker to look at once whether its running job was canceled.
+CANCEL_SIGNAL = signal.SIGUSR2
 
 
 def hostname() -> str:

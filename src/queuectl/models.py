@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import re
@@ -54,7 +55,20 @@ MAX_COMMAND_BYTES = 64 * 1024
 # Integers are kept inside 32 bits so both stores hold them exactly and no overflow can occur.
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 ID_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,128}")
-SPEC_FIELDS = ("id", "command", "max_retries", "priority", "delay", "run_at", "timeout")
+QUEUE_PATTERN = re.compile(r"[A-Za-z0-9._:-]{1,64}")
+DEFAULT_QUEUE = "default"
+MAX_AFTER = 10_000  # dependencies of one job: a fan-in of ten thousand, and bounded
+SPEC_FIELDS = (
+    "id",
+    "command",
+    "max_retries",
+    "priority",
+    "delay",
+    "run_at",
+    "timeout",
+    "queue",
+    "after",
+)
 
 # Public fields, in the order `show` prints them (SPEC §4).
 PUBLIC_FIELDS = (
@@ -77,6 +91,8 @@ PUBLIC_FIELDS = (
     "stdout",
     "stderr",
     "duration",
+    "queue",
+    "after",
 )
 TIME_FIELDS = ("run_at", "created_at", "updated_at", "started_at", "finished_at", "locked_at")
 # run_at must be a time every store, and format_time, can hold: 1970-01-01 up to 9999-12-30 UTC.
@@ -117,6 +133,8 @@ class Job:
     stdout: str | None = None
     stderr: str | None = None
     duration: float | None = None
+    queue: str = DEFAULT_QUEUE
+    after: list[str] = field(default_factory=list)
     # Internal: enqueue order (a nanosecond stamp), the fencing token of the current claim
     # (kept after the worker's own result, so it can tell a stored result from a lost lease),
     # when that claim's lease was last renewed, and the deadline its owner wrote with it
@@ -125,6 +143,12 @@ class Job:
     lease_token: str | None = None
     lease_renewed_at: float | None = None
     lease_expires_at: float | None = None
+    # Internal: how many of `after` are not completed yet (0 = claimable); a cancel asked
+    # for while the job runs; the running attempt's output so far (cleared when it ends).
+    waiting: int = 0
+    cancel_requested: bool = False
+    live_stdout: str | None = None
+    live_stderr: str | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Every field, internal ones included, as the stores write them."""
@@ -132,7 +156,9 @@ class Job:
 
     def public(self) -> dict[str, Any]:
         """The fields of SPEC §4, raw (times still epoch floats)."""
-        return {name: getattr(self, name) for name in PUBLIC_FIELDS}
+        data = {name: getattr(self, name) for name in PUBLIC_FIELDS}
+        data["after"] = list(self.after)
+        return data
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
@@ -141,7 +167,17 @@ class Job:
         problem = shape_problem(record, _JOB_SHAPE)
         if problem:
             raise ForeignRecord("job", record.get("id"), problem)
-        return cls(**{k: v for k, v in record.items() if k in _JOB_SHAPE})
+        data = {k: v for k, v in record.items() if k in _JOB_SHAPE}
+        # A record written before queues and dependencies existed has neither field.
+        if data.get("queue") is None:
+            data["queue"] = DEFAULT_QUEUE
+        after = data.get("after")
+        if isinstance(after, str):  # SQLite keeps the array as JSON text
+            after = json.loads(after)
+        data["after"] = list(after or [])
+        data["waiting"] = int(data.get("waiting") or 0)
+        data["cancel_requested"] = bool(data.get("cancel_requested"))
+        return cls(**data)
 
 
 JOB_COLUMNS = tuple(f.name for f in fields(Job))
@@ -174,6 +210,12 @@ _JOB_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
     "lease_token": (_TEXT, False),
     "lease_renewed_at": (_NUMBER, False),
     "lease_expires_at": (_NUMBER, False),
+    "queue": (_TEXT, False),
+    "after": ((list, str), False),
+    "waiting": (_INT, False),
+    "cancel_requested": ((bool, int), False),
+    "live_stdout": (_TEXT, False),
+    "live_stderr": (_TEXT, False),
 }
 
 
@@ -288,6 +330,30 @@ def validate_id(job_id: Any) -> str:
     return job_id
 
 
+def validate_queue(queue: Any) -> str:
+    """Queue names are 1-64 characters of A-Z a-z 0-9 . _ : -"""
+    if not isinstance(queue, str) or not QUEUE_PATTERN.fullmatch(queue):
+        raise InvalidInput(
+            f"queue {shown(queue, 50)} is not allowed; use 1-64 characters of A-Z a-z 0-9 . _ : -"
+        )
+    return queue
+
+
+def validate_after(after: Any) -> list[str]:
+    """`after` is an array of job ids (repeats are dropped, order kept)."""
+    if not isinstance(after, list):
+        raise InvalidInput(f"after must be an array of job ids, got {shown(after)}")
+    if len(after) > MAX_AFTER:
+        raise InvalidInput(f"after lists {len(after)} jobs; the limit is {MAX_AFTER}")
+    for dep in after:
+        if not isinstance(dep, str) or not ID_PATTERN.fullmatch(dep):
+            raise InvalidInput(
+                f"after: {shown(dep, 50)} is not a job id; use 1-128 characters of "
+                "A-Z a-z 0-9 . _ : -"
+            )
+    return list(dict.fromkeys(after))
+
+
 def build_job(
     spec: dict[str, Any], *, now: float, default_max_retries: int, default_timeout: float
 ) -> Job:
@@ -316,6 +382,10 @@ def build_job(
         run_at = parse_time(spec["run_at"])
     if timeout is None and default_timeout > 0:
         timeout = float(default_timeout)
+    queue = validate_queue(spec["queue"]) if spec.get("queue") is not None else DEFAULT_QUEUE
+    after = validate_after(spec["after"]) if spec.get("after") is not None else []
+    if job_id in after:
+        raise InvalidInput(f"job {job_id} cannot run after itself")
     return Job(
         id=job_id,
         command=command,
@@ -325,6 +395,8 @@ def build_job(
         run_at=run_at,
         created_at=now,
         updated_at=now,
+        queue=queue,
+        after=after,
     )
 
 
@@ -360,6 +432,8 @@ class WorkerInfo:
     jobs_done: int = 0
     jobs_failed: int = 0
     stop_requested: bool = False
+    # The queues it serves; empty means every queue.
+    queues: list[str] = field(default_factory=list)
     # Internal: which machine and pid namespace `pid` belongs to (hostnames can repeat, e.g.
     # containers sharing the host's network), so only a true neighbour judges its pid; and
     # until when the worker vouches for itself (last heartbeat + stale_after as it knew it
@@ -380,6 +454,10 @@ class WorkerInfo:
             raise ForeignRecord("worker", record.get("id"), problem)
         data = {k: v for k, v in record.items() if k in _WORKER_SHAPE}
         data["stop_requested"] = bool(data.get("stop_requested"))
+        queues = data.get("queues")
+        if isinstance(queues, str):  # SQLite keeps the array as JSON text
+            queues = json.loads(queues)
+        data["queues"] = list(queues or [])
         return cls(**data)
 
 
@@ -397,6 +475,7 @@ _WORKER_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
     "stop_requested": ((bool, int), False),
     "machine": (_TEXT, False),
     "expires_at": (_NUMBER, False),
+    "queues": ((list, str), False),
 }
 
 

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence
 
 from .errors import QueuectlError
 from .settings import home_dir
@@ -32,10 +32,14 @@ def _child_env(url: str) -> dict[str, str]:
     return env
 
 
-def _spawn(url: str, index: int, burst: bool, report: int | None) -> subprocess.Popen[bytes]:
+def _spawn(
+    url: str, index: int, burst: bool, report: int | None, queues: Sequence[str] = ()
+) -> subprocess.Popen[bytes]:
     cmd = [sys.executable, "-m", "queuectl.worker_process", "--index", str(index)]
     if burst:
         cmd.append("--burst")
+    if queues:
+        cmd += ["--queue", ",".join(queues)]
     # Each worker gets its own session: a terminal's Ctrl+C reaches only the supervisor,
     # which forwards it once, so one Ctrl+C is never seen twice.
     env = _child_env(url)
@@ -50,10 +54,11 @@ def _spawn(url: str, index: int, burst: bool, report: int | None) -> subprocess.
     )
 
 
-def run(url: str, count: int, burst: bool) -> int:
-    """Start `count` workers and wait for all of them. 0 after a graceful stop or a burst."""
+def run(url: str, count: int, burst: bool, queues: Sequence[str] = ()) -> int:
+    """Start `count` workers (serving those queues; every queue if none) and wait for all
+    of them. 0 after a graceful stop or a burst."""
     report = report_fd()
-    children = [_spawn(url, n, burst, report) for n in range(1, count + 1)]
+    children = [_spawn(url, n, burst, report, queues) for n in range(1, count + 1)]
     if report is not None:
         os.close(report)  # only the workers hold it now: its end of file means all reported
 
@@ -114,7 +119,7 @@ def _reap_now(store: Store) -> None:
         pass  # the store is failing too; the other workers' reapers will release the job
 
 
-def detach(url: str, count: int, burst: bool) -> None:
+def detach(url: str, count: int, burst: bool, queues: Sequence[str] = ()) -> None:
     """Start the workers in the background, logging to $QUEUECTL_HOME/logs/, and return once
     each has registered (or failed to). Raises with the workers' own reason when any failed."""
     logs = home_dir() / "logs"
@@ -125,6 +130,8 @@ def detach(url: str, count: int, burst: bool) -> None:
     cmd = [sys.executable, "-m", "queuectl", "worker", "start", "--count", str(count)]
     if burst:
         cmd.append("--burst")
+    if queues:
+        cmd += ["--queue", ",".join(queues)]
     # Each worker reports on this pipe (named in its environment) once it has registered or
     # failed to: its workers are known by what they say, never guessed from the store, where
     # another worker that started (or stopped) a moment ago looks just the same.

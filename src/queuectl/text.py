@@ -50,3 +50,16 @@ def describe_exit(code: int | None) -> str:
         return f"killed by {signal.Signals(-code).name}"
     except ValueError:
         return f"killed by signal {-code}"
+
+
+def wait_words(seconds: float) -> str:
+    """A wait ahead in the two largest units: `in 45s`, `in 4m 10s`, `in 3h 2m`, `in 2d 4h`."""
+    if seconds < 1:
+        return "in <1s"
+    days, left = divmod(int(seconds), 86_400)
+    hours, left = divmod(left, 3600)
+    minutes, secs = divmod(left, 60)
+    parts = [(days, "d"), (hours, "h"), (minutes, "m"), (secs, "s")]
+    first = next(i for i, (n, _) in enumerate(parts) if n)
+    shown = [f"{n}{unit}" for n, unit in parts[first : first + 2] if n]
+    return "in " + " ".join(shown)

@@ -14,13 +14,13 @@ import select
 import sys
 import threading
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from .backoff import Outcome
 from .config import Config
 from .errors import StoreUnavailable
 from .executor import Execution, Result
-from .jobs import JobManager
+from .jobs import CANCELED_RUNNING, JobManager
 from .models import DEAD, Job, WorkerInfo, WorkerStatus, format_time
 from .notify import JOB_COMPLETED, JOB_DEAD, Notifier
 from .schedules import ScheduleManager
@@ -35,6 +35,9 @@ MAX_WRITE_BACKOFF = 10.0
 # After a heartbeat that could not reach the store, the next try comes this soon (or at the
 # heartbeat interval, if shorter), so a worker renews its lease as soon as the store is back.
 HEARTBEAT_RETRY = 1.0
+# A running job's output is stored about this often while it changes (SPEC §7.4), and its
+# cancel flag read at least this often; a job that ends sooner costs neither.
+FLUSH_INTERVAL = 1.0
 NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still being sent
 
 
@@ -51,11 +54,13 @@ class Worker:
         burst: bool = False,
         clock: Callable[[], float] = time.time,
         log: Callable[[str], None] | None = None,
+        queues: Sequence[str] = (),
     ) -> None:
         self.jobs = jobs
         self.manager = workers
         self.index = index
         self.burst = burst
+        self.queues = list(queues)  # empty: every queue
         self.clock = clock
         self.info: WorkerInfo | None = None
         self.config: Config = Config.defaults()
@@ -96,13 +101,26 @@ class Worker:
         self._beat_r, self._beat_w = os.pipe()
         for fd in (self._beat_r, self._beat_w):
             os.set_blocking(fd, False)
-        self._pipes: tuple[int, ...] = (self._wake_r, self._wake_w, self._beat_r, self._beat_w)
+        # Poked when a cancel may have been asked for the running job (or the job ended).
+        self._watch_r, self._watch_w = os.pipe()
+        for fd in (self._watch_r, self._watch_w):
+            os.set_blocking(fd, False)
+        self._pipes: tuple[int, ...] = (
+            self._wake_r,
+            self._wake_w,
+            self._beat_r,
+            self._beat_w,
+            self._watch_r,
+            self._watch_w,
+        )
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
         """Register, read the config, and reap what dead local workers left behind."""
         self.config = self.manager.settings()
-        self.info = self.manager.register(self.index, self.config.stale_after)
+        self.info = self.manager.register(
+            self.index, self.queues, stale_after=self.config.stale_after
+        )
         self._reap(self.config)
         self.log(f"started (pid {os.getpid()})")
         return self.info
@@ -155,7 +173,7 @@ class Worker:
         handler can reach it any more (a closed pipe's number may be reused by a new file)."""
         fds, self._pipes = self._pipes, ()
         # -1: a late poke fails harmlessly instead of writing to a reused descriptor.
-        self._wake_w = self._beat_w = -1
+        self._wake_w = self._beat_w = self._watch_w = -1
         for fd in fds:
             try:
                 os.close(fd)
@@ -170,6 +188,10 @@ class Worker:
     def wake(self) -> None:
         """Interrupt an idle wait (safe from a signal handler)."""
         _poke(self._wake_w)
+
+    def check_cancel(self) -> None:
+        """Look at once whether the running job was canceled (safe from a signal handler)."""
+        _poke(self._watch_w)
 
     # -- one job --------------------------------------------------------------------------
     def step(self) -> bool:
@@ -202,10 +224,16 @@ class Worker:
                 self._claiming = False
         if self.abort:
             execution.kill(INTERRUPTED)
+        ended = threading.Event()
+        watcher = threading.Thread(target=self._watch, args=(job, execution, ended), daemon=True)
+        watcher.start()
         try:
             try:
                 result = execution.run()
             finally:
+                ended.set()
+                _poke(self._watch_w)
+                watcher.join()
                 with self._lock:
                     self._current = None
             self._settle(job, result, execution)
@@ -226,7 +254,9 @@ class Worker:
                 return found
         token = self.jobs.new_token()
         try:
-            return self.jobs.claim(worker_id, token, lease_seconds=self.config.stale_after)
+            return self.jobs.claim(
+                worker_id, self.queues, token, lease_seconds=self.config.stale_after
+            )
         except StoreUnavailable:
             self._lost_claim = token
             # Should the claim reach the store only after we looked for it, the heartbeat
@@ -234,10 +264,40 @@ class Worker:
             self._orphans_until = self.clock() + self.config.stale_after
             raise
 
+    def _watch(self, job: Job, execution: Execution, ended: threading.Event) -> None:
+        """While the job runs: about once a second store its output if it changed, and
+        every poll_interval (or at once when poked) look whether it was canceled; a cancel
+        kills the command's process group, as a timeout does."""
+        tick = min(float(self.config.poll_interval), FLUSH_INTERVAL)
+        started = last_flush = time.monotonic()
+        stored = 0
+        while True:
+            _sleep_on(self._watch_r, tick)
+            if ended.is_set():
+                return
+            now = time.monotonic()
+            total = execution.output_total
+            due = total != stored and now - last_flush >= FLUSH_INTERVAL * 0.9
+            output = execution.output() if due and now - started >= FLUSH_INTERVAL * 0.9 else None
+            try:
+                canceled = self.jobs.progress(job, output)
+            except StoreUnavailable:
+                continue  # the heartbeat reports the outage; output is stored at the end
+            if output is not None and canceled is not None:
+                stored, last_flush = total, now
+            if canceled and not execution.kill_reason:
+                self.log(f"job {job.id}: cancel requested; killing its command")
+                execution.kill(CANCELED_RUNNING)
+
     def _settle(self, job: Job, result: Result, execution: Execution) -> None:
         if execution.kill_reason == INTERRUPTED:
             if self._write(job, lambda: self.jobs.hand_back(job)):
                 self.log(f"job {job.id} interrupted; returned to pending")
+            return
+        if execution.kill_reason == CANCELED_RUNNING:
+            if self._write(job, lambda: self.jobs.cancel_running(job, result)):
+                self.log(f"job {job.id} canceled while running; moved to DLQ")
+                self.notifier.job_finished(job.id, JOB_DEAD)
             return
         if result.ok:
             if self._write(job, lambda: self.jobs.complete(job, result)):
@@ -295,7 +355,7 @@ class Worker:
     # -- idle, refresh, heartbeat ---------------------------------------------------------
     def _idle(self) -> bool:
         """Wait for work. Returns False when a burst worker has nothing left to wait for."""
-        next_run = self.jobs.next_run_at()
+        next_run = self.jobs.next_run_at(self.queues)
         if self.burst and next_run is None:
             return False
         timeout = float(self.config.poll_interval)

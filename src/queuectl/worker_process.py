@@ -12,7 +12,7 @@ import sys
 
 from .app import App
 from .errors import QueuectlError
-from .localproc import WAKE_SIGNAL
+from .localproc import CANCEL_SIGNAL, WAKE_SIGNAL
 from .supervisor import StartReport
 
 
@@ -21,11 +21,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="queuectl-worker")
     parser.add_argument("--index", type=int, default=1)
     parser.add_argument("--burst", action="store_true")
+    parser.add_argument("--queue", default="", help="comma-separated queues (default: all)")
     args = parser.parse_args(argv)
     parent = os.getppid()
+    queues = [q for q in args.queue.split(",") if q]
     report = StartReport()
     try:
-        worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst)
+        worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst, queues=queues)
 
         def on_stop(signum: int, _frame: object) -> None:
             if worker.stopping:
@@ -39,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(WAKE_SIGNAL, lambda _s, _f: worker.wake())
+        signal.signal(CANCEL_SIGNAL, lambda _s, _f: worker.check_cancel())
         report.started(worker.start().id)
         try:
             return worker.run(parent_pid=parent)
@@ -46,7 +49,7 @@ def main(argv: list[str] | None = None) -> int:
             # A stop or wake signal may still arrive (`worker stop` read us as active just
             # before we stopped). While the interpreter shuts down it restores the default
             # handlers, which would kill the process and turn a clean exit into a failure.
-            for signum in (signal.SIGINT, signal.SIGTERM, WAKE_SIGNAL):
+            for signum in (signal.SIGINT, signal.SIGTERM, WAKE_SIGNAL, CANCEL_SIGNAL):
                 signal.signal(signum, signal.SIG_IGN)
             worker.close()
     except QueuectlError as exc:

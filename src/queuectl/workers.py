@@ -19,6 +19,7 @@ from .config import Config, ConfigManager
 from .errors import QueuectlError
 from .jobs import JobManager
 from .localproc import (
+    CANCEL_SIGNAL,
     WAKE_SIGNAL,
     hostname,
     is_neighbour,
@@ -83,9 +84,12 @@ class WorkerManager:
             self.sight.max_gap = max_gap(config)
         return config
 
-    def register(self, index: int, stale_after: float | None = None) -> WorkerInfo:
-        """Add a new worker row for this process, alive for `stale_after` seconds (default:
-        the configured value) unless it heartbeats."""
+    def register(
+        self, index: int, queues: Sequence[str] = (), stale_after: float | None = None
+    ) -> WorkerInfo:
+        """Add a new worker row for this process, serving those queues (every queue if
+        none), alive for `stale_after` seconds (default: the configured value) unless it
+        heartbeats."""
         if stale_after is None:
             stale_after = self.settings().stale_after
         now = self.clock()
@@ -97,6 +101,7 @@ class WorkerManager:
             started_at=now,
             last_heartbeat=now,
             expires_at=now + stale_after,
+            queues=list(queues),
         )
         self.store.register_worker(worker)
         return worker
@@ -132,15 +137,27 @@ class WorkerManager:
             shown.append(worker)
         return shown
 
-    def active(self) -> List[WorkerInfo]:
-        """Workers that are idle, busy or stopping and have not gone silent."""
+    def active(self, queue: str | None = None) -> List[WorkerInfo]:
+        """Workers that are idle, busy or stopping and have not gone silent (those serving
+        `queue`, when given: it or every queue)."""
         stale_after = self.settings().stale_after
         now = self.clock()
         return [
             w
             for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
             if not silent(w, now, stale_after)
+            and (queue is None or not w.queues or queue in w.queues)
         ]
+
+    def nudge_cancel(self, worker_id: str) -> None:
+        """Make a worker on this machine look for its job's cancel at once (workers
+        elsewhere find it within about poll_interval). Best effort."""
+        try:
+            worker = self.store.get_worker(worker_id)
+        except QueuectlError:
+            return
+        if worker is not None:
+            signal_worker(worker, CANCEL_SIGNAL)
 
     def wake_idle(self) -> None:
         """Nudge idle workers on this machine so they claim at once instead of at their next
@@ -204,4 +221,5 @@ class WorkerManager:
             reason = f"worker {job.locked_by} stopped heartbeating"
             if self.jobs.release(job, reason, config, now=now, stale_before=cutoff):
                 released.append(job.id)
+        self.jobs.repair_dependents()
         return released

@@ -21,7 +21,7 @@ from .. import __version__
 from ..errors import QueuectlError
 from . import jobs, web
 from .config import config_app
-from .context import write_error
+from .context import LOCAL_TIMES, ArgsKeepingGroup, write_error
 from .dlq import dlq_app
 from .schedule import register as register_schedule
 from .worker import worker_app
@@ -29,12 +29,15 @@ from .worker import worker_app
 app = typer.Typer(
     help="queuectl: a background job queue for shell commands, on SQLite or MongoDB.\n\n"
     "Store: --db URL, else $QUEUECTL_DB, else $MONGODB_URI, else $QUEUECTL_HOME/queue.db "
-    "(QUEUECTL_HOME defaults to ~/.queuectl).",
+    "(QUEUECTL_HOME defaults to ~/.queuectl). Times show in UTC; --local or QUEUECTL_TZ "
+    "(local, or a zone such as Europe/Paris) changes that, except in --json output.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_show_locals=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    cls=ArgsKeepingGroup,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
 jobs.register(app)
 app.add_typer(worker_app, name="worker")
@@ -56,6 +59,9 @@ def root(
     db: Optional[str] = typer.Option(
         None, "--db", metavar="URL", help="Store URL: mongodb://…, sqlite:///file.db or a path."
     ),
+    local: bool = typer.Option(
+        False, "--local", help="Show times in local time (JSON stays UTC); see QUEUECTL_TZ."
+    ),
     version: bool = typer.Option(
         False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
     ),
@@ -63,25 +69,13 @@ def root(
     """queuectl: a background job queue for shell commands, on SQLite or MongoDB."""
     from ..app import App
 
+    ctx.meta[LOCAL_TIMES] = local
     ctx.obj = App(db)
 
 
 # -- entry point ----------------------------------------------------------------------------
 # Click 8.2+ raises this UsageError subclass, whose message is the help, for a bare group.
 NO_ARGS_IS_HELP = getattr(click_errors, "NoArgsIsHelpError", None)
-
-
-def _usage_message(exc: click_errors.UsageError) -> str:
-    message = exc.format_message()
-    name = getattr(exc, "option_name", "") or ""
-    takes_ids = exc.ctx is not None and exc.ctx.command.name in ("show", "log", "retry")
-    if isinstance(exc, click_errors.NoSuchOption) and takes_ids and not name.startswith("--"):
-        # Most likely an id that starts with '-', e.g. `show -j8`.
-        path = exc.ctx.command_path if exc.ctx else "queuectl show"
-        message += f"; an id starting with '-' goes after --, e.g. {path} -- -job7"
-    elif exc.ctx is not None:
-        message += f" (see: {exc.ctx.command_path} --help)"
-    return message
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
         if NO_ARGS_IS_HELP is not None and isinstance(exc, NO_ARGS_IS_HELP):
             typer.echo(exc.format_message())  # `queuectl` or `queuectl worker` alone: the help
             return 0
-        return write_error(_usage_message(exc), 2)
+        from .hints import usage_message  # only a usage error pays for the hints
+
+        return write_error(usage_message(exc), 2)
     except click_errors.ClickException as exc:
         return write_error(exc.format_message(), exc.exit_code)
     except typer.Abort:
@@ -106,6 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("QUEUECTL_DEBUG"):
             traceback.print_exc()
         return write_error(str(exc), exc.exit_code)
+    except SystemExit as exc:  # Typer's completion options end with sys.exit()
+        return exc.code if isinstance(exc.code, int) else 0 if exc.code is None else 1
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:

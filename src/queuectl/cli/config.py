@@ -5,14 +5,16 @@ from __future__ import annotations
 import typer
 
 from .. import render
-from .context import JSON_OPT, command_context
+from .context import JSON_OPT, ArgsKeepingGroup, command_context
 
-config_app = typer.Typer(help="Settings shared by every worker of the store.", no_args_is_help=True)
+config_app = typer.Typer(
+    help="Settings shared by every worker of the store.", no_args_is_help=True, cls=ArgsKeepingGroup
+)
 
 
 @config_app.command("list")
 def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
-    """Print every key with its value (defaults included).
+    """Print every key with its value (defaults included) and its allowed range.
 
     \b
     Example: queuectl config list
@@ -23,8 +25,8 @@ def config_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     if as_json:
         render.emit_json(values)
     else:
-        rows = [(k, values[k], KEYS[k].default, KEYS[k].help) for k in KEYS]
-        typer.echo(render.table(rows, ["Key", "Value", "Default", "Meaning"]))
+        rows = [(k, values[k], KEYS[k].default, KEYS[k].span, KEYS[k].help) for k in KEYS]
+        typer.echo(render.table(rows, ["Key", "Value", "Default", "Range", "Meaning"]))
 
 
 @config_app.command("get")
@@ -46,7 +48,8 @@ def config_get(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
 # A VALUE such as -1 must reach the rule check, not be taken for an unknown option.
 @config_app.command("set", context_settings={"ignore_unknown_options": True})
 def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OPT) -> None:
-    """Set a value; running workers apply it within poll_interval.
+    """Set a value within the key's range (`config list` shows them, inf and nan are
+    refused); running workers apply it within poll_interval.
 
     \b
     Example: queuectl config set max_retries 5
@@ -59,7 +62,7 @@ def config_set(ctx: typer.Context, key: str, value: str, as_json: bool = JSON_OP
 
 
 @config_app.command("unset")
-def config_unset(ctx: typer.Context, key: str) -> None:
+def config_unset(ctx: typer.Context, key: str, as_json: bool = JSON_OPT) -> None:
     """Go back to the default value.
 
     \b
@@ -68,4 +71,7 @@ def config_unset(ctx: typer.Context, key: str) -> None:
     from ..config import KEYS
 
     name = command_context(ctx).configs.unset(key)
-    typer.echo(f"{name} = {KEYS[name].default} (default)")
+    if as_json:
+        render.emit_json({name: KEYS[name].default})
+    else:
+        typer.echo(f"{name} = {KEYS[name].default} (default)")

@@ -8,22 +8,29 @@ import typer
 
 from .. import render, text
 from ..errors import InvalidInput, NotInDlq
-from .context import JSON_OPT, command_context
+from .context import JSON_OPT, ArgsKeepingGroup, command_context, limit_probe
 
 dlq_app = typer.Typer(
-    help="The dead letter queue: jobs that used up their retries.", no_args_is_help=True
+    help="The dead letter queue: jobs that used up their retries.",
+    no_args_is_help=True,
+    cls=ArgsKeepingGroup,
 )
 
 
 @dlq_app.command("list")
-def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
-    """List the jobs in the dead letter queue.
+def dlq_list(
+    ctx: typer.Context,
+    limit: int = typer.Option(50, help="At most this many jobs."),
+    as_json: bool = JSON_OPT,
+) -> None:
+    """List the jobs in the dead letter queue, most recently failed first.
 
     \b
-    Example: queuectl dlq list
+    Example: queuectl dlq list --limit 20
     """
 
-    jobs = command_context(ctx).jobs.dead()
+    jobs = command_context(ctx).jobs.dead(limit_probe(limit))
+    more, jobs = len(jobs) > limit, jobs[:limit]
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
@@ -37,6 +44,8 @@ def dlq_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
             for j in jobs
         ]
         typer.echo(render.table(rows, ["ID", "Attempts", "Command", "Last Error"]))
+        if more:
+            typer.echo(render.more_rows_note(limit))
     else:
         typer.echo("The DLQ is empty.")
 
@@ -46,6 +55,9 @@ def dlq_retry(
     ctx: typer.Context,
     job_ids: Optional[List[str]] = typer.Argument(None, metavar="ID...", help="Dead job ids."),
     all_jobs: bool = typer.Option(False, "--all", help="Retry every dead job."),
+    as_json: bool = typer.Option(
+        False, "--json", help='Print {"retried": [ids], "not_in_dlq": [ids]} instead of text.'
+    ),
 ) -> None:
     """Put dead jobs back to pending with their attempts reset.
 
@@ -57,6 +69,9 @@ def dlq_retry(
         raise InvalidInput("give one or more job ids, or --all (not both)")
     manager = command_context(ctx).jobs
     retried, missing = manager.retry_dead(None if all_jobs else job_ids)
-    typer.echo(f"Retried {len(retried)} job(s)")
+    if as_json:
+        render.emit_json({"retried": retried, "not_in_dlq": missing})
+    else:
+        typer.echo(f"Retried {len(retried)} job(s)")
     if missing:
         raise NotInDlq(missing)

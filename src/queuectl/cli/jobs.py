@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, List, Optional
 
 import typer
 
 from .. import render
 from ..errors import InvalidInput
 from ..models import Job
-from .context import JSON_OPT, command_context
+from .context import (
+    JSON_OPT,
+    command_args,
+    command_context,
+    display_zone,
+    limit_probe,
+)
 
 
 def register(app: typer.Typer) -> None:
@@ -21,13 +27,24 @@ def register(app: typer.Typer) -> None:
     app.command()(log)
     app.command()(stats)
     app.command()(dashboard)
+    from .control import cancel, wait
+
+    app.command()(cancel)
+    app.command()(wait)
 
 
 # -- enqueue --------------------------------------------------------------------------------
 def enqueue(
     ctx: typer.Context,
-    spec: Optional[str] = typer.Argument(None, help="A JSON object, or a plain command."),
-    command: Optional[str] = typer.Option(None, "--command", "-c", help="The shell command."),
+    words: Optional[List[str]] = typer.Argument(
+        None,
+        metavar="[SPEC | COMMAND...]",
+        help="A JSON object, or a command (several words are joined with spaces).",
+        show_default=False,
+    ),
+    command: Optional[str] = typer.Option(
+        None, "--command", "-c", help="The shell command, as one argument."
+    ),
     job_id: Optional[str] = typer.Option(None, "--id", help="Job id (default: generated)."),
     priority: Optional[int] = typer.Option(None, help="Higher runs first (default 0)."),
     delay: Optional[float] = typer.Option(None, help="Seconds to wait before it may run."),
@@ -38,6 +55,10 @@ def enqueue(
         None, "--max-retries", help="Retries after the first attempt."
     ),
     timeout: Optional[float] = typer.Option(None, help="Seconds before the job is killed."),
+    queue: Optional[str] = typer.Option(None, help="Queue name (default: default)."),
+    after: Optional[str] = typer.Option(
+        None, "--after", metavar="ID[,ID...]", help="Run only once these jobs completed."
+    ),
     file: Optional[str] = typer.Option(
         None, "--file", "-f", help="JSON lines file of jobs ('-' = stdin)."
     ),
@@ -46,11 +67,19 @@ def enqueue(
 ) -> None:
     """Add a job (or a batch of jobs) to the queue.
 
+    SPEC is a JSON object; anything else is the command, its words joined with spaces. Put a
+    command after -- when it has options of its own or starts with {: everything after -- is
+    one command, never JSON. Other JSON (an array, a string, null, a number) is refused.
+
     \b
     Example: queuectl enqueue '{"id":"job1","command":"sleep 2","max_retries":3}'
+             queuectl enqueue echo hi
+             queuectl enqueue --priority 5 -- ls -la
     """
-    from .enqueue_input import merge_options, read_batch, read_spec
+    from .enqueue_input import merge_options, read_batch, read_words, split_at_dashes
 
+    if quiet and as_json:
+        raise InvalidInput("--quiet and --json: give one, not both")
     options = {
         "id": job_id,
         "command": command,
@@ -59,20 +88,31 @@ def enqueue(
         "run_at": run_at,
         "max_retries": max_retries,
         "timeout": timeout,
+        "queue": queue,
+        "after": None if after is None else _id_list(after, "--after"),
     }
+    before, after_dashes = split_at_dashes(words or [], command_args(ctx))
     specs: list[tuple[str | None, dict[str, Any]]]
     if file is not None:
-        if spec is not None or command is not None or job_id is not None:
-            raise InvalidInput("--file takes no SPEC, --command or --id")
+        if before or after_dashes is not None or command is not None or job_id is not None:
+            raise InvalidInput("--file takes no SPEC, command words, --command or --id")
         specs = [(label, merge_options(s, options)) for label, s in read_batch(file)]
-    elif spec is None and command is None:
-        raise InvalidInput(
-            'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
-        )
     else:
-        specs = [(None, merge_options(read_spec(spec), options))]
+        spec = read_words(before, after_dashes, command)
+        if spec is None and command is None:
+            raise InvalidInput(
+                'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
+            )
+        specs = [(None, merge_options(spec or {}, options))]
     jobs = command_context(ctx).jobs.enqueue(specs)
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
+
+
+def _id_list(text: str, option: str) -> list[str]:
+    ids = [part.strip() for part in text.split(",")]
+    if not all(ids):
+        raise InvalidInput(f"{option} takes job ids separated by commas, e.g. {option} a,b")
+    return ids
 
 
 def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool) -> None:
@@ -82,23 +122,26 @@ def _print_enqueued(jobs: list[Job], *, batch: bool, quiet: bool, as_json: bool)
     elif quiet:
         typer.echo("\n".join(j.id for j in jobs))
     elif batch:
-        # Always "jobs": SPEC §5 fixes this line for scripts that parse it.
-        typer.echo(f"Enqueued {len(jobs)} jobs")
+        # SPEC §5: "Enqueued N jobs", and "Enqueued 1 job" for a batch of one.
+        typer.echo(f"Enqueued {len(jobs)} job{'' if len(jobs) == 1 else 's'}")
     else:
         typer.echo(f"Enqueued job {jobs[0].id}")
 
 
 # -- read commands --------------------------------------------------------------------------
-def status(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
-    """Count jobs by state, and active workers.
+QUEUE_OPT = typer.Option(None, "--queue", help="Only jobs of this queue.")
+
+
+def status(ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT) -> None:
+    """Count jobs by state, and active workers (of one queue with --queue).
 
     \b
     Example: queuectl status --json
     """
 
     app = command_context(ctx)
-    counts = app.jobs.counts()
-    active = len(app.workers.active())
+    counts = app.jobs.counts(queue)
+    active = len(app.workers.active(queue))
     if as_json:
         render.emit_json({"jobs": counts, "workers": {"active": active}})
     else:
@@ -109,20 +152,31 @@ def list_jobs(
     ctx: typer.Context,
     state: Optional[str] = typer.Option(None, help="pending|processing|completed|failed|dead"),
     limit: int = typer.Option(50, help="At most this many jobs."),
+    queue: Optional[str] = QUEUE_OPT,
     as_json: bool = JSON_OPT,
 ) -> None:
-    """List jobs: pending and failed in claim order, others most recently updated first.
+    """List jobs, pending and failed ones in the order workers will take them.
+
+    Pending and failed: the jobs ready now in claim order, then those waiting for their
+    run_at, soonest first (the Ready column says how long). Other states, and all jobs: most
+    recently updated first. A note under the table says when --limit left some out.
 
     \b
     Example: queuectl list --state pending --limit 10
     """
 
-    # Both stores hold LIMIT as a 64-bit integer; nobody lists more rows than this anyway.
-    jobs = command_context(ctx).jobs.list(state, min(limit, 2**31 - 1))
+    zone = None if as_json else display_zone(ctx)
+    app = command_context(ctx)
+    now = app.clock()
+    jobs = app.jobs.list(state, limit_probe(limit), queue, now=now)
+    more, jobs = len(jobs) > limit, jobs[:limit]
     if as_json:
         render.emit_json([render.job_json(j) for j in jobs])
     elif jobs:
-        typer.echo(render.jobs_table(jobs, state))
+        blocked = app.jobs.waiting_for(jobs)
+        typer.echo(render.jobs_table(jobs, state, blocked, now=now, zone=zone))
+        if more:
+            typer.echo(render.more_rows_note(limit))
     else:
         typer.echo(f"No {state + ' ' if state else ''}jobs.")
 
@@ -130,37 +184,53 @@ def list_jobs(
 def show(
     ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT
 ) -> None:
-    """Print every field of one job.
+    """Print every field of one job. Times are UTC unless --local or QUEUECTL_TZ says
+    otherwise (--json: always UTC).
 
     \b
     Example: queuectl show job1
     """
 
-    job = command_context(ctx).jobs.get(job_id)
+    zone = None if as_json else display_zone(ctx)
+    manager = command_context(ctx).jobs
+    job = manager.get(job_id)
     if as_json:
         render.emit_json(render.job_json(job))
     else:
-        typer.echo(render.show_job(job))
+        typer.echo(render.show_job(job, manager.waiting_for([job]).get(job.id), zone))
 
 
 def log(
-    ctx: typer.Context, job_id: str = typer.Argument(..., metavar="ID"), as_json: bool = JSON_OPT
+    ctx: typer.Context,
+    job_id: str = typer.Argument(..., metavar="ID"),
+    follow: bool = typer.Option(
+        False, "--follow", "-f", help="Print new output as it comes, until the attempt ends."
+    ),
+    as_json: bool = JSON_OPT,
 ) -> None:
     """Print the captured stdout and stderr of a job's latest attempt.
 
     \b
-    Example: queuectl log job1
+    Example: queuectl log job1      (or: queuectl log -f job1)
     """
     from .logview import log_json, log_text
 
-    job = command_context(ctx).jobs.get(job_id)
+    if follow and as_json:
+        raise InvalidInput("--follow prints output as it comes; it does not take --json")
+    manager = command_context(ctx).jobs
+    job = manager.get(job_id)
+    if follow:
+        from .follow import follow_job
+
+        follow_job(manager, job)
+        return
     if as_json:
         render.emit_json(log_json(job))
     else:
         typer.echo(log_text(job))
 
 
-def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
+def stats(ctx: typer.Context, queue: Optional[str] = QUEUE_OPT, as_json: bool = JSON_OPT) -> None:
     """Counts, durations (mean, p50, p95), success rate, retries and throughput.
 
     \b
@@ -168,7 +238,7 @@ def stats(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     """
     from .logview import stats_text
 
-    data = command_context(ctx).jobs.stats()
+    data = command_context(ctx).jobs.stats(queue)
     if as_json:
         render.emit_json(data)
     else:

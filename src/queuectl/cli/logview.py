@@ -68,4 +68,6 @@ def stats_text(data: dict[str, Any]) -> str:
         f"Completed in the last minute: {throughput['last_minute']}, "
         f"last hour: {throughput['last_hour']}",
     ]
+    for queue, counts in data.get("queues", {}).items():
+        lines.append(f"Queue {queue}: " + ", ".join(f"{k} {v}" for k, v in counts.items()))
     return "\n".join(lines)

@@ -7,13 +7,13 @@ from typing import Optional
 import typer
 
 from .. import render, text
-from ..models import format_time
-from ..render import schedule_json
-from .context import JSON_OPT, command_context
+from ..render import schedule_json, upcoming_run
+from .context import JSON_OPT, ArgsKeepingGroup, command_context, display_zone
 
 schedule_app = typer.Typer(
     help="Recurring jobs: a cron expression and a command; running workers enqueue each tick.",
     no_args_is_help=True,
+    cls=ArgsKeepingGroup,
 )
 NAME_ARG = typer.Argument(..., metavar="NAME", help="The schedule's name.")
 
@@ -45,8 +45,10 @@ def schedule_add(
                  "tar czf /backups/data.tgz /data"
     """
     options = {"priority": priority, "max_retries": max_retries, "timeout": timeout}
+    zone = display_zone(ctx)
     added = command_context(ctx).schedules.add(name, cron, command, tz, options)
-    typer.echo(f"Added schedule {added.name}; next run at {format_time(added.next_run_at)}")
+    when = render.display_time(added.next_run_at, zone)
+    typer.echo(f"Added schedule {added.name}; next run at {when}")
 
 
 @schedule_app.command("list")
@@ -56,21 +58,22 @@ def schedule_list(ctx: typer.Context, as_json: bool = JSON_OPT) -> None:
     \b
     Example: queuectl schedule list --json
     """
-    docs = [schedule_json(s) for s in command_context(ctx).schedules.list()]
+    zone = None if as_json else display_zone(ctx)
+    schedules = command_context(ctx).schedules.list()
     if as_json:
-        render.emit_json(docs)
-    elif docs:
+        render.emit_json([schedule_json(s) for s in schedules])
+    elif schedules:
         rows = [
             (
-                text.printable(d["name"], 40),
-                text.printable(d["cron"], 30),
-                text.printable(d["tz"], 30),
-                d["next_run_at"] or "-",
-                d["last_run_at"] or "-",
-                "yes" if d["paused"] else "no",
-                text.printable(d["command"], 40),
+                text.printable(s.name, 40),
+                text.printable(s.cron, 30),
+                text.printable(s.tz, 30),
+                render.display_time(upcoming_run(s), zone) or "-",
+                render.display_time(s.last_run_at, zone) or "-",
+                "yes" if s.paused else "no",
+                text.printable(s.command, 40),
             )
-            for d in docs
+            for s in schedules
         ]
         headers = ["Name", "Cron", "TZ", "Next Run", "Last Run", "Paused", "Command"]
         typer.echo(render.table(rows, headers))

@@ -9,11 +9,13 @@ import typer
 
 from .. import render
 from ..errors import InvalidInput
-from .context import JSON_OPT, command_context
+from .context import JSON_OPT, ArgsKeepingGroup, command_context
 
 DEFAULT_STOP_WAIT = 60.0
 
-worker_app = typer.Typer(help="Start, stop and list workers.", no_args_is_help=True)
+worker_app = typer.Typer(
+    help="Start, stop and list workers.", no_args_is_help=True, cls=ArgsKeepingGroup
+)
 
 
 @worker_app.command("start")
@@ -22,24 +24,32 @@ def worker_start(
     count: int = typer.Option(1, "--count", "-n", help="How many workers (processes)."),
     burst: bool = typer.Option(False, help="Exit once no job is pending or failed."),
     detach: bool = typer.Option(False, help="Run in the background, logging to a file."),
+    queue: Optional[str] = typer.Option(
+        None, "--queue", metavar="NAME[,NAME...]", help="Serve only these queues (default: all)."
+    ),
 ) -> None:
     """Run workers in the foreground until Ctrl+C (or `queuectl worker stop`).
 
     \b
-    Example: queuectl worker start --count 4
+    Example: queuectl worker start --count 4 --queue default,emails
     """
     from .. import supervisor
+    from ..models import validate_queue
 
     if not 1 <= count <= 256:
         raise InvalidInput(f"--count must be between 1 and 256, got {count}")
+    queues: list[str] = []
+    if queue is not None:
+        queues = [validate_queue(q.strip()) for q in queue.split(",")]
+        queues = list(dict.fromkeys(queues))
     app = command_context(ctx)
     url = app.url
     # Touch the store now: a bad URL or path is one error here, not one per worker.
     app.configs.all()
     if detach:
-        supervisor.detach(url, count, burst)
+        supervisor.detach(url, count, burst, queues)
     else:
-        raise typer.Exit(supervisor.run(url, count, burst))
+        raise typer.Exit(supervisor.run(url, count, burst, queues))
 
 
 @worker_app.command("stop")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from ..models import Job, Schedule, WorkerInfo
 
@@ -48,32 +48,55 @@ def batches(items: Sequence[Any], size: int = ID_BATCH) -> Iterable[list[Any]]:
         yield list(items[start : start + size])
 
 
+# What a job becomes when its dependency (the argument) is dead: the manager decides the
+# words, the store applies them to every job that waits on it, however deep.
+DeadChanges = Callable[[str], dict[str, Any]]
+
+
 class Store(Protocol):
     """What `jobs`, `workers` and `config` managers need from a backend."""
 
     url: str  # for messages; never holds a password
 
     # -- jobs ---------------------------------------------------------------------------
-    def insert_jobs(self, jobs: Sequence[Job]) -> None:
-        """Insert all of them or none. A taken id raises DuplicateJob."""
+    def insert_jobs(self, jobs: Sequence[Job], dead_dependency: DeadChanges | None = None) -> None:
+        """Insert all of them or none. A taken id raises DuplicateJob; an `after` id that is
+        neither stored nor earlier in the batch raises DependencyNotFound. A job with
+        dependencies starts blocked (`waiting` = those not completed); one whose dependency
+        is dead gets `dead_dependency(dep)` applied at once."""
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or None."""
 
-    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
-        """Jobs of one state (all if None). Pending/failed: those ready at `now` (default:
-        the current time) in claim order, then those waiting, by run_at, so the list is the
-        order workers will take them in. Others newest update first."""
+    def list_jobs(
+        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+    ) -> list[Job]:
+        """Jobs of one state (all if None; of one queue when given). Pending/failed: those
+        ready at `now` (default: the current time) in claim order, then those waiting (for
+        their run_at or a dependency) by run_at, so the list is the order workers will take
+        them in. Others newest update first."""
 
-    def count_by_state(self) -> dict[str, int]:
-        """Number of jobs in each state that has any."""
+    def count_by_state(self, queue: str | None = None) -> dict[str, int]:
+        """Number of jobs in each state that has any (of one queue, when given)."""
+
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per queue and state."""
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of those jobs that exists (missing ids are left out)."""
 
     def claim(
-        self, worker_id: str, now: float, lease_token: str, lease_expires_at: float | None = None
+        self,
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
     ) -> Job | None:
-        """Atomically take the next ready job (SPEC §4 order) among queuectl's own records:
-        set it processing under `lease_token` with that lease deadline, count the attempt,
-        and return it; None when nothing is ready."""
+        """Atomically take the next ready job (SPEC §4 order) among queuectl's own records, of
+        those queues (every queue when empty) whose dependencies are all completed: set it
+        processing under `lease_token` with that lease deadline, count the attempt, and
+        return it; None when nothing is ready."""
 
     def finish(
         self,
@@ -122,24 +145,67 @@ class Store(Protocol):
         transaction (SQLite) or one multi-document update (MongoDB). Returns the ids it
         changed."""
 
-    def job_ids(self, state: str, limit: int, updated_until: float | None = None) -> list[str]:
-        """Up to `limit` ids of jobs in that state (updated at or before `updated_until`,
-        when given), least recently updated first."""
+    def settle(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: DeadChanges,
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
+    ) -> list[str] | None:
+        """Like update_if, for `changes` that make the job `completed` or `dead`; in the same
+        operation the jobs waiting on it count it done, or (dead) get
+        `dead_dependency(<their dead dependency>)`, however deep. Returns the ids of the
+        jobs so made dead, or None when the condition did not hold (nothing changed).
+        `below` is update_if's; with `tally` (worker id, counter) a settle that applied also
+        counts in that worker's row, as `finish` does."""
 
-    def next_run_at(self) -> float | None:
-        """The earliest run_at among pending and failed jobs."""
+    def requeue(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: DeadChanges,
+    ) -> bool:
+        """Like update_if, for `changes` that make the job pending again: its dependencies
+        are counted anew (blocked until all are completed; one still dead applies
+        `dead_dependency` at once). Returns whether the condition held."""
+
+    def resolve_open_dependents(self, dead_dependency: DeadChanges) -> list[str]:
+        """Finish what a settle interrupted by a crash left undone (stores whose settle is
+        one transaction have nothing to do). Returns the ids of jobs made dead."""
+
+    def progress(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool | None:
+        """While a job runs: apply `changes` (may be empty) under the lease (the fence) and
+        return whether a cancel was requested; None when the lease is no longer ours."""
+
+    def job_ids(
+        self,
+        state: str,
+        queue: str | None = None,
+        limit: int | None = None,
+        updated_until: float | None = None,
+    ) -> list[str]:
+        """Ids of jobs in that state (and queue; updated at or before `updated_until`, when
+        given). Without `limit`: every one, in enqueue order; with it: up to `limit`, least
+        recently updated first."""
+
+    def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
+        """The earliest run_at among pending and failed jobs not blocked by a dependency
+        (of those queues; every queue when empty)."""
 
     # -- raw aggregates for stats (the manager turns them into figures) ------------------
-    def duration_summary(self) -> tuple[int, float | None]:
+    def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
         """How many completed jobs have a duration, and the mean of those durations."""
 
-    def duration_at(self, rank: int) -> float | None:
+    def duration_at(self, rank: int, queue: str | None = None) -> float | None:
         """The duration at zero-based `rank` among completed jobs' durations, ascending."""
 
-    def retried_totals(self) -> tuple[int, int]:
+    def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
         """How many jobs have more than one attempt, and the sum of their attempts."""
 
-    def completed_since(self, since: float) -> int:
+    def completed_since(self, since: float, queue: str | None = None) -> int:
         """How many completed jobs finished at or after `since`."""
 
     # -- config -------------------------------------------------------------------------

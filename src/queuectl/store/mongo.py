@@ -18,15 +18,16 @@ from contextlib import contextmanager
 from typing import Any, Iterable, Iterator, Sequence
 
 from ..errors import (
+    DependencyNotFound,
     DuplicateJob,
     DuplicateSchedule,
     ForeignRecord,
     QueuectlError,
     StoreUnavailable,
 )
-from ..models import READY_STATES, Job, Schedule, WorkerInfo
+from ..models import DEFAULT_QUEUE, READY_STATES, Job, Schedule, WorkerInfo
 from . import url_password
-from .base import batches, warn_foreign
+from .base import DeadChanges, batches, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
@@ -40,11 +41,29 @@ DONE_WITH_DURATION = {"state": "completed", "duration": {"$type": "number"}}
 # $type: it rides on the claim index's last key (a stand-in server scans for $type).
 OURS = {"seq": {"$gte": 0}}
 LIVE = {"$in": ["idle", "busy", "stopping"]}
+# A document written before dependencies existed has no `waiting`: it waits for nothing.
+NOT_BLOCKED = {"$in": [0, None]}
+BATCH = 1000  # ids per $in list
+
+
+def queue_filter(queues: Sequence[str]) -> dict[str, Any]:
+    """The filter for jobs of those queues (all when empty). A document written before
+    queues existed has no `queue` field and belongs to `default`."""
+    if not queues:
+        return {}
+    wanted: list[Any] = list(queues)
+    if DEFAULT_QUEUE in wanted:
+        wanted.append(None)
+    return {"queue": wanted[0] if len(wanted) == 1 else {"$in": wanted}}
 
 
 def _job_doc(job: Job) -> dict[str, Any]:
     doc = job.to_record()
     doc["_id"] = doc.pop("id")
+    if job.after:
+        # Dependencies counted done so far (each at most once: see _count_done).
+        doc["deps_done"] = []
+        doc["waiting"] = len(job.after)
     return doc
 
 
@@ -164,6 +183,41 @@ class MongoStore:
                 IndexModel([("locked_by", 1)], name="locked_by"),
                 # Only documents of another shape have an `id` field: `show` finds them by it.
                 IndexModel([("id", 1)], name="foreign_id", sparse=True),
+                # Claims: blocked jobs (waiting > 0) sit outside the ranges a claim reads;
+                # with queues, each queue is a range already in claim order.
+                IndexModel(
+                    [("state", 1), ("waiting", 1), ("priority", -1), ("run_at", 1), ("seq", 1)],
+                    name="claim_ready",
+                ),
+                IndexModel(
+                    [
+                        ("state", 1),
+                        ("waiting", 1),
+                        ("queue", 1),
+                        ("priority", -1),
+                        ("run_at", 1),
+                        ("seq", 1),
+                    ],
+                    name="claim_queue",
+                ),
+                IndexModel([("state", 1), ("waiting", 1), ("run_at", 1)], name="next_ready"),
+                IndexModel(
+                    [("state", 1), ("waiting", 1), ("queue", 1), ("run_at", 1)], name="next_queue"
+                ),
+                IndexModel(
+                    [("queue", 1), ("state", 1), ("updated_at", -1), ("seq", -1)],
+                    name="queue_state_updated",
+                ),
+                IndexModel(
+                    [("queue", 1), ("state", 1), ("priority", -1), ("run_at", 1), ("seq", 1)],
+                    name="queue_ready",
+                ),
+                IndexModel([("state", 1), ("queue", 1), ("duration", 1)], name="queue_duration"),
+                # Who waits on a job, and jobs whose dependents are not yet resolved.
+                IndexModel([("after", 1)], name="after", sparse=True),
+                IndexModel(
+                    [("dependents_open", 1), ("state", 1)], name="dependents_open", sparse=True
+                ),
             ]
         )
         self.workers.create_indexes([IndexModel([("status", 1)], name="status")])
@@ -174,9 +228,11 @@ class MongoStore:
         self.client.close()
 
     # -- jobs -----------------------------------------------------------------------------
-    def insert_jobs(self, jobs: Sequence[Job]) -> None:
+    def insert_jobs(self, jobs: Sequence[Job], dead_dependency: DeadChanges | None = None) -> None:
         """All or nothing: ids are checked first, and a batch that still meets a taken id
-        (a race with another enqueue) removes what it inserted before raising."""
+        (a race with another enqueue) removes what it inserted before raising. A job with
+        dependencies is inserted blocked, then each dependency already completed is counted
+        (or one already dead makes it dead)."""
         from pymongo.errors import BulkWriteError, DuplicateKeyError
 
         ids = [job.id for job in jobs]
@@ -185,8 +241,9 @@ class MongoStore:
                 taken = self.jobs.find_one({"_id": {"$in": chunk}}, {"_id": 1})
                 if taken:
                     raise DuplicateJob(taken["_id"])
+            docs = self._docs_with_dependencies(jobs)
             try:
-                self.jobs.insert_many([_job_doc(job) for job in jobs], ordered=True)
+                self.jobs.insert_many(docs, ordered=True)
             except (BulkWriteError, DuplicateKeyError) as exc:
                 inserted = _inserted_count(exc)
                 for chunk in batches(ids[:inserted], 10_000):
@@ -195,6 +252,182 @@ class MongoStore:
                         {"_id": {"$in": chunk}, "state": "pending", "attempts": 0}
                     )
                 raise DuplicateJob(ids[inserted] if inserted < len(ids) else ids[0]) from None
+            for job in jobs:
+                if job.after:
+                    self._recount(job.id, job.after, dead_dependency or _no_cascade)
+
+    def _docs_with_dependencies(self, jobs: Sequence[Job]) -> list[dict[str, Any]]:
+        """The documents to insert. Every job that gets a dependent is flagged
+        `dependents_open` first, so a final state it reaches is always passed on (a sweep
+        finishes the passing on if the process that made it final died halfway)."""
+        deps = {dep for job in jobs for dep in job.after}
+        docs = [_job_doc(job) for job in jobs]
+        if not deps:
+            return docs
+        own = {job.id for job in jobs}
+        outside = [dep for job in jobs for dep in job.after if dep not in own]
+        if outside:
+            states = self._states(outside)
+            for job in jobs:
+                for dep in job.after:
+                    if dep not in own and dep not in states:
+                        raise DependencyNotFound(job.id, dep)
+            self.jobs.update_many(
+                {"_id": {"$in": list(set(outside))}}, {"$set": {"dependents_open": True}}
+            )
+        for doc in docs:
+            if doc["_id"] in deps:
+                doc["dependents_open"] = True
+        return docs
+
+    def _states(self, job_ids: Sequence[str]) -> dict[str, str]:
+        unique = list(dict.fromkeys(job_ids))
+        states: dict[str, str] = {}
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            for doc in self.jobs.find({"_id": {"$in": chunk}}, {"state": 1}):
+                states[doc["_id"]] = doc.get("state")
+        return states
+
+    def _count_done(self, query: dict[str, Any], dep: str) -> None:
+        """Count `dep` as completed for the jobs matching `query`, at most once per job:
+        `deps_done` remembers it, so a completion and a recount that race never both count."""
+        self.jobs.update_many(
+            {**query, "deps_done": {"$ne": dep}},
+            {"$inc": {"waiting": -1}, "$push": {"deps_done": dep}},
+        )
+
+    def _recount(self, job_id: str, after: Sequence[str], dead_dependency: DeadChanges) -> None:
+        """After a blocked job was written: count dependencies already completed (a
+        dependency gone since counts as completed: only finished jobs are purged); a dead
+        one makes it dead, and the jobs waiting on it in turn."""
+        states = self._states(after)
+        for dep in after:
+            state = states.get(dep, "completed")
+            if state == "completed":
+                self._count_done({"_id": job_id}, dep)
+            elif state == "dead":
+                if self._make_dead(job_id, dead_dependency(dep)):
+                    self._cascade(job_id, dead_dependency)
+                return
+
+    def _make_dead(self, job_id: str, changes: dict[str, Any]) -> bool:
+        result = self.jobs.update_one({"_id": job_id, "state": "pending"}, {"$set": changes})
+        return bool(result.matched_count == 1)
+
+    def _cascade(self, job_id: str, dead_dependency: DeadChanges) -> list[str]:
+        """Every job waiting on `job_id`, however deep, becomes dead."""
+        killed: list[str] = []
+        frontier = [job_id]
+        while frontier:
+            dep = frontier.pop()
+            changes = dead_dependency(dep)
+            waiting = self.jobs.find(
+                {"after": dep, "state": "pending", "waiting": {"$gt": 0}}, {"_id": 1}
+            )
+            for doc in list(waiting):
+                if self._make_dead(doc["_id"], changes):
+                    killed.append(doc["_id"])
+                    frontier.append(doc["_id"])
+            self._close_dependents(dep)
+        return killed
+
+    def _close_dependents(self, job_id: str) -> None:
+        self.jobs.update_one(
+            {"_id": job_id, "dependents_open": True}, {"$unset": {"dependents_open": ""}}
+        )
+
+    def _resolve(self, job_id: str, state: str, dead_dependency: DeadChanges) -> list[str]:
+        """Pass a final state on to the jobs that wait on this one."""
+        if state == "completed":
+            self._count_done({"after": job_id}, job_id)
+            self._close_dependents(job_id)
+            return []
+        if state == "dead":
+            return self._cascade(job_id, dead_dependency)
+        return []
+
+    def settle(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: DeadChanges,
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
+    ) -> list[str] | None:
+        """Conditional like update_if, for changes that make a job completed or dead; then
+        the worker's counter moves (`tally`, once per lease: a second update, as in finish)
+        and its dependents count it done, or (dead) become dead in turn, before this
+        returns. Returns the ids of dependents made dead, or None when not applied."""
+        with self._errors():
+            doc = self.jobs.find_one_and_update(
+                {**expected, **_null_or_below(below or {}), "_id": job_id},
+                {"$set": changes},
+                projection={"dependents_open": 1},
+            )
+            if doc is None:
+                return None
+        if tally is not None and expected.get("lease_token"):
+            self.count_job_end(tally[0], tally[1], expected["lease_token"])
+        with self._errors():
+            if not doc.get("dependents_open"):
+                return []  # nobody waits on it (an enqueue racing with us counts for itself)
+            return self._resolve(job_id, changes["state"], dead_dependency)
+
+    def requeue(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: DeadChanges,
+    ) -> bool:
+        """Conditional like update_if, for changes that make a job pending again; its
+        dependencies are then counted anew (one still dead sends it back to dead)."""
+        with self._errors():
+            doc = self.jobs.find_one_and_update(
+                {**expected, "_id": job_id}, {"$set": changes}, projection={"after": 1}
+            )
+            if doc is None:
+                return False
+            after = doc.get("after") or []
+            if after:
+                # Flag the dependencies again (a cascade may have closed them), so their
+                # final state reaches this job.
+                self.jobs.update_many({"_id": {"$in": after}}, {"$set": {"dependents_open": True}})
+                self.jobs.update_one(
+                    {"_id": job_id}, {"$set": {"waiting": len(after), "deps_done": []}}
+                )
+                self._recount(job_id, after, dead_dependency)
+        return True
+
+    def resolve_open_dependents(self, dead_dependency: DeadChanges) -> list[str]:
+        """Finish passing on final states that a process died before passing on (jobs still
+        flagged `dependents_open`). Returns the ids of dependents made dead."""
+        killed: list[str] = []
+        with self._errors():
+            query = {"dependents_open": True, "state": {"$in": ["completed", "dead"]}}
+            for doc in list(self.jobs.find(query, {"state": 1}).limit(BATCH)):
+                killed += self._resolve(doc["_id"], doc["state"], dead_dependency)
+        return killed
+
+    def progress(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool | None:
+        """While a job runs: apply `changes` (may be empty) under the lease, and say whether
+        a cancel was asked for. None when the lease is no longer ours."""
+        fence = {"_id": job_id, "state": "processing", "lease_token": lease_token}
+        with self._errors():
+            if changes:
+                doc = self.jobs.find_one_and_update(
+                    fence, {"$set": changes}, projection={"cancel_requested": 1}
+                )
+            else:
+                doc = self.jobs.find_one(fence, {"cancel_requested": 1})
+        return None if doc is None else bool(doc.get("cancel_requested"))
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of those jobs that exists, read in bounded batches."""
+        with self._errors():
+            return self._states(job_ids)
 
     def get_job(self, job_id: str) -> Job | None:
         """The job with that id, or None; ForeignRecord when the id names a document of
@@ -207,37 +440,64 @@ class MongoStore:
                     raise ForeignRecord("job", job_id, "its _id is not the job id")
         return _job(doc)
 
-    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
-        """Pending/failed: those ready at `now` in claim order (index claim_order), then
-        those waiting by run_at (index state_run_at). Other states newest update first."""
+    def list_jobs(
+        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+    ) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order (index claim_ready or
+        claim_queue), then those waiting for their run_at or a dependency, by run_at. Other
+        states newest update first."""
+        of_queue = _of_queue(queue)
         with self._errors():
             if state in ("pending", "failed"):
                 now = time.time() if now is None else now
+                ready = {"state": state, "waiting": NOT_BLOCKED, "run_at": {"$lte": now}}
                 docs = list(
-                    self.jobs_view.find({"state": state, "run_at": {"$lte": now}})
-                    .sort(CLAIM_SORT)
-                    .limit(limit)
+                    self.jobs_view.find({**ready, **of_queue}).sort(CLAIM_SORT).limit(limit)
                 )
                 if len(docs) < limit:
-                    waiting = {"state": state, "run_at": {"$gt": now}}
+                    later = {"$or": [{"run_at": {"$gt": now}}, {"waiting": {"$gt": 0}}]}
+                    waiting = {"state": state, **of_queue, **later}
                     docs += self.jobs_view.find(waiting).sort(WAITING_SORT).limit(limit - len(docs))
             else:
-                query = {"state": state} if state else {}
+                query = {"state": state, **of_queue} if state else dict(of_queue)
                 docs = list(
                     self.jobs_view.find(query).sort([("updated_at", -1), ("seq", -1)]).limit(limit)
                 )
         return _jobs(docs)
 
-    def count_by_state(self) -> dict[str, int]:
-        """Number of jobs per state, counted by the server."""
+    def count_by_state(self, queue: str | None = None) -> dict[str, int]:
+        """Number of jobs per state (of one queue, when given), counted by the server."""
+        pipeline: list[dict[str, Any]] = [{"$group": {"_id": "$state", "n": {"$sum": 1}}}]
+        if queue is not None:
+            pipeline.insert(0, {"$match": queue_filter([queue])})
         with self._errors():
-            rows = self.jobs_view.aggregate([{"$group": {"_id": "$state", "n": {"$sum": 1}}}])
+            rows = self.jobs_view.aggregate(pipeline)
             return {r["_id"]: r["n"] for r in rows if isinstance(r["_id"], str)}
 
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per queue and state, counted by the server."""
+        pipeline = [{"$group": {"_id": {"q": "$queue", "s": "$state"}, "n": {"$sum": 1}}}]
+        counts: dict[str, dict[str, int]] = {}
+        with self._errors():
+            for row in self.jobs_view.aggregate(pipeline):
+                state = row["_id"].get("s")
+                if not isinstance(state, str):
+                    continue  # another program's document
+                queue = row["_id"].get("q") or DEFAULT_QUEUE
+                by_state = counts.setdefault(queue, {})
+                by_state[state] = by_state.get(state, 0) + row["n"]
+        return counts
+
     def claim(
-        self, worker_id: str, now: float, lease_token: str, lease_expires_at: float | None = None
+        self,
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
     ) -> Job | None:
-        """find_one_and_update: the server picks and locks one document atomically."""
+        """find_one_and_update: the server picks and locks one document atomically. Its
+        filter names `waiting` and the queues, so it reads only claimable index ranges."""
         from pymongo import ReturnDocument
 
         update = {
@@ -255,7 +515,13 @@ class MongoStore:
         }
         with self._errors():
             doc = self.jobs.find_one_and_update(
-                {"state": READY, "run_at": {"$lte": now}, **OURS},
+                {
+                    "state": READY,
+                    "waiting": NOT_BLOCKED,
+                    **queue_filter(queues),
+                    "run_at": {"$lte": now},
+                    **OURS,
+                },
                 update,
                 sort=CLAIM_SORT,
                 return_document=ReturnDocument.AFTER,
@@ -352,63 +618,78 @@ class MongoStore:
             back = self.jobs.find({**changes, "_id": {"$in": found}}, {"_id": 1})
             return [d["_id"] for d in back]
 
-    def job_ids(self, state: str, limit: int, updated_until: float | None = None) -> list[str]:
-        """Ids of jobs in one state, least recently updated first."""
-        query: dict[str, Any] = {"state": state, **OURS}
+    def job_ids(
+        self,
+        state: str,
+        queue: str | None = None,
+        limit: int | None = None,
+        updated_until: float | None = None,
+    ) -> list[str]:
+        """Ids of the jobs in one state (and queue): every one in enqueue order; or, with
+        `limit`, up to that many (updated at or before `updated_until`, when given), least
+        recently updated first."""
+        query: dict[str, Any] = {"state": state, **OURS, **_of_queue(queue)}
         if updated_until is not None:
             query["updated_at"] = {"$lte": updated_until}
         with self._errors():
+            if limit is None and updated_until is None:
+                return [d["_id"] for d in self.jobs.find(query, {"_id": 1}).sort("seq", 1)]
             docs = self.jobs.find(query, {"_id": 1}).sort([("updated_at", 1), ("seq", 1)])
-            return [d["_id"] for d in docs.limit(limit)]
+            if limit is not None:
+                docs = docs.limit(limit)
+            return [d["_id"] for d in docs]
 
-    def next_run_at(self) -> float | None:
-        """Earliest run_at of a ready-or-waiting job (a number: another program's document
-        may lack run_at, which the range leaves out)."""
-        query = {"state": READY, "run_at": {"$gte": 0}}
+    def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
+        """Earliest run_at of a pending or failed job not blocked by a dependency (of those
+        queues, when given; a number: another program's document may lack run_at, which the
+        range leaves out)."""
+        query = {
+            "state": READY,
+            "waiting": NOT_BLOCKED,
+            **queue_filter(queues),
+            "run_at": {"$gte": 0},
+        }
         with self._errors():
             doc = self.jobs.find_one(query, {"run_at": 1}, sort=[("run_at", 1)])
         value = doc.get("run_at") if doc else None
         return float(value) if isinstance(value, (int, float)) else None
 
-    def duration_summary(self) -> tuple[int, float | None]:
+    def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
         """Count and mean of completed jobs' durations, computed by the server."""
         pipeline = [
-            {"$match": DONE_WITH_DURATION},
+            {"$match": {**DONE_WITH_DURATION, **_of_queue(queue)}},
             {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
         ]
         with self._errors():
             agg = list(self.jobs_view.aggregate(pipeline))
         return (int(agg[0]["n"]), agg[0]["mean"]) if agg else (0, None)
 
-    def duration_at(self, rank: int) -> float | None:
+    def duration_at(self, rank: int, queue: str | None = None) -> float | None:
         """One duration by rank, sorted and skipped by the server."""
         with self._errors():
             docs = list(
-                self.jobs_view.find(DONE_WITH_DURATION, {"duration": 1})
+                self.jobs_view.find({**DONE_WITH_DURATION, **_of_queue(queue)}, {"duration": 1})
                 .sort("duration", 1)
                 .skip(rank)
                 .limit(1)
             )
         return docs[0]["duration"] if docs else None
 
-    def retried_totals(self) -> tuple[int, int]:
+    def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
         """Jobs with more than one attempt, and their attempts summed."""
         pipeline = [
-            {"$match": {"attempts": {"$gt": 1}}},
+            {"$match": {"attempts": {"$gt": 1}, **_of_queue(queue)}},
             {"$group": {"_id": None, "n": {"$sum": 1}, "a": {"$sum": "$attempts"}}},
         ]
         with self._errors():
             agg = list(self.jobs_view.aggregate(pipeline))
         return (int(agg[0]["n"]), int(agg[0]["a"])) if agg else (0, 0)
 
-    def completed_since(self, since: float) -> int:
+    def completed_since(self, since: float, queue: str | None = None) -> int:
         """Completed jobs that finished at or after `since`."""
+        query = {"state": "completed", "finished_at": {"$gte": since}, **_of_queue(queue)}
         with self._errors():
-            return int(
-                self.jobs_view.count_documents(
-                    {"state": "completed", "finished_at": {"$gte": since}}
-                )
-            )
+            return int(self.jobs_view.count_documents(query))
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -551,6 +832,14 @@ def _schedule(doc: dict[str, Any]) -> Schedule:
     doc = dict(doc)
     doc["name"] = doc.pop("_id")
     return Schedule.from_record(doc)
+
+
+def _of_queue(queue: str | None) -> dict[str, Any]:
+    return queue_filter([queue]) if queue is not None else {}
+
+
+def _no_cascade(dep: str) -> dict[str, Any]:
+    raise ValueError(f"dependency {dep} is dead, and no change was given for its dependents")
 
 
 def _inserted_count(exc: Exception) -> int:

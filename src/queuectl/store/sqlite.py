@@ -14,22 +14,25 @@ import sqlite3
 import time
 from typing import Any, Callable, Sequence
 
-from ..errors import DuplicateJob, DuplicateSchedule, ForeignRecord
-from ..models import JOB_COLUMNS, SCHEDULE_COLUMNS, WORKER_COLUMNS, Job, Schedule, WorkerInfo
+from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, ForeignRecord
+from ..models import (
+    JOB_COLUMNS,
+    SCHEDULE_COLUMNS,
+    STATES,
+    WORKER_COLUMNS,
+    Job,
+    Schedule,
+    WorkerInfo,
+)
 from .base import warn_foreign
 from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
-SCHEMA_VERSION = 4  # raised whenever SCHEMA gains a table, a column or an index
-# Columns added since version 3 (the schedules release), added to older files by _upgrade:
-# (table, column, type).
-ADDED_COLUMNS = (
-    ("jobs", "lease_expires_at", "REAL"),
-    ("workers", "expires_at", "REAL"),
-    ("workers", "counted_lease", "TEXT"),
-)
+# Raised whenever a schema below gains a table, a column or an index: 3 added schedules,
+# 4 queues and dependencies (or, in another line of releases, lease deadlines), 5 both.
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -55,15 +58,18 @@ CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER NOT NULL,
     lease_token TEXT,
     lease_renewed_at REAL,
-    lease_expires_at REAL
+    lease_expires_at REAL,
+    queue TEXT NOT NULL DEFAULT 'default',
+    after TEXT,
+    waiting INTEGER NOT NULL DEFAULT 0,
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    live_stdout TEXT,
+    live_stderr TEXT
 );
 -- Queries name their index (INDEXED BY): with no ANALYZE statistics SQLite would otherwise
--- pick a state-prefixed index and sort every ready row. The claim walks jobs_ready in claim
--- order and stops at the first row whose run_at has come; its WHERE repeats the index's
--- condition word for word, which is what lets SQLite use a partial index.
-CREATE INDEX IF NOT EXISTS jobs_ready ON jobs (priority DESC, run_at, seq)
-    WHERE state IN ('pending', 'failed');
-CREATE INDEX IF NOT EXISTS jobs_waiting ON jobs (run_at) WHERE state IN ('pending', 'failed');
+-- pick a state-prefixed index and sort every ready row. The claim indexes are in
+-- CONTROL_SCHEMA; each query's WHERE repeats its index's condition word for word, which is
+-- what lets SQLite use a partial index.
 CREATE INDEX IF NOT EXISTS jobs_state_updated ON jobs (state, updated_at, seq);
 CREATE INDEX IF NOT EXISTS jobs_updated ON jobs (updated_at, seq);
 -- Partial indexes are maintained only for the rows they hold, so a claim (which changes
@@ -86,7 +92,8 @@ CREATE TABLE IF NOT EXISTS workers (
     machine TEXT NOT NULL DEFAULT '',
     expires_at REAL,
     -- The lease whose end was last counted in jobs_done/jobs_failed (a retry counts once).
-    counted_lease TEXT
+    counted_lease TEXT,
+    queues TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
 CREATE TABLE IF NOT EXISTS config (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -109,10 +116,67 @@ CREATE TABLE IF NOT EXISTS schedules (
 CREATE INDEX IF NOT EXISTS schedules_due ON schedules (next_run_at) WHERE paused = 0;
 """
 
-READY = "state IN ('pending', 'failed')"
+
+# Columns added after the first release (the same as in SCHEMA's tables): an older file gets
+# them by ALTER TABLE on first use, before SCHEMA's indexes on them are created (each with
+# its default, so existing rows are `default`-queue jobs with no dependencies).
+ADDED_COLUMNS = {
+    "jobs": (
+        ("queue", "TEXT NOT NULL DEFAULT 'default'"),
+        ("after", "TEXT"),  # JSON array of job ids; NULL = none
+        ("waiting", "INTEGER NOT NULL DEFAULT 0"),
+        ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+        ("live_stdout", "TEXT"),
+        ("live_stderr", "TEXT"),
+        ("lease_expires_at", "REAL"),
+    ),
+    "workers": (
+        ("queues", "TEXT NOT NULL DEFAULT '[]'"),
+        ("expires_at", "REAL"),
+        ("counted_lease", "TEXT"),
+    ),
+}
+
+# Queues and dependencies. A job with unfinished dependencies has `waiting` > 0 and is left
+# out of the claim indexes by their partial condition, so no claim ever walks a blocked job.
+# `job_deps` is the reverse of `after`: who waits on a job, found by its primary key.
+# Every index costs each job state change an index update, so there are few: the claim walks
+# jobs_claim(_queue) in claim order and stops at the first job due; an idle worker reads its
+# next due time from jobs_next(_queue); `list` merges the claimable jobs with the blocked ones
+# (jobs_blocked(_queue), which only jobs with dependencies ever enter).
+CONTROL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS job_deps (dep_id TEXT NOT NULL, job_id TEXT NOT NULL,
+    PRIMARY KEY (dep_id, job_id)) WITHOUT ROWID;
+-- The first release's ready-job indexes, superseded by the ones below, which leave out
+-- blocked jobs. (A worker of that release, which would claim blocked jobs, now stops at
+-- "no such index" rather than run a job before its dependencies.)
+DROP INDEX IF EXISTS jobs_ready;
+DROP INDEX IF EXISTS jobs_waiting;
+CREATE INDEX IF NOT EXISTS jobs_claim ON jobs (priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_claim_queue ON jobs (queue, priority DESC, run_at, seq)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_next ON jobs (run_at)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_next_queue ON jobs (queue, run_at)
+    WHERE state IN ('pending', 'failed') AND waiting = 0;
+CREATE INDEX IF NOT EXISTS jobs_blocked ON jobs (run_at, priority DESC, seq)
+    WHERE state = 'pending' AND waiting > 0;
+CREATE INDEX IF NOT EXISTS jobs_blocked_queue ON jobs (queue, run_at, priority DESC, seq)
+    WHERE state = 'pending' AND waiting > 0;
+CREATE INDEX IF NOT EXISTS jobs_queue_state ON jobs (queue, state, updated_at, seq);
+CREATE INDEX IF NOT EXISTS jobs_queue_duration ON jobs (queue, duration)
+    WHERE state = 'completed';
+"""
+
+CLAIMABLE = "state IN ('pending', 'failed') AND waiting = 0"
+BLOCKED = "state = 'pending' AND waiting > 0"
 CLAIM_ORDER = "priority DESC, run_at, seq"
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
 WAITING_ORDER = "run_at, priority DESC, seq"
+CLAIM_COLUMNS = "id, priority, run_at, seq"
+JSON_COLUMNS = ("after", "queues")
+BATCH = 500  # ids per IN (...) list: far below SQLite's limit of bound parameters
 
 
 def busy_timeout_ms() -> int:
@@ -132,11 +196,11 @@ class SqliteStore:
         self.url = f"sqlite:///{path}"
         self._file = SqliteFile(
             path,
-            SCHEMA + SCHEDULES_SCHEMA,
+            SCHEMA + SCHEDULES_SCHEMA + CONTROL_SCHEMA,
             SCHEMA_VERSION,
             busy_timeout_ms(),
             make_directory,
-            upgrade=_upgrade,
+            before_schema=add_columns,
         )
         self._tx = self._file.transaction
         self._query = self._file.query
@@ -146,18 +210,68 @@ class SqliteStore:
         self._file.close()
 
     # -- jobs -----------------------------------------------------------------------------
-    def insert_jobs(self, jobs: Sequence[Job]) -> None:
-        """All or nothing, in one transaction."""
+    def insert_jobs(
+        self, jobs: Sequence[Job], dead_dependency: Callable[[str], dict[str, Any]] | None = None
+    ) -> None:
+        """All or nothing, in one transaction; a job's dependencies are counted (and a dead
+        one makes it dead) inside that transaction."""
         placeholders = ", ".join("?" for _ in JOB_COLUMNS)
         sql = f"INSERT INTO jobs ({', '.join(JOB_COLUMNS)}) VALUES ({placeholders})"
         row_of = operator.attrgetter(*JOB_COLUMNS)
-        rows = [row_of(job) for job in jobs]
+        after_at = JOB_COLUMNS.index("after")
+        rows = []
+        for job in jobs:
+            row = row_of(job)
+            if job.after:
+                row = (*row[:after_at], json.dumps(job.after), *row[after_at + 1 :])
+            else:
+                row = (*row[:after_at], None, *row[after_at + 1 :])
+            rows.append(row)
         try:
             with self._tx() as conn:
                 conn.executemany(sql, rows)
+                waiting = [job for job in jobs if job.after]
+                if waiting:
+                    self._link(conn, waiting, dead_dependency or _no_cascade)
         except sqlite3.IntegrityError:
             taken = self._first_taken([job.id for job in jobs])
             raise DuplicateJob(taken) from None
+
+    def _link(
+        self,
+        conn: sqlite3.Connection,
+        jobs: Sequence[Job],
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> None:
+        """Record who waits on whom, and set each new job's `waiting` from its dependencies'
+        states now (earlier jobs of the batch are already inserted, so they count too)."""
+        conn.executemany(
+            "INSERT OR IGNORE INTO job_deps (dep_id, job_id) VALUES (?, ?)",
+            [(dep, job.id) for job in jobs for dep in job.after],
+        )
+        for job in jobs:
+            self._count_dependencies(conn, job.id, job.after, dead_dependency)
+
+    def _count_dependencies(
+        self,
+        conn: sqlite3.Connection,
+        job_id: str,
+        after: Sequence[str],
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> bool:
+        """Set `waiting` of a pending job to its unfinished dependencies; if one is dead
+        (or gone), the job becomes dead as a cascade would make it. False when it did."""
+        states = _states(conn, after)
+        missing = [dep for dep in after if dep not in states]
+        if missing:
+            raise DependencyNotFound(job_id, missing[0])
+        dead = [dep for dep in after if states[dep] == "dead"]
+        if dead:
+            _update(conn, job_id, dead_dependency(dead[0]))
+            return False
+        unfinished = sum(1 for dep in after if states[dep] != "completed")
+        conn.execute("UPDATE jobs SET waiting = ? WHERE id = ?", (unfinished, job_id))
+        return True
 
     def _first_taken(self, ids: list[str]) -> str:
         seen: set[str] = set()
@@ -184,50 +298,125 @@ class SqliteStore:
             warn_foreign(f"{self.path}: jobs", skipped)
         return jobs
 
-    def list_jobs(self, state: str | None, limit: int, now: float | None = None) -> list[Job]:
-        """Pending/failed: those ready at `now` in claim order, then those waiting by run_at.
-        Other states newest update first."""
+    def list_jobs(
+        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+    ) -> list[Job]:
+        """Pending/failed: those ready at `now` in claim order, then those waiting (for their
+        run_at or a dependency) by run_at. Other states newest update first."""
         if state in ("pending", "failed"):
             now = time.time() if now is None else now
-            ready = self._query(
-                f"SELECT * FROM jobs INDEXED BY jobs_ready WHERE {READY} AND state = ? "
-                f"AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?",
-                (state, now, limit),
+            return self._list_ready(state, limit, now, queue)
+        params: tuple[Any, ...]
+        if state and queue is not None:
+            sql = (
+                "SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
+                "ORDER BY updated_at DESC, seq DESC LIMIT ?"
             )
-            waiting = self._query(
-                f"SELECT * FROM jobs INDEXED BY jobs_waiting WHERE {READY} AND state = ? "
-                f"AND run_at > ? ORDER BY {WAITING_ORDER} LIMIT ?",
-                (state, now, limit - len(ready)),
-            )
-            return self._jobs([*ready, *waiting])
-        if state:
+            params = (queue, state, limit)
+        elif state:
             sql = (
                 "SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? "
                 "ORDER BY updated_at DESC, seq DESC LIMIT ?"
             )
-            params: tuple[Any, ...] = (state, limit)
+            params = (state, limit)
+        elif queue is not None:
+            # Newest of each state of the queue (one index range each), then the newest of those.
+            parts = [
+                "SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? "
+                "AND state = ? ORDER BY updated_at DESC, seq DESC LIMIT ?)"
+                for _ in STATES
+            ]
+            sql = f"{' UNION ALL '.join(parts)} ORDER BY updated_at DESC, seq DESC LIMIT ?"
+            params = tuple(v for s in STATES for v in (queue, s, limit)) + (limit,)
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
         return self._jobs(self._query(sql, params))
 
-    def count_by_state(self) -> dict[str, int]:
-        """Number of jobs per state."""
-        rows = self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
+    def _list_ready(self, state: str, limit: int, now: float, queue: str | None) -> list[Job]:
+        """Claimable jobs due by `now` in claim order; then, by run_at, claimable jobs due
+        later merged with jobs blocked by a dependency (a failed job is never blocked)."""
+        by_queue = "" if queue is None else " AND queue = ?"
+        qp: tuple[Any, ...] = () if queue is None else (queue,)
+        suffix = "" if queue is None else "_queue"
+        ready = self._query(
+            f"SELECT * FROM jobs INDEXED BY jobs_claim{suffix} WHERE {CLAIMABLE}{by_queue} "
+            f"AND state = ? AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT ?",
+            (*qp, state, now, limit),
+        )
+        left = limit - len(ready)
+        if left <= 0:
+            return self._jobs(ready)
+        parts = [
+            f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_next{suffix} "
+            f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at > ? "
+            f"ORDER BY {WAITING_ORDER} LIMIT ?)"
+        ]
+        params: tuple[Any, ...] = (*qp, state, now, left)
+        if state == "pending":
+            parts.append(
+                f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{suffix} "
+                f"WHERE {BLOCKED}{by_queue} ORDER BY {WAITING_ORDER} LIMIT ?)"
+            )
+            params += (*qp, left)
+        waiting = self._query(
+            f"{' UNION ALL '.join(parts)} ORDER BY {WAITING_ORDER} LIMIT ?", (*params, left)
+        )
+        return self._jobs([*ready, *waiting])
+
+    def count_by_state(self, queue: str | None = None) -> dict[str, int]:
+        """Number of jobs per state (of one queue, when given)."""
+        if queue is not None:
+            rows = self._query(
+                "SELECT state, COUNT(*) AS n FROM jobs INDEXED BY jobs_queue_state "
+                "WHERE queue = ? GROUP BY state",
+                (queue,),
+            )
+        else:
+            rows = self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
         return {r["state"]: r["n"] for r in rows}
 
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per queue and state (read from the queue index alone)."""
+        rows = self._query(
+            "SELECT queue, state, COUNT(*) AS n FROM jobs INDEXED BY jobs_queue_state "
+            "GROUP BY queue, state"
+        )
+        counts: dict[str, dict[str, int]] = {}
+        for r in rows:
+            counts.setdefault(r["queue"], {})[r["state"]] = r["n"]
+        return counts
+
+    def job_states(self, job_ids: Sequence[str]) -> dict[str, str]:
+        """The state of each of those jobs that exists, read in bounded batches."""
+        states: dict[str, str] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._query(f"SELECT id, state FROM jobs WHERE id IN ({marks})", chunk):
+                states[row["id"]] = row["state"]
+        return states
+
     def claim(
-        self, worker_id: str, now: float, lease_token: str, lease_expires_at: float | None = None
+        self,
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
     ) -> Job | None:
-        """One UPDATE ... RETURNING under BEGIN IMMEDIATE: atomic against every process."""
+        """One UPDATE ... RETURNING under BEGIN IMMEDIATE: atomic against every process.
+        With queues, each queue's index is walked to its first ready job (LIMIT 1 each) and
+        the best of those few wins: no other queue's job and no blocked job is looked at."""
+        pick, pick_params = _claim_pick(now, queues)
         sql = f"""
             UPDATE jobs SET state = 'processing', attempts = attempts + 1,
                 locked_by = ?, locked_at = ?, lease_token = ?, lease_renewed_at = ?,
                 lease_expires_at = ?, started_at = ?, updated_at = ?
-            WHERE id = (SELECT id FROM jobs INDEXED BY jobs_ready WHERE {READY} AND run_at <= ?
-                        ORDER BY {CLAIM_ORDER} LIMIT 1)
+            WHERE id = ({pick})
             RETURNING *"""
-        params = (worker_id, now, lease_token, now, lease_expires_at, now, now, now)
+        params = (worker_id, now, lease_token, now, lease_expires_at, now, now, *pick_params)
         with self._tx() as conn:
             row = conn.execute(sql, params).fetchone()
         claimed = self._jobs([row]) if row else []
@@ -293,6 +482,75 @@ class SqliteStore:
         )
         return self._jobs(rows)
 
+    def settle(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: Callable[[str], dict[str, Any]],
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
+    ) -> list[str] | None:
+        """Conditional like update_if, for changes that make a job completed or dead; in the
+        same transaction its dependents count it done, or (dead) become dead in turn, and
+        the worker's counter moves (`tally`, once per lease). Returns the ids of dependents
+        made dead, or None when not applied."""
+        with self._tx() as conn:
+            if not _update(conn, job_id, changes, expected, below):
+                return None
+            if tally is not None and expected.get("lease_token"):
+                self._count(conn, tally[0], tally[1], expected["lease_token"])
+            return _resolve(conn, job_id, changes["state"], dead_dependency)
+
+    def requeue(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> bool:
+        """Conditional like update_if, for changes that make a job pending again; its
+        `waiting` is recounted in the same transaction (a dependency still dead sends it
+        back to dead at once). Returns whether the change was applied."""
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"SELECT after FROM jobs WHERE id = ?{_conditions(expected)}",
+                (job_id, *expected.values()),
+            ).fetchall()
+            if not rows:
+                return False
+            _update(conn, job_id, changes)
+            after = json.loads(rows[0]["after"] or "[]")
+            if after:
+                try:
+                    self._count_dependencies(conn, job_id, after, dead_dependency)
+                except DependencyNotFound:  # purged meanwhile: it can no longer block
+                    present = list(_states(conn, after))
+                    self._count_dependencies(conn, job_id, present, dead_dependency)
+        return True
+
+    def progress(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool | None:
+        """While a job runs: apply `changes` (may be empty) under the lease, and say whether
+        a cancel was asked for. None when the lease is no longer ours."""
+        fence = "WHERE id = ? AND state = 'processing' AND lease_token = ?"
+        if changes:
+            assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+            with self._tx() as conn:
+                row = conn.execute(
+                    f"UPDATE jobs SET {assignments} {fence} RETURNING cancel_requested",
+                    (*changes.values(), job_id, lease_token),
+                ).fetchone()
+        else:
+            rows = self._query(f"SELECT cancel_requested FROM jobs {fence}", (job_id, lease_token))
+            row = rows[0] if rows else None
+        return None if row is None else bool(row["cancel_requested"])
+
+    def resolve_open_dependents(
+        self, dead_dependency: Callable[[str], dict[str, Any]]
+    ) -> list[str]:
+        """Nothing to finish here: settle resolves dependents in its own transaction."""
+        return []
+
     def update_if(
         self,
         job_id: str,
@@ -320,64 +578,110 @@ class SqliteStore:
         below = below or {}
         assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
         marks = ", ".join("?" for _ in job_ids)
-        conditions = "".join(f" AND {_column(k)} IS ?" for k in expected)
-        conditions += "".join(f" AND ({_column(k)} IS NULL OR {k} < ?)" for k in below)
+        conditions = _conditions(expected, below)
         sql = f"UPDATE jobs SET {assignments} WHERE id IN ({marks}){conditions} RETURNING id"
         params = (*changes.values(), *job_ids, *expected.values(), *below.values())
         with self._tx() as conn:
             return [r["id"] for r in conn.execute(sql, params).fetchall()]
 
-    def job_ids(self, state: str, limit: int, updated_until: float | None = None) -> list[str]:
-        """Ids of jobs in one state, least recently updated first."""
-        until = "" if updated_until is None else " AND updated_at <= ?"
-        params: tuple[Any, ...] = (state,) + (() if updated_until is None else (updated_until,))
+    def job_ids(
+        self,
+        state: str,
+        queue: str | None = None,
+        limit: int | None = None,
+        updated_until: float | None = None,
+    ) -> list[str]:
+        """Ids of the jobs in one state (and queue): every one in enqueue order; or, with
+        `limit`, up to that many (updated at or before `updated_until`, when given), least
+        recently updated first."""
+        if limit is None and updated_until is None:
+            if queue is None:
+                rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
+            else:
+                rows = self._query(
+                    "SELECT id FROM jobs INDEXED BY jobs_queue_state "
+                    "WHERE queue = ? AND state = ? ORDER BY seq",
+                    (queue, state),
+                )
+            return [r["id"] for r in rows]
+        where = "state = ?"
+        params: tuple[Any, ...] = (state,)
+        if queue is not None:
+            where += " AND queue = ?"
+            params += (queue,)
+        if updated_until is not None:
+            where += " AND updated_at <= ?"
+            params += (updated_until,)
         rows = self._query(
             "SELECT id FROM jobs INDEXED BY jobs_state_updated "
-            f"WHERE state = ?{until} ORDER BY updated_at, seq LIMIT ?",
-            (*params, limit),
+            f"WHERE {where} ORDER BY updated_at, seq LIMIT ?",
+            (*params, -1 if limit is None else limit),
         )
         return [r["id"] for r in rows]
 
-    def next_run_at(self) -> float | None:
-        """Earliest run_at of a ready-or-waiting job."""
-        rows = self._query(
-            f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_waiting WHERE {READY}"
+    def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
+        """Earliest run_at of a pending or failed job not blocked by a dependency (of
+        those queues, when given)."""
+        if not queues:
+            sql = f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_next WHERE {CLAIMABLE}"
+            rows = self._query(sql)
+            return rows[0]["t"] if rows else None
+        sql = (
+            f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_next_queue "
+            f"WHERE {CLAIMABLE} AND queue = ?"
         )
-        return rows[0]["t"] if rows else None
+        found = [r["t"] for q in queues for r in self._query(sql, (q,)) if r["t"] is not None]
+        return min(found) if found else None
 
-    def duration_summary(self) -> tuple[int, float | None]:
+    def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
         """Count and mean of completed jobs' durations, computed by SQLite."""
+        index, where, params = _by_queue("jobs_done_duration", "jobs_queue_duration", queue)
         agg = self._query(
-            "SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
-            "INDEXED BY jobs_done_duration WHERE state = 'completed'"
+            f"SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
+            f"INDEXED BY {index} WHERE state = 'completed'{where}",
+            params,
         )[0]
         return int(agg["n"]), agg["mean"]
 
-    def duration_at(self, rank: int) -> float | None:
+    def duration_at(self, rank: int, queue: str | None = None) -> float | None:
         """One duration by rank, read through the index (never by loading jobs)."""
+        index, where, params = _by_queue("jobs_done_duration", "jobs_queue_duration", queue)
         rows = self._query(
-            "SELECT duration FROM jobs INDEXED BY jobs_done_duration "
-            "WHERE state = 'completed' AND duration IS NOT NULL "
+            f"SELECT duration FROM jobs INDEXED BY {index} "
+            f"WHERE state = 'completed' AND duration IS NOT NULL{where} "
             "ORDER BY duration LIMIT 1 OFFSET ?",
-            (rank,),
+            (*params, rank),
         )
         return rows[0]["duration"] if rows else None
 
-    def retried_totals(self) -> tuple[int, int]:
+    def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
         """Jobs with more than one attempt, and their attempts summed."""
+        # Of one queue: the retried jobs of every queue are read (few: most jobs run once).
+        index, where, params = _by_queue("jobs_retried", "jobs_retried", queue)
         row = self._query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(attempts), 0) AS a FROM jobs "
-            "INDEXED BY jobs_retried WHERE attempts > 1"
+            f"INDEXED BY {index} WHERE attempts > 1{where}",
+            params,
         )[0]
         return int(row["n"]), int(row["a"])
 
-    def completed_since(self, since: float) -> int:
+    def completed_since(self, since: float, queue: str | None = None) -> int:
         """Completed jobs that finished at or after `since`."""
-        rows = self._query(
-            "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
-            "WHERE state = 'completed' AND finished_at >= ?",
-            (since,),
-        )
+        if queue is None:
+            sql = (
+                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_done_finished "
+                "WHERE state = 'completed' AND finished_at >= ?"
+            )
+            params: tuple[Any, ...] = (since,)
+        else:
+            # updated_at >= finished_at always (the last change is at or after the end), so
+            # the queue's range of recent updates holds every recent finish.
+            sql = (
+                "SELECT COUNT(*) AS c FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? "
+                "AND state = 'completed' AND updated_at >= ? AND finished_at >= ?"
+            )
+            params = (queue, since, since)
+        rows = self._query(sql, params)
         return int(rows[0]["c"])
 
     # -- config ---------------------------------------------------------------------------
@@ -403,10 +707,13 @@ class SqliteStore:
     def register_worker(self, worker: WorkerInfo) -> None:
         """Insert a worker row."""
         marks = ", ".join("?" for _ in WORKER_COLUMNS)
+        values = tuple(
+            json.dumps(getattr(worker, c)) if c in JSON_COLUMNS else getattr(worker, c)
+            for c in WORKER_COLUMNS
+        )
         with self._tx() as conn:
             conn.execute(
-                f"INSERT INTO workers ({', '.join(WORKER_COLUMNS)}) VALUES ({marks})",
-                tuple(getattr(worker, c) for c in WORKER_COLUMNS),
+                f"INSERT INTO workers ({', '.join(WORKER_COLUMNS)}) VALUES ({marks})", values
             )
 
     def update_worker(
@@ -529,21 +836,126 @@ class SqliteStore:
         return [_schedule(r) for r in rows]
 
 
-def _upgrade(conn: sqlite3.Connection) -> None:
-    """Bring a file of an older schema version (or a new file) to SCHEMA_VERSION. Added
-    columns are nullable, so workers of the previous release keep working on the file."""
-    conn.executescript(SCHEMA + SCHEDULES_SCHEMA)
+def add_columns(conn: sqlite3.Connection) -> None:
+    """Give the tables of a file written by an earlier release the columns added since
+    (ADDED_COLUMNS), before the schema's indexes on them are created. Under the write lock,
+    so two processes upgrading at once add each column once."""
     conn.execute("BEGIN IMMEDIATE")
     try:
-        for table, column, kind in ADDED_COLUMNS:
+        for table, columns in ADDED_COLUMNS.items():
             have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
-            if column not in have:  # another process may have added it meanwhile
-                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            if not have:
+                continue  # a new file: the schema creates the table whole
+            for name, decl in columns:
+                if name not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {name} {decl}")
     except BaseException:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _claim_pick(now: float, queues: Sequence[str]) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT that names the next job to claim, and its parameters."""
+    if not queues:
+        sql = (
+            f"SELECT id FROM jobs INDEXED BY jobs_claim WHERE {CLAIMABLE} AND run_at <= ? "
+            f"ORDER BY {CLAIM_ORDER} LIMIT 1"
+        )
+        return sql, (now,)
+    if len(queues) == 1:
+        sql = (
+            f"SELECT id FROM jobs INDEXED BY jobs_claim_queue WHERE {CLAIMABLE} AND queue = ? "
+            f"AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT 1"
+        )
+        return sql, (queues[0], now)
+    # One index walk per queue, each stopped at its first ready job; then the best of those.
+    heads = " UNION ALL ".join(
+        f"SELECT * FROM (SELECT {CLAIM_COLUMNS} FROM jobs INDEXED BY jobs_claim_queue "
+        f"WHERE {CLAIMABLE} AND queue = ? AND run_at <= ? ORDER BY {CLAIM_ORDER} LIMIT 1)"
+        for _ in queues
+    )
+    sql = f"SELECT id FROM ({heads}) ORDER BY {CLAIM_ORDER} LIMIT 1"
+    return sql, tuple(value for q in queues for value in (q, now))
+
+
+def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
+    states: dict[str, str] = {}
+    unique = list(dict.fromkeys(job_ids))
+    for start in range(0, len(unique), BATCH):
+        chunk = unique[start : start + BATCH]
+        marks = ", ".join("?" for _ in chunk)
+        for row in conn.execute(f"SELECT id, state FROM jobs WHERE id IN ({marks})", chunk):
+            states[row[0]] = row[1]
+    return states
+
+
+def _conditions(expected: dict[str, Any], below: dict[str, float] | None = None) -> str:
+    """The WHERE terms after the id: each `expected` field has its value (None: null), each
+    `below` field is null or under its bound; parameters in that order."""
+    terms = "".join(f" AND {_column(k)} IS ?" for k in expected)
+    return terms + "".join(f" AND ({_column(k)} IS NULL OR {_column(k)} < ?)" for k in below or {})
+
+
+def _update(
+    conn: sqlite3.Connection,
+    job_id: str,
+    changes: dict[str, Any],
+    expected: dict[str, Any] | None = None,
+    below: dict[str, float] | None = None,
+) -> bool:
+    expected = expected or {}
+    below = below or {}
+    assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+    cursor = conn.execute(
+        f"UPDATE jobs SET {assignments} WHERE id = ?{_conditions(expected, below)}",
+        (*changes.values(), job_id, *expected.values(), *below.values()),
+    )
+    return cursor.rowcount == 1
+
+
+def _resolve(
+    conn: sqlite3.Connection,
+    job_id: str,
+    state: str,
+    dead_dependency: Callable[[str], dict[str, Any]],
+) -> list[str]:
+    """A job reached a final state: its dependents count it done (completed), or become dead
+    with every job that waits on them, however deep (dead). Returns the jobs made dead."""
+    if state == "completed":
+        conn.execute(
+            "UPDATE jobs SET waiting = waiting - 1 WHERE waiting > 0 AND id IN "
+            "(SELECT job_id FROM job_deps WHERE dep_id = ?)",
+            (job_id,),
+        )
+        return []
+    if state != "dead":
+        return []
+    killed: list[str] = []
+    frontier = [job_id]
+    while frontier:
+        dep = frontier.pop()
+        rows = conn.execute(
+            "SELECT j.id FROM job_deps d JOIN jobs j ON j.id = d.job_id "
+            "WHERE d.dep_id = ? AND j.state = 'pending' AND j.waiting > 0",
+            (dep,),
+        ).fetchall()
+        changes = dead_dependency(dep)
+        for (dependent,) in rows:
+            if _update(conn, dependent, changes, {"state": "pending"}):
+                killed.append(dependent)
+                frontier.append(dependent)
+    return killed
+
+
+def _by_queue(index: str, queue_index: str, queue: str | None) -> tuple[str, str, tuple[Any, ...]]:
+    if queue is None:
+        return index, "", ()
+    return queue_index, " AND queue = ?", (queue,)
+
+
+def _no_cascade(dep: str) -> dict[str, Any]:
+    raise ValueError(f"dependency {dep} is dead, and no change was given for its dependents")
 
 
 def _column(name: str, allowed: Sequence[str] = JOB_COLUMNS) -> str:

@@ -203,10 +203,14 @@ class SqliteFile:
         schema_version: int,
         busy_ms: int,
         make_directory: Callable[[], object] | None = None,
+        before_schema: Callable[[sqlite3.Connection], None] | None = None,
         upgrade: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.path = path
         self._schema = schema
+        # Run on a file of an older version before the schema script (e.g. adding columns
+        # the script's indexes name).
+        self._before_schema = before_schema
         self._version = schema_version
         # Brings a file of an older version to `schema_version` (default: run `schema`,
         # whose statements are all IF NOT EXISTS, and set the version).
@@ -284,6 +288,8 @@ class SqliteFile:
         conn.execute("PRAGMA synchronous = NORMAL")
         # Checking the version first keeps a CLI call on an existing file read-only.
         if not self._schema_ready and version < self._version:
+            if self._before_schema is not None:
+                self._before_schema(conn)
             if self._upgrade is not None:
                 self._upgrade(conn)
             else:

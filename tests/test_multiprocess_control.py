@@ -1,0 +1,111 @@
+"""SPEC §7 with real `queuectl worker start` processes on SQLite: a canceled running job is
+killed with its process group, workers serve only their queues, dependencies hold across
+processes, and `wait` and `log --follow` watch jobs that other processes run."""
+
+from __future__ import annotations
+
+import shlex
+import subprocess
+import time
+from typing import Iterator
+
+import pytest
+from procutil import QUEUECTL, QueueEnv, job_processes, unique, wait_for
+
+FAST = {"poll_interval": 0.1, "heartbeat_interval": 0.2, "stale_after": 60}
+
+
+@pytest.fixture
+def q(tmp_path) -> Iterator[QueueEnv]:
+    """A private store and home; every process started under it is killed afterwards."""
+    with QueueEnv(tmp_path) as env:
+        env.config(**FAST)
+        yield env
+
+
+def test_cancel_kills_a_running_job_and_its_process_group(q):
+    # A long poll_interval: only the local signal makes the cancel this quick.
+    q.config(poll_interval=30)
+    job_id = unique("cancel")
+    q.cli("enqueue", "--id", job_id, "--max-retries", "5", "sleep 30 & sleep 30; wait")
+    supervisor = q.start_workers()
+    wait_for(lambda: len(job_processes(job_id)) >= 3, 15, "the command and its children")
+
+    started = time.monotonic()
+    done = q.cli("cancel", job_id)
+
+    assert done.stdout == "Canceled 1 job(s)\n"
+    wait_for(lambda: q.job(job_id)["state"] == "dead", 10, "the job to be dead")
+    assert time.monotonic() - started < 5
+    job = q.job(job_id)
+    assert (job["last_error"], job["attempts"]) == ("canceled while running", 1)
+    wait_for(lambda: not job_processes(job_id), 5, "every process of the job to be gone")
+    assert f"job {job_id} canceled while running; moved to DLQ" in supervisor.output()
+    q.cli("worker", "stop", "--wait", "--timeout", "20")
+    assert supervisor.wait(10) == 0
+
+
+def test_workers_serve_only_their_queues_and_burst_waits_for_them_alone(q):
+    q.cli("enqueue", "--id", "m1", "--queue", "mail", "true")
+    q.cli("enqueue", "--id", "m2", "--queue", "mail", "true")
+    q.cli("enqueue", "--id", "c1", "--queue", "cpu", "true")
+    assert q.start_workers("--queue", "mail", "--burst").wait(30) == 0
+    assert {j: q.job(j)["state"] for j in ("m1", "m2", "c1")} == {
+        "m1": "completed",
+        "m2": "completed",
+        "c1": "pending",
+    }
+    assert q.start_workers("--queue", "mail,cpu", "--burst").wait(30) == 0
+    assert q.job("c1")["state"] == "completed"
+
+
+def test_a_chain_runs_in_order_across_worker_processes(q):
+    runs = q.home / "order.txt"
+    record = f"echo $QUEUECTL_JOB_ID >> {shlex.quote(str(runs))}"
+    specs = [{"id": "s0", "command": record}]
+    specs += [
+        {"id": f"s{i}", "command": record, "after": [f"s{i - 1}"], "priority": i}
+        for i in range(1, 6)
+    ]
+    specs.append({"id": "doomed", "command": "exit 1", "max_retries": 0})
+    specs.append({"id": "never", "command": record, "after": ["s5", "doomed"]})
+    q.enqueue(specs)
+    waited = subprocess.Popen(
+        [*QUEUECTL, "--db", str(q.db), "wait", "s5", "never", "--timeout", "60"],
+        env=q.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert q.start_workers("--count", "3", "--burst").wait(60) == 0
+    out, err = waited.communicate(timeout=30)
+    assert runs.read_text().split() == [f"s{i}" for i in range(6)]
+    assert (q.job("never")["state"], q.job("never")["last_error"]) == (
+        "dead",
+        "dependency doomed is dead",
+    )
+    assert waited.returncode == 1
+    assert err == "Error: job 'never' is dead (see: queuectl dlq list)\n"
+
+
+def test_log_follow_shows_output_while_another_process_runs_the_job(q):
+    job_id = unique("follow")
+    q.cli("enqueue", "--id", job_id, "echo one; sleep 2.5; echo two")
+    follower = subprocess.Popen(
+        [*QUEUECTL, "--db", str(q.db), "log", "--follow", job_id],
+        env=q.env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    supervisor = q.start_workers()
+    assert follower.stdout is not None
+    first = follower.stdout.readline()
+    assert first == "one\n"
+    assert q.job(job_id)["state"] == "processing", "the first line came while it ran"
+    rest, err = follower.communicate(timeout=30)
+    assert follower.returncode == 0
+    assert rest == f"two\nJob {job_id}: completed, exit status 0, attempt 1/4\n"
+    assert err == f"Job {job_id} has not started yet (pending); waiting for it\n"
+    q.cli("worker", "stop", "--wait", "--timeout", "20")
+    assert supervisor.wait(10) == 0
