@@ -123,6 +123,21 @@ def clock() -> FakeClock:
     return FakeClock()
 
 
+def watch(apps, clock: FakeClock, seconds: float, step: float = 10.0) -> None:
+    """Let `seconds` pass while each App keeps talking to its store, as a live worker does
+    every poll: a reaper counts staleness only over time it could see the store (SPEC §8),
+    so a test's reaper must have watched for as long as it judges."""
+    from queuectl.errors import StoreUnavailable
+
+    for _ in range(round(seconds / step)):
+        clock.advance(step)
+        for app in apps:
+            try:
+                app.configs.load()
+            except StoreUnavailable:
+                pass
+
+
 @pytest.fixture
 def home(tmp_path, monkeypatch):
     """A private QUEUECTL_HOME, no store variables from the outside, and a clean cwd."""

@@ -3,9 +3,8 @@ outages, partitions, live config changes. Real `queuectl worker start` processes
 wire lane's server through a fault proxy (faultproxy.py); the test reads and writes the
 store directly, behind the proxy's back.
 
-Each defect test is marked xfail(strict=True) with the defect's number: it fails on today's
-code, and the fix makes it pass (strict: an unexpected pass fails the suite, the sign to
-remove the mark). The faults are aimed at commands by name and content (the claim is a
+Each defect test failed before its fix (they were first committed as strict expected
+failures) and passes since. The faults are aimed at commands by name and content (the claim is a
 `findAndModify`, a result an `update` of `jobs` setting its state): a fix that changes those
 commands may need to aim them anew. These run on the wire lane only: a replica set retries
 some lost writes by itself (retryable writes), which would change what they show.
@@ -126,17 +125,24 @@ def lease_cutoff(command: dict[str, Any]) -> float | None:
 
 
 def set_by(command: dict[str, Any]) -> dict[str, Any]:
-    """The `$set` of the first update in an `update` command (empty for other shapes)."""
-    update = (command.get("updates") or [{}])[0].get("u")
+    """The `$set` of the first update in an `update` command, or of a `findAndModify`
+    (empty for other shapes)."""
+    if "findAndModify" in command:
+        update = command.get("update")
+    else:
+        update = (command.get("updates") or [{}])[0].get("u")
     return update.get("$set", {}) if isinstance(update, dict) else {}
 
 
+def ends_attempt(command: dict[str, Any], state: str) -> bool:
+    """Whether a command writes the end of an attempt in that state (an `update` or, where
+    dependents must learn of it, a `findAndModify` of `jobs`)."""
+    collection = command.get("update") if "update" in command and "updates" in command else None
+    collection = collection or command.get("findAndModify")
+    return collection == "jobs" and set_by(command).get("state") == state
+
+
 # -- defect 3: a lost claim reply -----------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 3: a lost claim reply charges an attempt for nothing; the job "
-    "goes to the DLQ without having run",
-)
 def test_a_lost_claim_reply_costs_no_attempt(fleet):
     q = fleet.q
     q.config(poll_interval=0.1, heartbeat_interval=0.2, stale_after=1)
@@ -159,20 +165,14 @@ def test_a_lost_claim_reply_costs_no_attempt(fleet):
 
 
 # -- defect 4: a lost finish reply ----------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 4: a stored result whose reply was lost is logged as 'result "
-    "refused: lease lost' and not counted in jobs_done",
-)
 def test_a_lost_result_reply_is_not_reported_as_a_lost_lease(fleet):
     q = fleet.q
     q.config(poll_interval=0.1, heartbeat_interval=0.5, stale_after=3)
     job_id = unique("finish")
     q.cli("enqueue", "--id", job_id, "echo finished")
     proxy = fleet.proxy()
-    lost = proxy.drop_reply(
-        "update", where=lambda c: c["update"] == "jobs" and set_by(c).get("state") == "completed"
-    )
+    # A result that ends the job is written by a findAndModify (its dependents learn of it).
+    lost = proxy.drop_reply("findAndModify", where=lambda c: ends_attempt(c, "completed"))
 
     supervisor = fleet.workers_through(proxy, "--burst")
     lost.wait_fired(WAIT)
@@ -187,11 +187,6 @@ def test_a_lost_result_reply_is_not_reported_as_a_lost_lease(fleet):
 
 
 # -- defect 2: an outage longer than stale_after --------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 2: after a store outage longer than stale_after the first "
-    "reaper back releases the jobs of live workers, which run again",
-)
 def test_a_store_outage_longer_than_stale_after_runs_nothing_twice(fleet):
     q = fleet.q
     stale_after = 3.0
@@ -230,11 +225,6 @@ def test_a_store_outage_longer_than_stale_after_runs_nothing_twice(fleet):
 
 
 # -- defect 1: a live config change ---------------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 1: lowering heartbeat_interval and stale_after on a live fleet "
-    "makes live workers look lost and reapers release their healthy jobs",
-)
 def test_a_live_config_change_never_makes_live_workers_lost(fleet):
     q = fleet.q
     q.config(poll_interval=0.1, heartbeat_interval=20, stale_after=60)
@@ -272,11 +262,6 @@ def test_a_live_config_change_never_makes_live_workers_lost(fleet):
 
 
 # -- defect 5: the reaper decides from a read, then writes ------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 5: the reaper's release is fenced only by the token, so a lease "
-    "renewed between its read and its write is taken all the same",
-)
 def test_the_reaper_never_takes_a_lease_renewed_after_its_read(fleet):
     q = fleet.q
     stale_after = 2.0
@@ -343,11 +328,6 @@ def test_the_reaper_never_takes_a_lease_renewed_after_its_read(fleet):
 
 
 # -- defect 7: a stale heartbeat snapshot ---------------------------------------------------
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 7: a heartbeat that began while the job ran logs 'lease lost; "
-    "killing its command' after the job completed",
-)
 def test_no_lease_lost_message_after_a_job_completed(fleet):
     q = fleet.q
     q.config(poll_interval=0.1, heartbeat_interval=0.2, stale_after=3)

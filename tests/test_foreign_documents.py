@@ -100,19 +100,12 @@ def seeded(lane, capsys) -> tuple[Lane, str]:
     return lane, ours
 
 
-DEFECT_8_READS = pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 8: a Node-version document breaks list and dlq list (TypeError "
-    "on its ObjectId)",
-)
-
-
 @pytest.mark.parametrize(
     "command",
     [
-        pytest.param(("list",), id="list", marks=DEFECT_8_READS),
+        pytest.param(("list",), id="list"),
         pytest.param(("list", "--state", "pending"), id="list-pending"),
-        pytest.param(("dlq", "list"), id="dlq-list", marks=DEFECT_8_READS),
+        pytest.param(("dlq", "list"), id="dlq-list"),
         pytest.param(("worker", "list"), id="worker-list"),
         pytest.param(("status",), id="status"),
     ],
@@ -137,11 +130,6 @@ def test_status_and_stats_count_around_a_node_version_document(seeded, capsys):
     assert json.loads(out)["duration"] == {"mean": None, "p50": None, "p95": None}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="issue 10 defect 8: a Node-version document (no run_at) crashes every worker "
-    "with KeyError: 'run_at'",
-)
 def test_a_worker_runs_its_jobs_beside_a_node_version_document(seeded):
     lane, ours = seeded
     if lane.q is not None:  # real processes: the exit status and output a user sees

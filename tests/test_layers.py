@@ -14,7 +14,7 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "queuectl"
 
 PURE = {"models", "backoff", "errors", "text"}
-MANAGERS = {"jobs", "workers", "config", "localproc", "schedules", "notify"}
+MANAGERS = {"jobs", "workers", "config", "localproc", "schedules", "notify", "sight"}
 RUNTIME = {"worker", "worker_process", "supervisor", "executor"}
 PRESENTATION = {"cli", "render", "dashboard", "web"}
 

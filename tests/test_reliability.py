@@ -128,19 +128,26 @@ class FlakyFinish:
     def __getattr__(self, name: str) -> Any:
         return getattr(self.inner, name)
 
-    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any], **kwargs: Any) -> bool:
         """Raise StoreUnavailable while failures remain, then write for real."""
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("cannot reach MongoDB at mongodb://db.example:27017")
-        return self.inner.finish(job_id, lease_token, changes)
+        return self.inner.finish(job_id, lease_token, changes, **kwargs)
 
-    def settle(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any], dead: Any):
+    def settle(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        dead: Any,
+        **kwargs: Any,
+    ) -> Any:
         """The same failures for a write that makes the job completed or dead."""
         if self.failures:
             self.failures -= 1
             raise StoreUnavailable("cannot reach MongoDB at mongodb://db.example:27017")
-        return self.inner.settle(job_id, expected, changes, dead)
+        return self.inner.settle(job_id, expected, changes, dead, **kwargs)
 
 
 def run_one(store: Any, command: str, failures: int, **fields: Any):

@@ -341,13 +341,76 @@ def test_renew_lease(store):
 
 
 def test_stale_jobs_are_processing_jobs_with_an_old_lease(store):
+    # Leases of an older release (no deadline): stale by the reader's cutoff alone.
     store.insert_jobs([job("old"), job("fresh"), job("idle", lease_renewed_at=T - 1000)])
     store.claim("w1", T, "t1")
     store.claim("w2", T, "t2")
     store.renew_lease("fresh", "t2", T + 100)
-    assert ids(store.stale_jobs(T + 50)) == ["old"]
-    assert store.stale_jobs(T) == []  # renewed exactly at the cutoff is not stale
-    assert sorted(ids(store.stale_jobs(T + 101))) == ["fresh", "old"]
+    assert ids(store.stale_jobs(T + 50, T + 700)) == ["old"]
+    assert store.stale_jobs(T, T + 700) == []  # renewed exactly at the cutoff is not stale
+    assert sorted(ids(store.stale_jobs(T + 101, T + 700))) == ["fresh", "old"]
+
+
+def test_a_lease_is_stale_only_past_its_own_deadline_too(store):
+    store.insert_jobs([job("short"), job("long")])
+    store.claim("w1", T, "t1", lease_expires_at=T + 5)
+    store.claim("w2", T, "t2", lease_expires_at=T + 600)
+    assert (store.get_job("short").lease_expires_at, store.get_job("long").lease_expires_at) == (
+        T + 5,
+        T + 600,
+    )
+    assert ids(store.stale_jobs(T + 1, T + 6)) == ["short"]
+    assert store.stale_jobs(T + 1, T + 5) == []  # a deadline reached is not yet passed
+    assert store.renew_lease("short", "t1", T + 10, lease_expires_at=T + 15)
+    assert store.get_job("short").lease_expires_at == T + 15
+    assert store.renew_lease("short", "t1", T + 12)  # no new deadline: the old one stays
+    assert store.get_job("short").lease_expires_at == T + 15
+    assert sorted(ids(store.stale_jobs(T + 13, T + 601))) == ["long", "short"]
+
+
+def test_update_if_below_needs_each_field_null_or_under_its_bound(store):
+    store.insert_jobs([job("a", lease_renewed_at=T, lease_expires_at=None)])
+    assert not store.update_if("a", {}, {"priority": 1}, below={"lease_renewed_at": T})
+    assert store.update_if("a", {}, {"priority": 2}, below={"lease_renewed_at": T + 1})
+    assert store.update_if("a", {}, {"priority": 3}, below={"lease_expires_at": T})  # null
+    store.update_if("a", {}, {"lease_expires_at": T + 10})
+    assert not store.update_if(
+        "a", {"priority": 3}, {"priority": 4}, below={"lease_expires_at": T + 10}
+    )
+    assert store.update_if(
+        "a",
+        {"priority": 3},
+        {"priority": 5},
+        below={"lease_expires_at": T + 11, "lease_renewed_at": T + 1},
+    )
+    assert store.get_job("a").priority == 5
+
+
+def test_update_many_if_changes_only_the_ids_that_match(store):
+    store.insert_jobs([job(f"d{n}", state="dead") for n in range(5)] + [job("p")])
+    changed = store.update_many_if(
+        ["d0", "d2", "p", "nope", "d4"], {"state": "dead"}, {"state": "pending", "attempts": 0}
+    )
+    assert sorted(changed) == ["d0", "d2", "d4"]
+    assert store.count_by_state() == {"pending": 4, "dead": 2}
+    assert store.update_many_if(["d0", "d2"], {"state": "dead"}, {"priority": 1}) == []
+    assert store.update_many_if([], {"state": "dead"}, {"priority": 1}) == []
+
+
+def test_finish_with_a_tally_counts_the_end_in_the_workers_row_once(store):
+    store.register_worker(worker("w1"))
+    store.insert_jobs([job("a"), job("b")])
+    store.claim("w1", T, "ta")
+    assert store.finish("a", "ta", {"state": "completed"}, tally=("w1", "jobs_done"))
+    assert store.get_worker("w1").jobs_done == 1
+    store.count_job_end("w1", "jobs_done", "ta")  # a retry after a lost reply: counted once
+    assert store.get_worker("w1").jobs_done == 1
+    store.claim("w1", T, "tb")
+    assert not store.finish("b", "wrong", {"state": "dead"}, tally=("w1", "jobs_failed"))
+    assert store.get_worker("w1").jobs_failed == 0
+    store.count_job_end("w1", "jobs_failed", "tb")
+    got = store.get_worker("w1")
+    assert (got.jobs_done, got.jobs_failed) == (1, 1)
 
 
 def test_jobs_locked_by(store):
@@ -432,10 +495,20 @@ def test_update_if_applies_only_when_every_expected_field_matches(store):
     assert store.get_job("a").state == "pending"
 
 
-def test_job_ids_of_one_state_in_enqueue_order(store):
-    store.insert_jobs([job("z", state="dead"), job("a", state="dead"), job("p")])
-    assert store.job_ids("dead") == ["z", "a"]
-    assert store.job_ids("failed") == []
+def test_job_ids_of_one_state_least_recently_updated_first(store):
+    store.insert_jobs(
+        [
+            job("z", state="dead"),
+            job("a", state="dead"),
+            job("p"),
+            job("old", state="dead", updated_at=T - 5),
+            job("new", state="dead", updated_at=T + 5),
+        ]
+    )
+    assert store.job_ids("dead", limit=10) == ["old", "z", "a", "new"]
+    assert store.job_ids("dead", limit=2) == ["old", "z"]
+    assert store.job_ids("dead", limit=10, updated_until=T) == ["old", "z", "a"]
+    assert store.job_ids("failed", limit=10) == []
 
 
 def test_next_run_at_looks_only_at_pending_and_failed(store):
@@ -579,8 +652,11 @@ def test_mark_workers_lost_takes_only_silent_live_workers(store):
     store.register_worker(worker("silent-stopping", status="stopping", last_heartbeat=T - 900))
     store.register_worker(worker("alive", status="busy", current_job="k", last_heartbeat=T - 5))
     store.register_worker(worker("stopped", status="stopped", last_heartbeat=T - 9000))
-    lost = store.mark_workers_lost(T - 600)
-    assert sorted(lost) == ["silent-busy", "silent-idle", "silent-stopping"]
+    # Silent by the reader's stale_after, but within the deadline it wrote itself.
+    store.register_worker(worker("vouched", last_heartbeat=T - 700, expires_at=T + 1))
+    store.register_worker(worker("expired", last_heartbeat=T - 700, expires_at=T - 1))
+    lost = store.mark_workers_lost(T - 600, T)
+    assert sorted(lost) == ["expired", "silent-busy", "silent-idle", "silent-stopping"]
     statuses = {w.id: (w.status, w.current_job) for w in store.list_workers()}
     assert statuses == {
         "silent-idle": ("lost", None),
@@ -588,8 +664,10 @@ def test_mark_workers_lost_takes_only_silent_live_workers(store):
         "silent-stopping": ("lost", None),
         "alive": ("busy", "k"),
         "stopped": ("stopped", None),
+        "vouched": ("idle", None),
+        "expired": ("lost", None),
     }
-    assert store.mark_workers_lost(T - 600) == []
+    assert store.mark_workers_lost(T - 600, T) == []
 
 
 def test_delete_workers_forgets_only_long_gone_ones(store):

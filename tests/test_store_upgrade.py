@@ -104,3 +104,38 @@ def test_a_mongodb_document_of_the_first_release_is_a_default_job(store):
     assert store.next_run_at(["default"]) == 1.0
     assert store.claim("w", 2.0, "tok", ["other"]) is None
     assert store.claim("w", 2.0, "tok", ["default"]).id == "legacy"
+
+
+# What each of the two version-4 schemas added to the first release's tables.
+LEASE_DEADLINES = (
+    "ALTER TABLE jobs ADD COLUMN lease_expires_at REAL;"
+    "ALTER TABLE workers ADD COLUMN expires_at REAL;"
+    "ALTER TABLE workers ADD COLUMN counted_lease TEXT;"
+)
+QUEUES_AND_DEPENDENCIES = (
+    "ALTER TABLE jobs ADD COLUMN queue TEXT NOT NULL DEFAULT 'default';"
+    "ALTER TABLE jobs ADD COLUMN after TEXT;"
+    "ALTER TABLE jobs ADD COLUMN waiting INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN cancel_requested INTEGER NOT NULL DEFAULT 0;"
+    "ALTER TABLE jobs ADD COLUMN live_stdout TEXT;"
+    "ALTER TABLE jobs ADD COLUMN live_stderr TEXT;"
+    "ALTER TABLE workers ADD COLUMN queues TEXT NOT NULL DEFAULT '[]';"
+)
+
+
+@pytest.mark.parametrize("added", [LEASE_DEADLINES, QUEUES_AND_DEPENDENCIES])
+def test_a_version_4_file_of_either_kind_gains_the_other_columns(tmp_path, added):
+    path = tmp_path / "v4.db"
+    with sqlite3.connect(path) as conn:
+        conn.executescript(FIRST_RELEASE + added + "PRAGMA user_version = 4;")
+    store = SqliteStore(str(path))
+    now = time.time()
+    claimed = store.claim("w-old", now, "tok", ["default"], lease_expires_at=now + 30)
+    assert (claimed.id, claimed.lease_expires_at) == ("old", now + 30)
+    done = {"state": "completed", "updated_at": now}
+    fence = {"state": "processing", "lease_token": "tok"}
+    assert store.settle("old", fence, done, lambda dep: {}, tally=("w-old", "jobs_done")) == []
+    assert store.get_worker("w-old").jobs_done == 1
+    store.close()
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5

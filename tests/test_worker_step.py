@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import watch
 
 from queuectl.app import App
 from queuectl.config import ConfigManager
@@ -94,7 +95,10 @@ def test_a_succeeding_command_completes(store, clock, make_worker, lines):
     assert (job.stdout, job.stderr, job.last_error) == ("hello\n", "", None)
     assert isinstance(job.duration, float) and 0 < job.duration < DEADLINE
     assert job.started_at == job.finished_at == job.updated_at == clock()
-    assert job.locked_by is None and job.lease_token is None
+    # The token stays on a job its own worker ended (so a retried write can tell a stored
+    # result from a lost lease); the lock and the lease times go.
+    assert job.locked_by is None and job.lease_token is not None
+    assert job.lease_renewed_at is None and job.lease_expires_at is None
     assert store.get_job(second).state == "pending"  # one job per step: no prefetch
     assert lines[1] == f"[{wid}] job j1 started (attempt 1/4): echo hello"
     assert re.fullmatch(rf"\[{re.escape(wid)}\] job j1 completed in \d+\.\d\ds", lines[2])
@@ -181,14 +185,16 @@ def test_config_changes_are_picked_up(store, clock, make_worker):
 def test_a_reclaimed_job_refuses_the_old_workers_result(store, clock, make_worker, lines):
     [job_id] = add(store, clock, {"command": "echo late", "id": "j1"})
     released: list[str] = []
+    reaper = App(store=store, clock=clock)
+    reaper.configs.load()  # the reaper sees the store from now on
 
     def log(line: str) -> None:
         lines.append(line)
         if "job j1 started" in line:
             # While the command runs, the worker goes silent past stale_after: the reaper
             # releases the job and another worker takes it.
-            clock.advance(601)
-            released.extend(App(store=store, clock=clock).workers.reap(ConfigManager(store).load()))
+            watch([reaper], clock, 610)
+            released.extend(reaper.workers.reap(ConfigManager(store).load()))
             clock.advance(2)
             assert store.claim("other", clock(), "other-token").id == job_id
 
@@ -213,11 +219,13 @@ def test_a_lost_lease_kills_the_running_command(store, clock, make_worker, lines
     marker = tmp_path / "running"
     [job_id] = add(store, clock, {"command": f"touch {marker}; sleep 5", "id": "j1"})
     worker = make_worker()
+    reaper = App(store=store, clock=clock)
+    reaper.configs.load()  # the reaper sees the store from now on
 
     def lose_the_lease() -> None:
         wait_until(marker.exists, "the command to start")
-        clock.advance(601)
-        App(store=store, clock=clock).workers.reap(ConfigManager(store).load())
+        watch([reaper], clock, 610)
+        reaper.workers.reap(ConfigManager(store).load())
         worker.heartbeat()  # what the heartbeat thread does every heartbeat_interval
 
     helper = in_background(lose_the_lease)
@@ -256,12 +264,14 @@ def test_the_reaper_releases_jobs_of_silent_workers(store, clock):
     store.claim("far:1:1-aaaa", clock(), "t-a")
     store.claim("far:1:1-aaaa", clock(), "t-b")
     store.claim("far:2:1-bbbb", clock(), "t-c")
-    reaper = App(store=store, clock=clock).workers
-    clock.advance(300)
+    reaper_app = App(store=store, clock=clock)
+    reaper = reaper_app.workers
+    reaper_app.configs.load()  # the reaper sees the store from now on
+    watch([reaper_app], clock, 300)
     store.update_worker("far:2:1-bbbb", {"last_heartbeat": clock()})
     assert store.renew_lease(c, "t-c", clock())
     assert reaper.reap(ConfigManager(store).load()) == []
-    clock.advance(301)  # far:1 has been silent 601 s, far:2 only 301 s
+    watch([reaper_app], clock, 301, step=1)  # far:1 has been silent 601 s, far:2 only 301 s
     assert sorted(reaper.reap(ConfigManager(store).load())) == [a, b]
     job_a, job_b, job_c = (store.get_job(i) for i in (a, b, c))
     assert (job_a.state, job_a.attempts, job_a.run_at) == ("failed", 1, clock() + 2)
@@ -403,7 +413,7 @@ def test_an_immediate_stop_hands_the_job_back(store, clock, make_worker, lines):
     assert time.monotonic() - started < 4
     job = store.get_job(job_id)
     assert (job.state, job.attempts, job.run_at) == ("pending", 0, clock())
-    assert job.locked_by is None and job.lease_token is None and job.last_error is None
+    assert job.locked_by is None and job.last_error is None
     assert lines[-1] == f"[{worker.info.id}] job {job_id} interrupted; returned to pending"
     assert worker.stopping
 

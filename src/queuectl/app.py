@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Callable, Sequence
 
 from .config import Config, ConfigManager
 from .jobs import JobManager
+from .sight import Sight, sighted
 from .store.base import Store
 from .workers import WorkerManager
 
@@ -36,6 +37,10 @@ class App:
         self.db = db
         self.clock = clock
         self._store = store
+        # Every store call of this process reports here: the reaper trusts only time in
+        # which it saw the store (SPEC §8).
+        self.sight = Sight(clock)
+        self._sighted: Store | None = None
 
     @cached_property
     def url(self) -> str:
@@ -48,13 +53,15 @@ class App:
 
     @property
     def store(self) -> Store:
-        """The store, opened on first use."""
-        if self._store is None:
-            from .settings import home_maker
-            from .store import open_store
+        """The store, opened on first use (every call reporting to `sight`)."""
+        if self._sighted is None:
+            if self._store is None:
+                from .settings import home_maker
+                from .store import open_store
 
-            self._store = open_store(self.url, home_maker)
-        return self._store
+                self._store = open_store(self.url, home_maker)
+            self._sighted = sighted(self._store, self.sight)
+        return self._sighted
 
     @cached_property
     def configs(self) -> ConfigManager:
@@ -81,7 +88,9 @@ class App:
     @cached_property
     def workers(self) -> WorkerManager:
         """The registry of workers, stop requests, liveness and the reaper."""
-        return WorkerManager(self.store, self.configs, self.jobs, clock=self.clock)
+        return WorkerManager(
+            self.store, self.configs, self.jobs, clock=self.clock, sight=self.sight
+        )
 
     @cached_property
     def schedules(self) -> ScheduleManager:

@@ -45,6 +45,20 @@ class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
 
 
+class ForeignRecord(QueuectlError):
+    """A stored record of another shape than queuectl writes (e.g. a document the Node version
+    left in a shared database). Stores skip such records; asked for by id, it is this error."""
+
+    def __init__(self, kind: str, record_id: object, problem: str) -> None:
+        super().__init__(
+            f"{_cut(repr(record_id), 80)} is not a queuectl {kind}: {problem} "
+            "(a record of another shape, e.g. one the Node version wrote)"
+        )
+        self.kind = kind
+        self.record_id = record_id
+        self.problem = problem
+
+
 class NotInDlq(QueuectlError):
     """Some of the ids given to `dlq retry` name no dead job (those were left unchanged)."""
 

@@ -3,6 +3,10 @@
 Where a failed attempt becomes `failed` or `dead`: `JobManager.fail`, by the one rule in
 `backoff.after_failure`. Every write that ends an attempt is fenced by the lease token the
 attempt was claimed with, so a worker that lost its lease can no longer change the job.
+
+A worker's own end of an attempt keeps the lease token on the job (the fence also needs the
+job to be `processing`, so a settled job still refuses stale writers): after a lost reply the
+worker can read whether its result was stored. The reaper's release and a DLQ retry clear it.
 """
 
 from __future__ import annotations
@@ -14,10 +18,11 @@ from typing import TYPE_CHECKING, Any, Callable, List, Sequence
 
 from .backoff import Outcome, after_failure
 from .config import Config, ConfigManager
-from .errors import DependencyNotFound, DuplicateJob, InvalidInput, JobNotFound
+from .errors import DependencyNotFound, DuplicateJob, ForeignRecord, InvalidInput, JobNotFound
 from .models import (
     COMPLETED,
     DEAD,
+    FAILED,
     PENDING,
     PROCESSING,
     READY_STATES,
@@ -27,23 +32,28 @@ from .models import (
     check_state,
     validate_queue,
 )
-from .store.base import Store
+from .store.base import ID_BATCH, Store
 
 if TYPE_CHECKING:  # the executor (subprocess, selectors) is loaded only where jobs run
     from .executor import Result
 
 Clock = Callable[[], float]
 
-# What every transition out of `processing` clears: the claim and its lease.
-UNLOCK: dict[str, Any] = {
+# What a worker's own end of an attempt clears: the claim and its lease times (the token
+# stays, see above).
+SETTLE: dict[str, Any] = {
     "locked_by": None,
     "locked_at": None,
-    "lease_token": None,
     "lease_renewed_at": None,
+    "lease_expires_at": None,
     "cancel_requested": False,
     "live_stdout": None,
     "live_stderr": None,
 }
+# What every other transition out of `processing` (or out of the DLQ) clears: the token too.
+UNLOCK: dict[str, Any] = {**SETTLE, "lease_token": None}
+# The worker counter each final state of an attempt adds to.
+COUNTERS: dict[str, str] = {COMPLETED: "jobs_done", DEAD: "jobs_failed", FAILED: "jobs_failed"}
 CANCELED = "canceled"
 CANCELED_RUNNING = "canceled while running"
 
@@ -68,6 +78,7 @@ class JobManager:
         self.configs = configs
         self.clock = clock
         self._wake = wake or (lambda: None)
+        self.batch_size = ID_BATCH  # ids per write when many jobs change at once
         # Tells the worker holding a job (by worker id) to look for its cancel at once.
         self._nudge_cancel = nudge_cancel or (lambda _worker_id: None)
 
@@ -175,18 +186,51 @@ class JobManager:
         return self.store.list_jobs(DEAD, limit)
 
     # -- an attempt: claim, renew, and its end ------------------------------------------------
-    def claim(self, worker_id: str, queues: Sequence[str] = ()) -> Job | None:
-        """Take the next ready job of those queues (every queue when empty) for
-        `worker_id` under a new lease token; None if none."""
+    @staticmethod
+    def new_token() -> str:
+        """A fresh lease token. The worker picks it before claiming, so that after a lost
+        reply it can look for a job claimed under it."""
         # os.urandom, not secrets: `secrets` loads OpenSSL, ~4 MB in every worker process.
-        token = os.urandom(8).hex()
-        if not queues:
-            return self.store.claim(worker_id, self.clock(), token)
-        return self.store.claim(worker_id, self.clock(), token, queues)
+        return os.urandom(8).hex()
 
-    def renew(self, job: Job, *, now: float | None = None) -> bool:
-        """Extend the lease of a claimed job; False when it is no longer ours."""
-        return self.store.renew_lease(job.id, _token(job), self.clock() if now is None else now)
+    def claim(
+        self,
+        worker_id: str,
+        queues: Sequence[str] = (),
+        token: str | None = None,
+        *,
+        lease_seconds: float | None = None,
+    ) -> Job | None:
+        """Take the next ready job of those queues (every queue when empty) for `worker_id`
+        under `token` (a new one by default), its lease good for `lease_seconds` (default:
+        stale_after); None if none is ready."""
+        if lease_seconds is None:
+            lease_seconds = self.configs.load().stale_after
+        now = self.clock()
+        return self.store.claim(
+            worker_id,
+            now,
+            token or self.new_token(),
+            queues=tuple(queues),
+            lease_expires_at=now + lease_seconds,
+        )
+
+    def locked_by(self, worker_id: str) -> List[Job]:
+        """The jobs processing under that worker's name."""
+        return self.store.jobs_locked_by(worker_id)
+
+    def claimed_with(self, worker_id: str, token: str) -> Job | None:
+        """The job `worker_id` holds under `token`, if a claim whose reply was lost took one."""
+        return next((j for j in self.locked_by(worker_id) if j.lease_token == token), None)
+
+    def renew(
+        self, job: Job, *, now: float | None = None, lease_seconds: float | None = None
+    ) -> bool:
+        """Extend the lease of a claimed job (for `lease_seconds` from now, when given);
+        False when it is no longer ours."""
+        now = self.clock() if now is None else now
+        expires = None if lease_seconds is None else now + lease_seconds
+        return self.store.renew_lease(job.id, _token(job), now, lease_expires_at=expires)
 
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """When the earliest pending or failed job (of those queues) may run, leaving out
@@ -200,25 +244,40 @@ class JobManager:
         return self.store.progress(job.id, _token(job), changes)
 
     def complete(self, job: Job, result: Result, *, now: float | None = None) -> bool:
-        """Record a successful attempt. False when the lease was no longer ours."""
+        """Record a successful attempt (and count it in its worker's row). False when the
+        lease was no longer ours."""
         now = self.clock() if now is None else now
         changes = {
             "state": COMPLETED,
             "updated_at": now,
             "last_error": None,
             **_outputs(result, now),
-            **UNLOCK,
+            **SETTLE,
         }
-        return self._settle_attempt(job, changes)
+        return self._settle_attempt(job, changes, tally=_tally(job, COMPLETED))
 
-    def _settle_attempt(self, job: Job, changes: dict[str, Any]) -> bool:
-        """End an attempt, fenced by its lease. A final state goes through `settle`, so the
-        jobs waiting on this one learn of it in the same operation."""
-        if changes["state"] not in (COMPLETED, DEAD):
-            return self.store.finish(job.id, _token(job), changes)
+    def _settle_attempt(
+        self,
+        job: Job,
+        changes: dict[str, Any],
+        *,
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
+    ) -> bool:
+        """End an attempt, fenced by its lease (and, for the reaper, by `below`), counted by
+        `tally` in the same write. A final state goes through `settle`, so the jobs waiting on
+        this one learn of it in the same operation."""
         fence = {"state": PROCESSING, "lease_token": _token(job)}
+        if changes["state"] not in (COMPLETED, DEAD):
+            if below is not None:
+                return self.store.update_if(job.id, fence, changes, below=below)
+            return self.store.finish(job.id, _token(job), changes, tally=tally)
         now = changes["updated_at"]
-        return self.store.settle(job.id, fence, changes, self._dead_dependency(now)) is not None
+        dead_dependency = self._dead_dependency(now)
+        settled = self.store.settle(
+            job.id, fence, changes, dead_dependency, tally=tally, below=below
+        )
+        return settled is not None
 
     def _dead_dependency(self, now: float) -> Callable[[str], dict[str, Any]]:
         """The change a job waiting on a dead dependency gets (SPEC §7.3)."""
@@ -238,8 +297,22 @@ class JobManager:
         config: Config | None = None,
     ) -> tuple[bool, Outcome]:
         """Record a failed attempt: `failed` with a backoff run_at, or `dead` past max_retries
-        (backoff.after_failure decides). `config` defaults to the store's current one.
-        Returns whether the write was applied (the fence) and the outcome."""
+        (backoff.after_failure decides), counted in its worker's row. `config` defaults to
+        the store's current one. Returns whether the write was applied (the fence) and the
+        outcome."""
+        changes, outcome = self._failure(job, error, result, now, config)
+        changes.update(SETTLE)
+        applied = self._settle_attempt(job, changes, tally=_tally(job, outcome.state))
+        return applied, outcome
+
+    def _failure(
+        self,
+        job: Job,
+        error: str,
+        result: Result | None,
+        now: float | None,
+        config: Config | None,
+    ) -> tuple[dict[str, Any], Outcome]:
         now = self.clock() if now is None else now
         config = self.configs.load() if config is None else config
         outcome = after_failure(
@@ -255,47 +328,119 @@ class JobManager:
             "updated_at": now,
             "last_error": error,
             **_outputs(result, now),
-            **UNLOCK,
         }
         if outcome.run_at is not None:
             changes["run_at"] = outcome.run_at
-        return self._settle_attempt(job, changes), outcome
+        return changes, outcome
 
-    def cancel_running(self, job: Job, result: Result | None, *, now: float | None = None) -> bool:
+    def cancel_running(
+        self,
+        job: Job,
+        result: Result | None,
+        *,
+        now: float | None = None,
+        below: dict[str, float] | None = None,
+    ) -> bool:
         """Record an attempt killed by `cancel`: dead at once, the attempt counted, whatever
-        retries were left. False when the lease was no longer ours."""
+        retries were left. Its worker's own record keeps the lease token and counts the end;
+        the reaper's (`result` None) clears it. False when the lease was no longer ours."""
         now = self.clock() if now is None else now
         changes = {
             "state": DEAD,
             "updated_at": now,
             "last_error": CANCELED_RUNNING,
             **_outputs(result, now),
-            **UNLOCK,
+            **(SETTLE if result is not None else UNLOCK),
         }
-        return self._settle_attempt(job, changes)
+        tally = _tally(job, DEAD) if result is not None else None
+        return self._settle_attempt(job, changes, tally=tally, below=below)
 
-    def hand_back(self, job: Job, *, now: float | None = None) -> bool:
-        """Put a job back to pending without spending its attempt (an immediate shutdown)."""
+    def hand_back(self, job: Job, *, now: float | None = None, keep_place: bool = False) -> bool:
+        """Put a job back to pending without spending its attempt (an immediate shutdown, or
+        a claim whose reply was lost). `keep_place` leaves its run_at, so it keeps its place
+        in the claim order."""
         now = self.clock() if now is None else now
         changes = {
             "state": PENDING,
             "attempts": max(job.attempts - 1, 0),
-            "run_at": now,
             "updated_at": now,
-            **UNLOCK,
+            **SETTLE,
         }
+        if not keep_place:
+            changes["run_at"] = now
         return self.store.finish(job.id, _token(job), changes)
 
+    def settled(self, job: Job) -> Job | None:
+        """The stored job if the attempt `job` was claimed for has been ended by its own
+        worker (it is no longer processing and still carries that lease token): how a
+        worker tells a result whose reply was lost from a lost lease. None otherwise."""
+        stored = self.store.get_job(job.id)
+        if stored is None or stored.state == PROCESSING or stored.lease_token != _token(job):
+            return None
+        return stored
+
+    def count_end(self, job: Job, stored: Job) -> None:
+        """Count a settled attempt in its worker's row, unless it already was (a result
+        whose reply was lost may or may not have been counted with it)."""
+        tally = _tally(job, stored.state)
+        if tally is not None:
+            self.store.count_job_end(*tally, _token(job))
+
     def release(
-        self, job: Job, reason: str, config: Config | None = None, *, now: float | None = None
+        self,
+        job: Job,
+        reason: str,
+        config: Config | None = None,
+        *,
+        now: float | None = None,
+        stale_before: float | None = None,
     ) -> bool:
         """The reaper's transition: a job whose worker is gone counts as a failed attempt
-        (retried later, or dead) with no output. False if another reaper got there first.
-        A job whose cancel was asked for is dead instead: nobody wants it run again."""
+        (retried later, or dead) with no output. With `stale_before`, it is applied only if
+        the lease is still stale when written: not renewed since then, and past its own
+        deadline (an owner's renewal between the reaper's read and its write wins). False
+        if another reaper, or the owner, got there first. A job whose cancel was asked for
+        is dead instead: nobody wants it run again."""
+        now = self.clock() if now is None else now
+        below = None
+        if stale_before is not None:
+            below = {"lease_renewed_at": stale_before, "lease_expires_at": now}
         if job.cancel_requested:
-            return self.cancel_running(job, None, now=now)
-        applied, _ = self.fail(job, reason, None, now=now, config=config)
-        return applied
+            return self.cancel_running(job, None, now=now, below=below)
+        changes, _ = self._failure(job, reason, None, now, config)
+        changes.update(UNLOCK)
+        return self._settle_attempt(job, changes, below=below)
+
+    def _requeue_dead(
+        self, batch: List[str], changes: dict[str, Any], dead_dependency: Callable[[str], Any]
+    ) -> List[str]:
+        """Move those ids out of the DLQ where still dead, in the order given: runs of jobs
+        without dependencies in one store write each, jobs with dependencies one by one, so
+        theirs are counted anew."""
+        plain: List[str] = []
+        moved: List[str] = []
+        states = self.store.job_states(batch)
+        for job_id in batch:
+            if states.get(job_id) != DEAD:
+                continue
+            try:
+                stored = self.store.get_job(job_id)
+            except ForeignRecord:
+                continue  # another program's record: left as it is
+            if stored is None:
+                continue
+            if not stored.after:
+                plain.append(job_id)
+                continue
+            # In the order given: the jobs before it (maybe its dependencies) move first.
+            if plain:
+                moved += self.store.update_many_if(plain, {"state": DEAD}, changes)
+                plain = []
+            if self.store.requeue(job_id, {"state": DEAD}, changes, dead_dependency):
+                moved.append(job_id)
+        if plain:
+            moved += self.store.update_many_if(plain, {"state": DEAD}, changes)
+        return moved
 
     def repair_dependents(self) -> List[str]:
         """Pass on final states a crashed process did not finish passing on to the jobs
@@ -370,20 +515,30 @@ class JobManager:
     # -- the DLQ ------------------------------------------------------------------------------
     def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[List[str], List[str]]:
         """Put DLQ jobs (those ids, or all when None) back to pending with no attempts spent;
-        each move is conditioned on the job still being dead. Returns (retried, not in the
-        DLQ)."""
-        if job_ids is None:
-            wanted = self.store.job_ids(DEAD)
-        else:
-            wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)]
+        each move is conditioned on the job still being dead, and made in batches of
+        `batch_size` ids, one store write each. Returns (retried, not in the DLQ)."""
         now = self.clock()
         changes = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now, **UNLOCK}
         dead_dependency = self._dead_dependency(now)
-        retried = [
-            i for i in wanted if self.store.requeue(i, {"state": DEAD}, changes, dead_dependency)
-        ]
-        done = set(retried)
-        missing = [i for i in dict.fromkeys(job_ids or []) if i not in done]
+        retried: List[str] = []
+        if job_ids is None:
+            # Each batch leaves the DLQ, so the next read finds the next one; jobs that die
+            # after this started (or die again at once of a dead dependency) are left.
+            seen: set[str] = set()
+            while batch := self.store.job_ids(DEAD, limit=self.batch_size, updated_until=now):
+                fresh = [i for i in batch if i not in seen]
+                if not fresh:
+                    break
+                seen.update(fresh)
+                retried += self._requeue_dead(fresh, changes, dead_dependency)
+            missing: List[str] = []
+        else:
+            wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)]
+            for start in range(0, len(wanted), self.batch_size):
+                batch = wanted[start : start + self.batch_size]
+                retried += self._requeue_dead(batch, changes, dead_dependency)
+            done = set(retried)
+            missing = [i for i in dict.fromkeys(job_ids) if i not in done]
         if retried:
             self._wake()
         return retried, missing
@@ -438,6 +593,12 @@ def _outputs(result: Result | None, now: float) -> dict[str, Any]:
         "duration": round(result.duration, 6),
         "finished_at": now,
     }
+
+
+def _tally(job: Job, state: str) -> tuple[str, str] | None:
+    """(worker, counter) a job's end adds 1 to; None for a state no counter counts."""
+    counter = COUNTERS.get(state)
+    return (job.locked_by, counter) if job.locked_by and counter else None
 
 
 def _token(job: Job) -> str:

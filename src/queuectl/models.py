@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from enum import Enum
 from typing import Any
 
-from .errors import InvalidInput
+from .errors import ForeignRecord, InvalidInput
 
 
 class _Text(str, Enum):
@@ -135,11 +135,14 @@ class Job:
     duration: float | None = None
     queue: str = DEFAULT_QUEUE
     after: list[str] = field(default_factory=list)
-    # Internal: enqueue order (a nanosecond stamp), the fencing token of the current claim,
-    # and when that claim's lease was last renewed.
+    # Internal: enqueue order (a nanosecond stamp), the fencing token of the current claim
+    # (kept after the worker's own result, so it can tell a stored result from a lost lease),
+    # when that claim's lease was last renewed, and the deadline its owner wrote with it
+    # (renewal time + stale_after as the owner knew it; None on rows of older releases).
     seq: int = 0
     lease_token: str | None = None
     lease_renewed_at: float | None = None
+    lease_expires_at: float | None = None
     # Internal: how many of `after` are not completed yet (0 = claimable); a cancel asked
     # for while the job runs; the running attempt's output so far (cleared when it ends).
     waiting: int = 0
@@ -159,9 +162,12 @@ class Job:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> Job:
-        """Build a job from a store record, ignoring keys it does not know (e.g. `_id`)."""
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in record.items() if k in known}
+        """Build a job from a store record, ignoring keys it does not know (e.g. `_id`).
+        A record of another shape (another program's document) raises ForeignRecord."""
+        problem = shape_problem(record, _JOB_SHAPE)
+        if problem:
+            raise ForeignRecord("job", record.get("id"), problem)
+        data = {k: v for k, v in record.items() if k in _JOB_SHAPE}
         # A record written before queues and dependencies existed has neither field.
         if data.get("queue") is None:
             data["queue"] = DEFAULT_QUEUE
@@ -175,6 +181,54 @@ class Job:
 
 
 JOB_COLUMNS = tuple(f.name for f in fields(Job))
+
+# What each field of a stored record may hold: its types, and whether it must be there.
+_NUMBER = (int, float)
+_TEXT = (str,)
+_INT = (int,)
+_JOB_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": (_TEXT, True),
+    "command": (_TEXT, True),
+    "state": (_TEXT, True),
+    "attempts": (_INT, True),
+    "max_retries": (_INT, True),
+    "priority": (_INT, False),
+    "timeout": (_NUMBER, False),
+    "run_at": (_NUMBER, True),
+    "created_at": (_NUMBER, True),
+    "updated_at": (_NUMBER, True),
+    "started_at": (_NUMBER, False),
+    "finished_at": (_NUMBER, False),
+    "locked_by": (_TEXT, False),
+    "locked_at": (_NUMBER, False),
+    "exit_code": (_INT, False),
+    "last_error": (_TEXT, False),
+    "stdout": (_TEXT, False),
+    "stderr": (_TEXT, False),
+    "duration": (_NUMBER, False),
+    "seq": (_INT, True),
+    "lease_token": (_TEXT, False),
+    "lease_renewed_at": (_NUMBER, False),
+    "lease_expires_at": (_NUMBER, False),
+    "queue": (_TEXT, False),
+    "after": ((list, str), False),
+    "waiting": (_INT, False),
+    "cancel_requested": ((bool, int), False),
+    "live_stdout": (_TEXT, False),
+    "live_stderr": (_TEXT, False),
+}
+
+
+def shape_problem(record: dict[str, Any], shape: dict[str, tuple[tuple[type, ...], bool]]) -> str:
+    """Why a record is not of that shape (a missing field, a value of another type), or ''."""
+    for name, (types, required) in shape.items():
+        value = record.get(name)
+        if value is None:
+            if required:
+                return f"field {name!r} is missing"
+        elif not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
+            return f"field {name!r} holds {type(value).__name__} {shown(value, 40)}"
+    return ""
 
 
 _CROCKFORD = "0123456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -381,8 +435,11 @@ class WorkerInfo:
     # The queues it serves; empty means every queue.
     queues: list[str] = field(default_factory=list)
     # Internal: which machine and pid namespace `pid` belongs to (hostnames can repeat, e.g.
-    # containers sharing the host's network), so only a true neighbour judges its pid.
+    # containers sharing the host's network), so only a true neighbour judges its pid; and
+    # until when the worker vouches for itself (last heartbeat + stale_after as it knew it
+    # then; None on rows of older releases).
     machine: str = ""
+    expires_at: float | None = None
 
     def to_record(self) -> dict[str, Any]:
         """Every field, as the stores write them."""
@@ -390,9 +447,12 @@ class WorkerInfo:
 
     @classmethod
     def from_record(cls, record: dict[str, Any]) -> WorkerInfo:
-        """Build from a store record, ignoring unknown keys."""
-        known = {f.name for f in fields(cls)}
-        data = {k: v for k, v in record.items() if k in known}
+        """Build from a store record, ignoring unknown keys. A record of another shape
+        raises ForeignRecord."""
+        problem = shape_problem(record, _WORKER_SHAPE)
+        if problem:
+            raise ForeignRecord("worker", record.get("id"), problem)
+        data = {k: v for k, v in record.items() if k in _WORKER_SHAPE}
         data["stop_requested"] = bool(data.get("stop_requested"))
         queues = data.get("queues")
         if isinstance(queues, str):  # SQLite keeps the array as JSON text
@@ -402,6 +462,21 @@ class WorkerInfo:
 
 
 WORKER_COLUMNS = tuple(f.name for f in fields(WorkerInfo))
+_WORKER_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
+    "id": (_TEXT, True),
+    "host": (_TEXT, True),
+    "pid": (_INT, True),
+    "status": (_TEXT, True),
+    "current_job": (_TEXT, False),
+    "started_at": (_NUMBER, True),
+    "last_heartbeat": (_NUMBER, True),
+    "jobs_done": (_INT, False),
+    "jobs_failed": (_INT, False),
+    "stop_requested": ((bool, int), False),
+    "machine": (_TEXT, False),
+    "expires_at": (_NUMBER, False),
+    "queues": ((list, str), False),
+}
 
 
 # -- schedules (SPEC §7.5) ----------------------------------------------------------------------

@@ -1,5 +1,11 @@
 """One worker: claim a job, run it, record the result; repeat. A heartbeat thread keeps the
-worker's row and its job's lease fresh and runs the reaper."""
+worker's row and its job's lease fresh and runs the reaper.
+
+Replies can be lost (a connection cut after the store applied a write): a claim is made under
+a token the worker chose, so it can look for the job it may hold; a result write that is
+refused after an earlier try failed is checked against the stored job before it is called a
+lost lease (SPEC §8).
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import threading
 import time
 from typing import Any, Callable, Sequence
 
+from .backoff import Outcome
 from .config import Config
 from .errors import StoreUnavailable
 from .executor import Execution, Result
@@ -25,6 +32,9 @@ STOPPING, STOPPED = WorkerStatus.STOPPING, WorkerStatus.STOPPED
 
 INTERRUPTED = "interrupted by an immediate shutdown"
 MAX_WRITE_BACKOFF = 10.0
+# After a heartbeat that could not reach the store, the next try comes this soon (or at the
+# heartbeat interval, if shorter), so a worker renews its lease as soon as the store is back.
+HEARTBEAT_RETRY = 1.0
 # A running job's output is stored about this often while it changes (SPEC §7.4), and its
 # cancel flag read at least this often; a job that ends sooner costs neither.
 FLUSH_INTERVAL = 1.0
@@ -64,11 +74,20 @@ class Worker:
         # The claimed job until its result is written: its lease is renewed all that time, so
         # a slow write (a store outage) does not let the reaper take it back from us.
         self._held: Job | None = None
+        # A claim in flight (until its job is held) and how many were made: the heartbeat
+        # never hands back a job a claim of ours may just have taken.
+        self._claiming = False
+        self._claims = 0
+        # The token of a claim that raised: the store may have applied it anyway.
+        self._lost_claim: str | None = None
+        # Until when the heartbeat looks for jobs held in our name but not in our hands (a
+        # claim applied after we gave up on it).
+        self._orphans_until = float("-inf")
         # Only row writes take this lock (never a signal handler), so a slow store call
         # cannot block a Ctrl+C.
         self._row_lock = threading.Lock()
         self._row_final = False
-        self._counts = {"jobs_done": 0, "jobs_failed": 0}
+        self._beat_failed = False
         self._next_refresh = 0.0
         self._told: float | None = None  # the run_at a burst worker last said it waits for
         self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
@@ -99,8 +118,10 @@ class Worker:
     def start(self) -> WorkerInfo:
         """Register, read the config, and reap what dead local workers left behind."""
         self.config = self.manager.settings()
-        self.info = self.manager.register(self.index, self.queues)
-        self._reap()
+        self.info = self.manager.register(
+            self.index, self.queues, stale_after=self.config.stale_after
+        )
+        self._reap(self.config)
         self.log(f"started (pid {os.getpid()})")
         return self.info
 
@@ -176,22 +197,31 @@ class Worker:
     def step(self) -> bool:
         """Claim one ready job, run it, record the result. False when none was ready."""
         assert self.info is not None, "call start() first"
-        job = self.jobs.claim(self.info.id, self.queues)
-        if job is None:
-            return False
-        self.log(
-            f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1}): "
-            f"{printable(job.command, 120)}"
-        )
-        env = {
-            **os.environ,
-            "QUEUECTL_JOB_ID": job.id,
-            "QUEUECTL_WORKER_ID": self.info.id,
-            "QUEUECTL_ATTEMPT": str(job.attempts),
-        }
-        execution = Execution(job.command, job.timeout, env)
         with self._lock:
-            self._current, self._held = (job, execution), job
+            self._claiming = True
+            self._claims += 1
+        try:
+            job = self._claim(self.info.id)
+            if job is None:
+                return False
+            self.log(
+                f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1}): "
+                f"{printable(job.command, 120)}"
+            )
+            env = {
+                **os.environ,
+                "QUEUECTL_JOB_ID": job.id,
+                "QUEUECTL_WORKER_ID": self.info.id,
+                "QUEUECTL_ATTEMPT": str(job.attempts),
+            }
+            execution = Execution(job.command, job.timeout, env)
+            with self._lock:
+                self._current, self._held = (job, execution), job
+        finally:
+            # Only now that the job is held (or none was taken) may the heartbeat look for
+            # jobs in our name that we do not hold.
+            with self._lock:
+                self._claiming = False
         if self.abort:
             execution.kill(INTERRUPTED)
         ended = threading.Event()
@@ -211,6 +241,28 @@ class Worker:
             with self._lock:
                 self._held = None
         return True
+
+    def _claim(self, worker_id: str) -> Job | None:
+        """The next job, under a token chosen here. A claim that raised may still have been
+        applied: the next call first looks for a job held under that token."""
+        lost = self._lost_claim
+        if lost is not None:
+            found = self.jobs.claimed_with(worker_id, lost)
+            self._lost_claim = None
+            if found is not None:
+                self.log(f"job {found.id}: the claim's reply was lost; running it as claimed")
+                return found
+        token = self.jobs.new_token()
+        try:
+            return self.jobs.claim(
+                worker_id, self.queues, token, lease_seconds=self.config.stale_after
+            )
+        except StoreUnavailable:
+            self._lost_claim = token
+            # Should the claim reach the store only after we looked for it, the heartbeat
+            # hands the job back; a request cannot linger longer than this.
+            self._orphans_until = self.clock() + self.config.stale_after
+            raise
 
     def _watch(self, job: Job, execution: Execution, ended: threading.Event) -> None:
         """While the job runs: about once a second store its output if it changed, and
@@ -239,64 +291,70 @@ class Worker:
 
     def _settle(self, job: Job, result: Result, execution: Execution) -> None:
         if execution.kill_reason == INTERRUPTED:
-            if self._write(lambda: self.jobs.hand_back(job)):
+            if self._write(job, lambda: self.jobs.hand_back(job)):
                 self.log(f"job {job.id} interrupted; returned to pending")
             return
         if execution.kill_reason == CANCELED_RUNNING:
-            if self._write(lambda: self.jobs.cancel_running(job, result)):
+            if self._write(job, lambda: self.jobs.cancel_running(job, result)):
                 self.log(f"job {job.id} canceled while running; moved to DLQ")
-                self._count("jobs_failed")
                 self.notifier.job_finished(job.id, JOB_DEAD)
             return
         if result.ok:
-            applied = self._write(lambda: self.jobs.complete(job, result))
-            if applied:
+            if self._write(job, lambda: self.jobs.complete(job, result)):
                 self.log(f"job {job.id} completed in {result.duration:.2f}s")
-                self._count("jobs_done")
                 self.notifier.job_finished(job.id, JOB_COMPLETED)
             return
         error = result.error or "failed"
-        outcome = None
+        outcome: Outcome | None = None
 
         def record() -> bool:
             nonlocal outcome
             self.config = self.manager.settings()  # the job may have run for long
-            ok, outcome = self.jobs.fail(job, error, result, config=self.config)
-            return ok
+            applied, outcome = self.jobs.fail(job, error, result, config=self.config)
+            return applied
 
-        if self._write(record) and outcome is not None:
-            self._count("jobs_failed")
-            if outcome.state == DEAD:
-                self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
-                self.notifier.job_finished(job.id, JOB_DEAD)
-            else:
-                self.log(
-                    f"job {job.id} failed: {printable(error, 200)}; retry in {outcome.delay:g}s"
-                )
+        written = self._write(job, record)
+        if not isinstance(written, bool):  # a try whose reply was lost: say what it stored
+            outcome = Outcome(written.state, written.run_at, written.run_at - written.updated_at)
+        if not written or outcome is None:
+            return
+        if outcome.state == DEAD:
+            self.log(f"job {job.id} failed: {printable(error, 200)}; moved to DLQ")
+            self.notifier.job_finished(job.id, JOB_DEAD)
+        else:
+            delay = round(outcome.delay or 0.0, 3)
+            self.log(f"job {job.id} failed: {printable(error, 200)}; retry in {delay:g}s")
 
-    def _write(self, write: Callable[[], bool]) -> bool:
-        """Apply a fenced write, retrying through store outages. A refused write (the lease
-        was taken by the reaper) is logged, not applied."""
+    def _write(self, job: Job, write: Callable[[], bool]) -> bool | Job:
+        """Apply a fenced write that ends `job`'s attempt, retrying through store outages.
+        True when applied; False when refused (the lease was taken by the reaper: logged,
+        not applied). A refusal after a try that raised is checked, as the store may have
+        applied that try and lost only its reply: then the job as stored is returned (and
+        its end counted, once)."""
         delay = 0.5
+        raised = False
         while True:
             try:
-                applied = write()
+                if write():
+                    return True
+                if raised and (stored := self.jobs.settled(job)) is not None:
+                    self.jobs.count_end(job, stored)
+                    return stored
                 break
             except StoreUnavailable as exc:
                 if self.abort:
                     self.log(f"store unavailable ({exc}); giving up the result at shutdown")
                     return False
+                raised = True
                 self.log(f"store unavailable ({exc}); retrying the write in {delay:g}s")
                 self._wait(delay)
                 delay = min(delay * 2, MAX_WRITE_BACKOFF)
-        if not applied:
-            self.log("result refused: the job's lease was lost (it was reclaimed)")
-        return applied
+        self.log("result refused: the job's lease was lost (it was reclaimed)")
+        return False
 
     # -- idle, refresh, heartbeat ---------------------------------------------------------
     def _idle(self) -> bool:
         """Wait for work. Returns False when a burst worker has nothing left to wait for."""
-        self._flush_counts()
         next_run = self.jobs.next_run_at(self.queues)
         if self.burst and next_run is None:
             return False
@@ -314,12 +372,18 @@ class Worker:
         _sleep_on(self._wake_r, timeout)
 
     def _refresh(self, parent_pid: int | None) -> None:
-        """At most once per poll_interval: reload config, look for a stop request."""
+        """At most once per poll_interval: reload config, look for a stop request. A new
+        heartbeat_interval or stale_after wakes the heartbeat, which renews at once with
+        the new values instead of at the end of a sleep begun under the old ones."""
         now = time.monotonic()
         if now < self._next_refresh:
             return
+        before = self.config
         self.config = self.manager.settings()
         self._next_refresh = now + float(self.config.poll_interval)
+        timing = ("heartbeat_interval", "stale_after")
+        if any(getattr(before, k) != getattr(self.config, k) for k in timing):
+            _poke(self._beat_w)
         assert self.info is not None
         if self.manager.stop_requested(self.info.id) and not self.stopping:
             self.log("stop requested through the store")
@@ -342,40 +406,85 @@ class Worker:
 
     def _heartbeat_loop(self) -> None:
         while not self._heartbeat_stop.is_set():
-            _sleep_on(self._beat_r, float(self.config.heartbeat_interval))
+            interval = float(self.config.heartbeat_interval)
+            if self._beat_failed:
+                interval = min(interval, HEARTBEAT_RETRY)
+            _sleep_on(self._beat_r, interval)
             if self._heartbeat_stop.is_set():
                 break
             try:
                 self.heartbeat()
+                self._beat_failed = False
             except Exception as exc:  # the heartbeat must outlive any single failure
+                self._beat_failed = True
                 self.log(f"heartbeat failed: {exc}")
 
     def heartbeat(self) -> None:
-        """Say we are alive, renew the running job's lease (killing the command if the lease
-        is gone), and reap lost workers' jobs."""
+        """Say we are alive until now + stale_after (the config read now), renew the
+        running job's lease to the same deadline (killing the command if the lease is gone),
+        hand back jobs claimed for us by a request whose reply was lost, and reap lost
+        workers' jobs. A store that cannot be reached raises StoreUnavailable: the lease
+        stays ours until a reaper that sees the store finds it stale."""
         assert self.info is not None
+        config = self.config = self.manager.settings()
         now = self.clock()
         with self._lock:
             current, held = self._current, self._held
         status = STOPPING if self.stopping else (BUSY if held else IDLE)
         self._update_row(
-            {"last_heartbeat": now, "status": status, "current_job": held.id if held else None}
+            {
+                "last_heartbeat": now,
+                "expires_at": now + config.stale_after,
+                "status": status,
+                "current_job": held.id if held else None,
+            }
         )
         if held:
-            # Renewed before reaping, so our own reaper never sees our lease as stale.
-            renewed = self.jobs.renew(held, now=now)
-            # A command already killed (an immediate stop hands its job back) lost nothing.
-            if not renewed and current and current[0] is held and not current[1].kill_reason:
-                self.log(f"job {held.id}: lease lost; killing its command")
-                current[1].kill("lease lost")
-        self._reap()
+            # Renewed before reaping, so our own reaper never sees our lease as stale; stamped
+            # with the time of the renewal itself, not of the heartbeat's start (the row write
+            # before it may have waited on a slow store).
+            if not self.jobs.renew(held, lease_seconds=config.stale_after):
+                self._lease_lost(held, current)
+        if now <= self._orphans_until:
+            self._hand_back_orphans()
+        self._reap(config)
         self._tick()
 
-    def _reap(self) -> None:
-        # Fresh config: judging other workers' leases by a stale_after read before a long
-        # job began would release healthy jobs after the setting was raised.
-        self.config = self.manager.settings()
-        for job_id in self.manager.reap(self.config):
+    def _lease_lost(self, held: Job, seen: tuple[Job, Execution] | None) -> None:
+        """A renewal found the lease gone: kill the command if it is still the one that
+        was running when the heartbeat began (a job that ended meanwhile, and was settled,
+        refuses renewals because it is done, not because it was taken)."""
+        with self._lock:
+            current = self._current
+        if current is None or current is not seen or current[0] is not held:
+            return
+        if not current[1].kill_reason:  # an immediate stop hands the job back: nothing lost
+            self.log(f"job {held.id}: lease lost; killing its command")
+            current[1].kill("lease lost")
+
+    def _hand_back_orphans(self) -> None:
+        """Hand back (without spending the attempt) jobs processing in our name that we do
+        not hold: a claim that reached the store after we gave up on it."""
+        assert self.info is not None
+        with self._lock:
+            if self._claiming:
+                return
+            claims = self._claims
+        found = self.jobs.locked_by(self.info.id)
+        with self._lock:
+            if self._claiming or self._claims != claims:
+                return  # a claim of ours ran meanwhile: what we read may be its job
+            held = self._held
+        for job in found:
+            if held is not None and job.lease_token == held.lease_token:
+                continue
+            if self.jobs.hand_back(job, keep_place=True):
+                self.log(f"job {job.id}: claimed by a request whose reply was lost; handed back")
+
+    def _reap(self, config: Config) -> None:
+        # Fresh config (read by the caller): judging other workers' leases by a stale_after
+        # read before a long job began would release healthy jobs after it was raised.
+        for job_id in self.manager.reap(config):
             self.log(f"job {job_id} released from a lost worker")
             self.notifier.job_finished(job_id)  # sent only if that made it dead
 
@@ -384,6 +493,12 @@ class Worker:
             return
         self.notifier.close(0 if self.abort else NOTIFY_DRAIN)
         try:
+            # Whatever is processing in our name now is not ours to run (a claim whose
+            # reply was lost): back to pending with its attempt unspent.
+            self._hand_back_orphans()
+        except StoreUnavailable as exc:
+            self.log(f"could not look for jobs claimed by lost requests: {exc}")
+        try:
             self._update_row(
                 {"status": STOPPED, "current_job": None, "last_heartbeat": self.clock()}
             )
@@ -391,39 +506,15 @@ class Worker:
             self.log(f"could not record the stop: {exc}")
         self.log("stopped")
 
-    # -- counters and log -----------------------------------------------------------------
-    def _count(self, name: str) -> None:
-        with self._lock:
-            self._counts[name] += 1
-
-    def _take_counts(self) -> dict[str, int]:
-        with self._lock:
-            taken = {k: v for k, v in self._counts.items() if v}
-            self._counts = {"jobs_done": 0, "jobs_failed": 0}
-        return taken
-
-    def _flush_counts(self) -> None:
-        with self._lock:
-            dirty = any(self._counts.values())
-        if dirty:
-            self._update_row({})
-
+    # -- our row and the log --------------------------------------------------------------
     def _update_row(self, changes: dict[str, Any]) -> None:
-        """Write our row with the counters gathered since the last write; counters whose
-        write failed are kept for the next one. Once `stopped` is written, nothing more is:
-        a heartbeat that outlived the join in run() must not make the row look alive."""
+        """Write our row. Once `stopped` is written, nothing more is: a heartbeat that
+        outlived the join in run() must not make the row look alive."""
         assert self.info is not None
         with self._row_lock:
             if self._row_final:
                 return
-            counts = self._take_counts()
-            try:
-                self.manager.update(self.info.id, changes, counts)
-            except StoreUnavailable:
-                with self._lock:
-                    for name, value in counts.items():
-                        self._counts[name] += value
-                raise
+            self.manager.update(self.info.id, changes)
             self._row_final = changes.get("status") == STOPPED
 
     def log(self, message: str) -> None:

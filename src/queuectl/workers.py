@@ -1,4 +1,11 @@
-"""WorkerManager: the registry of workers, stop requests, liveness and the reaper."""
+"""WorkerManager: the registry of workers, stop requests, liveness and the reaper.
+
+Liveness is judged by two clocks that must both have run out, so that no live change of
+`heartbeat_interval` or `stale_after` (in any order) makes a live worker look lost or
+releases its job: the deadline the worker itself wrote with its last heartbeat or lease
+renewal (that time + stale_after as it knew it then), and the reader's own stale_after since
+that heartbeat or renewal. Rows of older releases have no deadline: the second rule alone.
+"""
 
 from __future__ import annotations
 
@@ -22,12 +29,26 @@ from .localproc import (
     signal_worker,
 )
 from .models import LIVE_WORKER_STATUSES, PROCESSING, WorkerInfo, WorkerStatus
+from .sight import Sight
 from .store.base import Store
 
 # Rows of stopped and lost workers are kept this long for `worker list --all`, then dropped.
 IDLE, BUSY, LOST = WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.LOST
 FORGET_WORKERS_AFTER = 7 * 24 * 3600
 MAX_LISTED_JOBS = 100_000
+
+
+def silent(worker: WorkerInfo, now: float, stale_after: float) -> bool:
+    """Whether a worker row has gone silent: past its own deadline (if it wrote one) and
+    not heard from for the reader's stale_after."""
+    past_deadline = worker.expires_at is None or worker.expires_at < now
+    return past_deadline and worker.last_heartbeat < now - stale_after
+
+
+def max_gap(config: Config) -> float:
+    """The longest quiet spell between a live worker's store calls (it calls at least every
+    poll_interval or heartbeat_interval); a longer one means it could not see the store."""
+    return 2 * max(config.poll_interval, config.heartbeat_interval) + 1.0
 
 
 def new_worker_id(index: int) -> str:
@@ -45,20 +66,32 @@ class WorkerManager:
         jobs: JobManager,
         *,
         clock: Callable[[], float] = time.time,
+        sight: Sight | None = None,
     ) -> None:
         self.store = store
         self.configs = configs
         self.jobs = jobs
         self.clock = clock
+        # How long this process has seen the store (None: a manager that trusts every lease
+        # deadline as it reads it, for tools that do not run a reaper loop).
+        self.sight = sight
 
     def settings(self) -> Config:
         """The shared configuration as it is now in the store (workers re-read it often,
         so `config set` reaches them)."""
-        return self.configs.load()
+        config = self.configs.load()
+        if self.sight is not None:
+            self.sight.max_gap = max_gap(config)
+        return config
 
-    def register(self, index: int, queues: Sequence[str] = ()) -> WorkerInfo:
+    def register(
+        self, index: int, queues: Sequence[str] = (), stale_after: float | None = None
+    ) -> WorkerInfo:
         """Add a new worker row for this process, serving those queues (every queue if
-        none)."""
+        none), alive for `stale_after` seconds (default: the configured value) unless it
+        heartbeats."""
+        if stale_after is None:
+            stale_after = self.settings().stale_after
         now = self.clock()
         worker = WorkerInfo(
             id=new_worker_id(index),
@@ -67,17 +100,15 @@ class WorkerManager:
             machine=machine_key(),
             started_at=now,
             last_heartbeat=now,
+            expires_at=now + stale_after,
             queues=list(queues),
         )
         self.store.register_worker(worker)
         return worker
 
-    def update(
-        self, worker_id: str, changes: dict[str, Any], increments: dict[str, int] | None = None
-    ) -> None:
-        """Write a worker's own row: set fields (status, heartbeat, current job) and add to
-        its counters, in one store write."""
-        self.store.update_worker(worker_id, changes, increments)
+    def update(self, worker_id: str, changes: dict[str, Any]) -> None:
+        """Write a worker's own row: status, heartbeat and its deadline, current job."""
+        self.store.update_worker(worker_id, changes)
 
     def stop_requested(self, worker_id: str) -> bool:
         """Whether a stop was asked for that worker through the store (any machine)."""
@@ -97,7 +128,7 @@ class WorkerManager:
         shown = []
         for worker in self.store.list_workers(statuses=statuses):
             if worker.status in LIVE_WORKER_STATUSES:
-                if now - worker.last_heartbeat > stale_after:
+                if silent(worker, now, stale_after):
                     worker = replace(worker, status=LOST, current_job=None)
                 else:
                     job = holders.get(worker.id)
@@ -107,13 +138,15 @@ class WorkerManager:
         return shown
 
     def active(self, queue: str | None = None) -> List[WorkerInfo]:
-        """Workers that are idle, busy or stopping and heartbeated within stale_after (those
-        serving `queue`, when given: it or every queue)."""
-        cutoff = self.clock() - self.settings().stale_after
+        """Workers that are idle, busy or stopping and have not gone silent (those serving
+        `queue`, when given: it or every queue)."""
+        stale_after = self.settings().stale_after
+        now = self.clock()
         return [
             w
             for w in self.store.list_workers(statuses=LIVE_WORKER_STATUSES)
-            if w.last_heartbeat >= cutoff and (queue is None or not w.queues or queue in w.queues)
+            if not silent(w, now, stale_after)
+            and (queue is None or not w.queues or queue in w.queues)
         ]
 
     def nudge_cancel(self, worker_id: str) -> None:
@@ -162,7 +195,13 @@ class WorkerManager:
 
     def reap(self, config: Config) -> List[str]:
         """Release jobs whose lease went silent, at once for workers on this machine whose
-        process is gone; mark silent workers lost. Returns the ids of released jobs."""
+        process is gone; mark silent workers lost. Returns the ids of released jobs.
+
+        Silence is counted only over time this process saw the store: right after an
+        outage or a freeze every lease looks old, so nothing is released until the store
+        has been in sight for stale_after (dead local processes excepted)."""
+        if self.sight is not None:
+            self.sight.max_gap = max_gap(config)
         now = self.clock()
         cutoff = now - config.stale_after
         released: List[str] = []
@@ -173,11 +212,14 @@ class WorkerManager:
                 for job in self.store.jobs_locked_by(worker.id):
                     if self.jobs.release(job, f"worker {worker.id} exited", config, now=now):
                         released.append(job.id)
-        self.store.mark_workers_lost(cutoff)
         self.store.delete_workers(now - FORGET_WORKERS_AFTER)
-        for job in self.store.stale_jobs(cutoff):
+        since = self.sight.since() if self.sight is not None else None
+        if self.sight is not None and (since is None or since + config.stale_after >= now):
+            return released  # not in sight for long enough to call anyone silent
+        self.store.mark_workers_lost(cutoff, now)
+        for job in self.store.stale_jobs(cutoff, now):
             reason = f"worker {job.locked_by} stopped heartbeating"
-            if self.jobs.release(job, reason, config, now=now):
+            if self.jobs.release(job, reason, config, now=now, stale_before=cutoff):
                 released.append(job.id)
         self.jobs.repair_dependents()
         return released

@@ -1,14 +1,52 @@
 """The Store protocol: the persistence primitives every backend provides, each one atomic.
 
 A store keeps and claims jobs; it never decides what state comes next (the managers do).
-Times are epoch seconds (floats) everywhere.
+Times are epoch seconds (floats) everywhere. Records of another shape than queuectl writes
+(another program's documents in a shared database) are skipped by every read, with one
+warning per record and process (`warn_foreign`).
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable, Protocol, Sequence
+import sys
+import threading
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 from ..models import Job, Schedule, WorkerInfo
+
+# Ids handed to one statement or command at most: a MongoDB command is limited to 16 MiB and
+# an SQLite statement to 32,766 parameters, and a short transaction never blocks workers long.
+ID_BATCH = 500
+
+_warned: set[str] = set()
+_warned_lock = threading.Lock()
+
+
+def warn_foreign(where: str, skipped: Iterable[tuple[Any, str]]) -> None:
+    """Say on stderr, once per record and process, that records of another shape were
+    skipped: one line naming them (a few by id, the rest counted) and the first reason."""
+    with _warned_lock:
+        fresh = [(key, why) for key, why in ((repr(i), why) for i, why in skipped)]
+        fresh = [(key, why) for key, why in dict(fresh).items() if key not in _warned]
+        _warned.update(key for key, _ in fresh)
+    if not fresh:
+        return
+    named = ", ".join(key[:60] for key, _ in fresh[:5])
+    more = f" and {len(fresh) - 5} more" if len(fresh) > 5 else ""
+    try:
+        sys.stderr.write(
+            f"Warning: skipped {len(fresh)} record(s) of another shape in {where!r} "
+            f"({named}{more}): {fresh[0][1]}; they are not queuectl's and are left as they are\n"
+        )
+    except (OSError, ValueError):
+        pass
+
+
+def batches(items: Sequence[Any], size: int = ID_BATCH) -> Iterable[list[Any]]:
+    """`items` in consecutive lists of at most `size`."""
+    for start in range(0, len(items), size):
+        yield list(items[start : start + size])
+
 
 # What a job becomes when its dependency (the argument) is dead: the manager decides the
 # words, the store applies them to every job that waits on it, however deep.
@@ -48,28 +86,64 @@ class Store(Protocol):
         """The state of each of those jobs that exists (missing ids are left out)."""
 
     def claim(
-        self, worker_id: str, now: float, lease_token: str, queues: Sequence[str] = ()
+        self,
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
     ) -> Job | None:
-        """Atomically take the next ready job (SPEC §4 order) of those queues (every queue
-        when empty) whose dependencies are all completed: set it processing under
-        `lease_token`, count the attempt, and return it; None when nothing is ready."""
+        """Atomically take the next ready job (SPEC §4 order) among queuectl's own records, of
+        those queues (every queue when empty) whose dependencies are all completed: set it
+        processing under `lease_token` with that lease deadline, count the attempt, and
+        return it; None when nothing is ready."""
 
-    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        lease_token: str,
+        changes: dict[str, Any],
+        tally: tuple[str, str] | None = None,
+    ) -> bool:
         """Apply `changes` only if the job is still processing under `lease_token`
-        (the fence). Returns whether they were applied."""
+        (the fence). Returns whether they were applied. With `tally` (worker id, counter),
+        an applied end also counts in that worker's row, as `count_job_end` does: in the
+        same transaction where the store has them."""
 
-    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
-        """Extend the lease; False when the lease is no longer ours."""
+    def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
+        """Add 1 to a worker's `jobs_done` or `jobs_failed` for the attempt of that lease,
+        unless that lease was already counted (so a retry after a lost reply counts once)."""
 
-    def stale_jobs(self, cutoff: float) -> list[Job]:
-        """Processing jobs whose lease was last renewed before `cutoff`."""
+    def renew_lease(
+        self, job_id: str, lease_token: str, now: float, lease_expires_at: float | None = None
+    ) -> bool:
+        """Extend the lease (renewed now, and the new deadline when given); False when the
+        lease is no longer ours."""
+
+    def stale_jobs(self, cutoff: float, now: float) -> list[Job]:
+        """Processing jobs whose lease was last renewed before `cutoff` and whose deadline
+        (if it has one) is before `now`."""
 
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
         """Processing jobs held by that worker."""
 
-    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
+    def update_if(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        below: dict[str, float] | None = None,
+    ) -> bool:
         """Apply `changes` only if every field in `expected` still has that value (None
-        matches a null), in one atomic step. Returns whether they were applied."""
+        matches a null) and every field in `below` is null or less than its bound, in one
+        atomic step. Returns whether they were applied."""
+
+    def update_many_if(
+        self, job_ids: Sequence[str], expected: dict[str, Any], changes: dict[str, Any]
+    ) -> list[str]:
+        """`update_if` for a batch of ids (the caller keeps it bounded, e.g. ID_BATCH), as one
+        transaction (SQLite) or one multi-document update (MongoDB). Returns the ids it
+        changed."""
 
     def settle(
         self,
@@ -77,11 +151,15 @@ class Store(Protocol):
         expected: dict[str, Any],
         changes: dict[str, Any],
         dead_dependency: DeadChanges,
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
     ) -> list[str] | None:
         """Like update_if, for `changes` that make the job `completed` or `dead`; in the same
         operation the jobs waiting on it count it done, or (dead) get
         `dead_dependency(<their dead dependency>)`, however deep. Returns the ids of the
-        jobs so made dead, or None when the condition did not hold (nothing changed)."""
+        jobs so made dead, or None when the condition did not hold (nothing changed).
+        `below` is update_if's; with `tally` (worker id, counter) a settle that applied also
+        counts in that worker's row, as `finish` does."""
 
     def requeue(
         self,
@@ -102,8 +180,16 @@ class Store(Protocol):
         """While a job runs: apply `changes` (may be empty) under the lease (the fence) and
         return whether a cancel was requested; None when the lease is no longer ours."""
 
-    def job_ids(self, state: str, queue: str | None = None) -> list[str]:
-        """The ids of every job in that state (and queue), in enqueue order."""
+    def job_ids(
+        self,
+        state: str,
+        queue: str | None = None,
+        limit: int | None = None,
+        updated_until: float | None = None,
+    ) -> list[str]:
+        """Ids of jobs in that state (and queue; updated at or before `updated_until`, when
+        given). Without `limit`: every one, in enqueue order; with it: up to `limit`, least
+        recently updated first."""
 
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """The earliest run_at among pending and failed jobs not blocked by a dependency
@@ -148,10 +234,11 @@ class Store(Protocol):
         """Worker rows (only those statuses, when given), newest first."""
 
     def request_stop(self, worker_ids: Sequence[str]) -> None:
-        """Flag those workers to stop."""
+        """Flag those workers to stop (any number of them: sent in bounded batches)."""
 
-    def mark_workers_lost(self, cutoff: float) -> list[str]:
-        """Live workers whose last heartbeat is before `cutoff` become `lost`; their ids."""
+    def mark_workers_lost(self, cutoff: float, now: float) -> list[str]:
+        """Live workers whose last heartbeat is before `cutoff` and whose own deadline (if
+        the row has one) is before `now` become `lost`; their ids."""
 
     def delete_workers(self, before: float) -> int:
         """Forget stopped and lost workers whose last heartbeat is before `before`."""

@@ -3,6 +3,10 @@
 Every primitive is one atomic server operation on one document (the claim is
 find_one_and_update), so it behaves the same on a standalone server, a replica set, Atlas and
 mongomock. pymongo is imported only here, and only when a MongoDB URL is used.
+
+Reads that decide (the claim, the reaper, lease and stop checks) go to the primary whatever
+the URL's readPreference: a secondary may be behind, and a decision made on an old copy can
+take a live lease. Only what users read (`list`, `status`, `stats`) follows the URL.
 """
 
 from __future__ import annotations
@@ -11,23 +15,34 @@ import os
 import time
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterable, Iterator, Sequence
 
-from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, StoreUnavailable
+from ..errors import (
+    DependencyNotFound,
+    DuplicateJob,
+    DuplicateSchedule,
+    ForeignRecord,
+    QueuectlError,
+    StoreUnavailable,
+)
 from ..models import DEFAULT_QUEUE, READY_STATES, STATES, Job, Schedule, WorkerInfo
 from . import url_password
-from .base import DeadChanges
+from .base import DeadChanges, batches, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
 WAITING_SORT = [("run_at", 1), ("priority", -1), ("seq", 1)]
 READY = {"$in": list(READY_STATES)}
+# $type, not $ne: null: the same on MongoDB, and another program's completed document
+# without a duration never counts (a stand-in server matches a missing field with $ne: null).
+DONE_WITH_DURATION = {"state": "completed", "duration": {"$type": "number"}}
+# queuectl's own documents have a numeric enqueue order (seq >= 0); another program's (e.g.
+# the Node version's, with an ObjectId _id and no seq or run_at) never match. A range, not
+# $type: it rides on the claim index's last key (a stand-in server scans for $type).
+OURS = {"seq": {"$gte": 0}}
+LIVE = {"$in": ["idle", "busy", "stopping"]}
 # A document written before dependencies existed has no `waiting`: it waits for nothing.
 NOT_BLOCKED = {"$in": [0, None]}
-# $type, not {$ne: null}: on a MongoDB stand-in that treats a missing field as not null
-# (nx-27017, the tests' wire lane), a completed document without a duration would count, and
-# crash the percentile read. Durations are numbers, so both mean the same on MongoDB.
-DONE_WITH_DURATION = {"state": "completed", "duration": {"$type": "number"}}
 BATCH = 1000  # ids per $in list
 
 
@@ -52,18 +67,48 @@ def _job_doc(job: Job) -> dict[str, Any]:
     return doc
 
 
+def _record(doc: dict[str, Any]) -> dict[str, Any]:
+    record = dict(doc)
+    record["id"] = record.pop("_id")
+    return record
+
+
 def _job(doc: dict[str, Any] | None) -> Job | None:
-    if doc is None:
-        return None
-    doc = dict(doc)
-    doc["id"] = doc.pop("_id")
-    return Job.from_record(doc)
+    """The job a document holds (ForeignRecord for a document of another shape)."""
+    return None if doc is None else Job.from_record(_record(doc))
 
 
-def _worker(doc: dict[str, Any]) -> WorkerInfo:
-    doc = dict(doc)
-    doc["id"] = doc.pop("_id")
-    return WorkerInfo.from_record(doc)
+def _jobs(docs: Iterable[dict[str, Any]]) -> list[Job]:
+    """The jobs among `docs`; documents of another shape are skipped, with a warning."""
+    jobs, skipped = [], []
+    for doc in docs:
+        try:
+            jobs.append(Job.from_record(_record(doc)))
+        except ForeignRecord as exc:
+            skipped.append((exc.record_id, exc.problem))
+    if skipped:
+        warn_foreign("jobs", skipped)
+    return jobs
+
+
+def _workers(docs: Iterable[dict[str, Any]]) -> list[WorkerInfo]:
+    workers, skipped = [], []
+    for doc in docs:
+        try:
+            workers.append(WorkerInfo.from_record(_record(doc)))
+        except ForeignRecord as exc:
+            skipped.append((exc.record_id, exc.problem))
+    if skipped:
+        warn_foreign("workers", skipped)
+    return workers
+
+
+def _null_or_below(bounds: dict[str, float]) -> dict[str, Any]:
+    """A filter: every field in `bounds` is null, missing or less than its bound. Spelt with
+    $or and `$in: [null]`, the forms that mean the same on MongoDB, mongomock and the
+    wire-protocol stand-in the tests use (which lacks $not and misreads a bare null in $or)."""
+    clauses = [{"$or": [{k: {"$in": [None]}}, {k: {"$lt": v}}]} for k, v in bounds.items()]
+    return {"$and": clauses} if clauses else {}
 
 
 class MongoStore:
@@ -76,19 +121,24 @@ class MongoStore:
         url: str = "mongodb://",
         secrets: str | Sequence[str] | None = None,
     ) -> None:
+        from pymongo import ReadPreference
+
         self.client = client
         # Scrubbed from every message: the password and every secret option of the URL.
         self._secrets = [secrets] if isinstance(secrets, str) else list(secrets or ())
-        self.db = client[db_name]
+        self.db = client.get_database(db_name, read_preference=ReadPreference.PRIMARY)
         self.url = url
         self.jobs = self.db["jobs"]
         self.workers = self.db["workers"]
         self.config = self.db["config"]
+        # What users read (list, status, stats) may come from where the URL says.
+        self.jobs_view = client[db_name]["jobs"]
         self.schedules = self.db["schedules"]
         self._indexed = False
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
+        from bson.errors import BSONError
         from pymongo.errors import DuplicateKeyError, PyMongoError
 
         try:
@@ -99,6 +149,11 @@ class MongoStore:
             raise
         except PyMongoError as exc:
             raise StoreUnavailable(f"MongoDB at {self.url}: {_short(exc, self._secrets)}") from None
+        except BSONError as exc:  # e.g. DocumentTooLarge: a request over 16 MiB
+            raise QueuectlError(
+                f"MongoDB at {self.url}: request too large or not storable: "
+                f"{_short(exc, self._secrets)}"
+            ) from None
 
     def _ensure_indexes(self) -> None:
         # create_indexes is idempotent on the server: one round trip per collection.
@@ -126,6 +181,8 @@ class MongoStore:
                 IndexModel([("state", 1), ("finished_at", 1)], name="state_finished"),
                 IndexModel([("state", 1), ("lease_renewed_at", 1)], name="lease"),
                 IndexModel([("locked_by", 1)], name="locked_by"),
+                # Only documents of another shape have an `id` field: `show` finds them by it.
+                IndexModel([("id", 1)], name="foreign_id", sparse=True),
                 # Claims: blocked jobs (waiting > 0) sit outside the ranges a claim reads;
                 # with queues, each queue is a range already in claim order.
                 IndexModel(
@@ -180,8 +237,7 @@ class MongoStore:
 
         ids = [job.id for job in jobs]
         with self._errors():
-            for start in range(0, len(ids), 10_000):
-                chunk = ids[start : start + 10_000]
+            for chunk in batches(ids, 10_000):  # 10,000 ids of <= 128 bytes: well under 16 MiB
                 taken = self.jobs.find_one({"_id": {"$in": chunk}}, {"_id": 1})
                 if taken:
                     raise DuplicateJob(taken["_id"])
@@ -190,9 +246,10 @@ class MongoStore:
                 self.jobs.insert_many(docs, ordered=True)
             except (BulkWriteError, DuplicateKeyError) as exc:
                 inserted = _inserted_count(exc)
-                if inserted:  # never remove one a worker has already claimed
+                for chunk in batches(ids[:inserted], 10_000):
+                    # never remove one a worker has already claimed
                     self.jobs.delete_many(
-                        {"_id": {"$in": ids[:inserted]}, "state": "pending", "attempts": 0}
+                        {"_id": {"$in": chunk}, "state": "pending", "attempts": 0}
                     )
                 raise DuplicateJob(ids[inserted] if inserted < len(ids) else ids[0]) from None
             for job in jobs:
@@ -296,18 +353,24 @@ class MongoStore:
         expected: dict[str, Any],
         changes: dict[str, Any],
         dead_dependency: DeadChanges,
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
     ) -> list[str] | None:
         """Conditional like update_if, for changes that make a job completed or dead; then
-        its dependents count it done, or (dead) become dead in turn, before this returns.
-        Returns the ids of dependents made dead, or None when not applied."""
+        the worker's counter moves (`tally`, once per lease: a second update, as in finish)
+        and its dependents count it done, or (dead) become dead in turn, before this
+        returns. Returns the ids of dependents made dead, or None when not applied."""
         with self._errors():
             doc = self.jobs.find_one_and_update(
-                {**expected, "_id": job_id},
+                {**expected, **_null_or_below(below or {}), "_id": job_id},
                 {"$set": changes},
                 projection={"dependents_open": 1},
             )
             if doc is None:
                 return None
+        if tally is not None and expected.get("lease_token"):
+            self.count_job_end(tally[0], tally[1], expected["lease_token"])
+        with self._errors():
             if not doc.get("dependents_open"):
                 return []  # nobody waits on it (an enqueue racing with us counts for itself)
             return self._resolve(job_id, changes["state"], dead_dependency)
@@ -367,9 +430,15 @@ class MongoStore:
             return self._states(job_ids)
 
     def get_job(self, job_id: str) -> Job | None:
-        """The job with that id, or None."""
+        """The job with that id, or None; ForeignRecord when the id names a document of
+        another shape (by its _id, or by the `id` field another program keeps)."""
         with self._errors():
-            return _job(self.jobs.find_one({"_id": job_id}))
+            doc = self.jobs.find_one({"_id": job_id})
+            if doc is None:
+                foreign = self.jobs.find_one({"id": job_id})
+                if foreign is not None:
+                    raise ForeignRecord("job", job_id, "its _id is not the job id")
+        return _job(doc)
 
     def list_jobs(
         self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
@@ -382,17 +451,19 @@ class MongoStore:
             if state in ("pending", "failed"):
                 now = time.time() if now is None else now
                 ready = {"state": state, "waiting": NOT_BLOCKED, "run_at": {"$lte": now}}
-                docs = list(self.jobs.find({**ready, **of_queue}).sort(CLAIM_SORT).limit(limit))
+                docs = list(
+                    self.jobs_view.find({**ready, **of_queue}).sort(CLAIM_SORT).limit(limit)
+                )
                 if len(docs) < limit:
                     later = {"$or": [{"run_at": {"$gt": now}}, {"waiting": {"$gt": 0}}]}
                     waiting = {"state": state, **of_queue, **later}
-                    docs += self.jobs.find(waiting).sort(WAITING_SORT).limit(limit - len(docs))
+                    docs += self.jobs_view.find(waiting).sort(WAITING_SORT).limit(limit - len(docs))
             else:
                 query = {"state": state, **of_queue} if state else dict(of_queue)
                 docs = list(
-                    self.jobs.find(query).sort([("updated_at", -1), ("seq", -1)]).limit(limit)
+                    self.jobs_view.find(query).sort([("updated_at", -1), ("seq", -1)]).limit(limit)
                 )
-        return [j for j in map(_job, docs) if j is not None]
+        return _jobs(docs)
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs per state (of one queue, when given), counted by the server."""
@@ -400,8 +471,8 @@ class MongoStore:
         if queue is not None:
             pipeline.insert(0, {"$match": queue_filter([queue])})
         with self._errors():
-            rows = self.jobs.aggregate(pipeline)
-            return {r["_id"]: r["n"] for r in rows}
+            rows = self.jobs_view.aggregate(pipeline)
+            return {r["_id"]: r["n"] for r in rows if isinstance(r["_id"], str)}
 
     def count_by_queue(self) -> dict[str, dict[str, int]]:
         """Number of jobs per queue and state, counted by the server: one group by queue per
@@ -414,13 +485,19 @@ class MongoStore:
                     {"$match": {"state": state}},
                     {"$group": {"_id": "$queue", "n": {"$sum": 1}}},
                 ]
-                for row in self.jobs.aggregate(pipeline):
-                    by_state = counts.setdefault(row["_id"] or DEFAULT_QUEUE, {})
+                for row in self.jobs_view.aggregate(pipeline):
+                    queue = row["_id"] if isinstance(row["_id"], str) else DEFAULT_QUEUE
+                    by_state = counts.setdefault(queue, {})
                     by_state[state] = by_state.get(state, 0) + row["n"]
         return counts
 
     def claim(
-        self, worker_id: str, now: float, lease_token: str, queues: Sequence[str] = ()
+        self,
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
     ) -> Job | None:
         """find_one_and_update: the server picks and locks one document atomically. Its
         filter names `waiting` and the queues, so it reads only claimable index ranges."""
@@ -433,6 +510,7 @@ class MongoStore:
                 "locked_at": now,
                 "lease_token": lease_token,
                 "lease_renewed_at": now,
+                "lease_expires_at": lease_expires_at,
                 "started_at": now,
                 "updated_at": now,
             },
@@ -445,62 +523,139 @@ class MongoStore:
                     "waiting": NOT_BLOCKED,
                     **queue_filter(queues),
                     "run_at": {"$lte": now},
+                    **OURS,
                 },
                 update,
                 sort=CLAIM_SORT,
                 return_document=ReturnDocument.AFTER,
             )
-        return _job(doc)
+        claimed = _jobs([doc]) if doc else []
+        return claimed[0] if claimed else None
 
-    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
-        """Fenced: the filter holds the lease token, so a stale worker matches nothing."""
-        return self._fenced_update(job_id, lease_token, changes)
+    def finish(
+        self,
+        job_id: str,
+        lease_token: str,
+        changes: dict[str, Any],
+        tally: tuple[str, str] | None = None,
+    ) -> bool:
+        """Fenced: the filter holds the lease token, so a stale worker matches nothing. The
+        worker's counter is a second update (MongoDB has no transaction across documents
+        without a replica set); should it fail, the worker's retry counts the end once."""
+        applied = self.update_if(
+            job_id, {"state": "processing", "lease_token": lease_token}, changes
+        )
+        if applied and tally is not None:
+            self.count_job_end(tally[0], tally[1], lease_token)
+        return applied
 
-    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
+    def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
+        """Count one attempt's end in the worker's document, once per lease."""
+        if counter not in ("jobs_done", "jobs_failed"):
+            raise ValueError(f"unknown counter {counter!r}")
+        with self._errors():
+            # $nin, not $ne: the same on MongoDB, and the wire-protocol stand-in the tests use
+            # matches a missing field with $nin but not with $ne in an update.
+            self.workers.update_one(
+                {"_id": worker_id, "counted_lease": {"$nin": [lease_token]}},
+                {"$inc": {counter: 1}, "$set": {"counted_lease": lease_token}},
+            )
+
+    def renew_lease(
+        self, job_id: str, lease_token: str, now: float, lease_expires_at: float | None = None
+    ) -> bool:
         """Extend the lease if it is still ours."""
-        return self._fenced_update(job_id, lease_token, {"lease_renewed_at": now})
+        changes: dict[str, Any] = {"lease_renewed_at": now}
+        if lease_expires_at is not None:
+            changes["lease_expires_at"] = lease_expires_at
+        return self.update_if(job_id, {"state": "processing", "lease_token": lease_token}, changes)
 
-    def _fenced_update(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+    def stale_jobs(self, cutoff: float, now: float) -> list[Job]:
+        """Processing jobs whose lease was not renewed since `cutoff` and whose deadline,
+        if it has one, has passed."""
+        query = {
+            "state": "processing",
+            "lease_renewed_at": {"$lt": cutoff},
+            **_null_or_below({"lease_expires_at": now}),
+        }
         with self._errors():
-            result = self.jobs.update_one(
-                {"_id": job_id, "state": "processing", "lease_token": lease_token},
-                {"$set": changes},
-            )
-        return bool(result.matched_count == 1)
-
-    def stale_jobs(self, cutoff: float) -> list[Job]:
-        """Processing jobs whose lease was not renewed since `cutoff`."""
-        with self._errors():
-            docs = list(
-                self.jobs.find({"state": "processing", "lease_renewed_at": {"$lt": cutoff}})
-            )
-        return [j for j in map(_job, docs) if j is not None]
+            docs = list(self.jobs.find(query))
+        return _jobs(docs)
 
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
         """Processing jobs held by that worker."""
         with self._errors():
             docs = list(self.jobs.find({"state": "processing", "locked_by": worker_id}))
-        return [j for j in map(_job, docs) if j is not None]
+        return _jobs(docs)
 
-    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
-        """Conditional: the filter holds the expected values, so one update decides."""
+    def update_if(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        below: dict[str, float] | None = None,
+    ) -> bool:
+        """Conditional: the filter holds the expected values and bounds, so one update
+        decides."""
+        query = {**expected, **_null_or_below(below or {}), "_id": job_id}
         with self._errors():
-            result = self.jobs.update_one({**expected, "_id": job_id}, {"$set": changes})
+            result = self.jobs.update_one(query, {"$set": changes})
         return bool(result.matched_count == 1)
 
-    def job_ids(self, state: str, queue: str | None = None) -> list[str]:
-        """Ids of the jobs in one state (and queue), in enqueue order."""
-        query = {"state": state, **(queue_filter([queue]) if queue is not None else {})}
+    def update_many_if(
+        self, job_ids: Sequence[str], expected: dict[str, Any], changes: dict[str, Any]
+    ) -> list[str]:
+        """One read of which ids match, one update_many of those; only when another writer
+        changed one in between is a read-back needed to tell which were ours."""
+        if not job_ids:
+            return []
         with self._errors():
-            return [d["_id"] for d in self.jobs.find(query, {"_id": 1}).sort("seq", 1)]
+            query = {**expected, "_id": {"$in": list(job_ids)}}
+            found = [d["_id"] for d in self.jobs.find(query, {"_id": 1})]
+            if not found:
+                return []
+            query["_id"] = {"$in": found}
+            result = self.jobs.update_many(query, {"$set": changes})
+            if result.matched_count == len(found):
+                return found
+            back = self.jobs.find({**changes, "_id": {"$in": found}}, {"_id": 1})
+            return [d["_id"] for d in back]
+
+    def job_ids(
+        self,
+        state: str,
+        queue: str | None = None,
+        limit: int | None = None,
+        updated_until: float | None = None,
+    ) -> list[str]:
+        """Ids of the jobs in one state (and queue): every one in enqueue order; or, with
+        `limit`, up to that many (updated at or before `updated_until`, when given), least
+        recently updated first."""
+        query: dict[str, Any] = {"state": state, **OURS, **_of_queue(queue)}
+        if updated_until is not None:
+            query["updated_at"] = {"$lte": updated_until}
+        with self._errors():
+            if limit is None and updated_until is None:
+                return [d["_id"] for d in self.jobs.find(query, {"_id": 1}).sort("seq", 1)]
+            docs = self.jobs.find(query, {"_id": 1}).sort([("updated_at", 1), ("seq", 1)])
+            if limit is not None:
+                docs = docs.limit(limit)
+            return [d["_id"] for d in docs]
 
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
-        """Earliest run_at of a pending or failed job not blocked by a dependency (of
-        those queues, when given)."""
-        query = {"state": READY, "waiting": NOT_BLOCKED, **queue_filter(queues)}
+        """Earliest run_at of a pending or failed job not blocked by a dependency (of those
+        queues, when given; a number: another program's document may lack run_at, which the
+        range leaves out)."""
+        query = {
+            "state": READY,
+            "waiting": NOT_BLOCKED,
+            **queue_filter(queues),
+            "run_at": {"$gte": 0},
+        }
         with self._errors():
             doc = self.jobs.find_one(query, {"run_at": 1}, sort=[("run_at", 1)])
-        return doc["run_at"] if doc else None
+        value = doc.get("run_at") if doc else None
+        return float(value) if isinstance(value, (int, float)) else None
 
     def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
         """Count and mean of completed jobs' durations, computed by the server."""
@@ -509,14 +664,14 @@ class MongoStore:
             {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
         ]
         with self._errors():
-            agg = list(self.jobs.aggregate(pipeline))
+            agg = list(self.jobs_view.aggregate(pipeline))
         return (int(agg[0]["n"]), agg[0]["mean"]) if agg else (0, None)
 
     def duration_at(self, rank: int, queue: str | None = None) -> float | None:
         """One duration by rank, sorted and skipped by the server."""
         with self._errors():
             docs = list(
-                self.jobs.find({**DONE_WITH_DURATION, **_of_queue(queue)}, {"duration": 1})
+                self.jobs_view.find({**DONE_WITH_DURATION, **_of_queue(queue)}, {"duration": 1})
                 .sort("duration", 1)
                 .skip(rank)
                 .limit(1)
@@ -530,14 +685,14 @@ class MongoStore:
             {"$group": {"_id": None, "n": {"$sum": 1}, "a": {"$sum": "$attempts"}}},
         ]
         with self._errors():
-            agg = list(self.jobs.aggregate(pipeline))
+            agg = list(self.jobs_view.aggregate(pipeline))
         return (int(agg[0]["n"]), int(agg[0]["a"])) if agg else (0, 0)
 
     def completed_since(self, since: float, queue: str | None = None) -> int:
         """Completed jobs that finished at or after `since`."""
         query = {"state": "completed", "finished_at": {"$gte": since}, **_of_queue(queue)}
         with self._errors():
-            return int(self.jobs.count_documents(query))
+            return int(self.jobs_view.count_documents(query))
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
@@ -577,24 +732,26 @@ class MongoStore:
                 self.workers.update_one({"_id": worker_id}, update)
 
     def get_worker(self, worker_id: str) -> WorkerInfo | None:
-        """One worker document."""
+        """One worker document (None for one of another shape, after a warning)."""
         with self._errors():
             doc = self.workers.find_one({"_id": worker_id})
-        return _worker(doc) if doc else None
+        found = _workers([doc]) if doc else []
+        return found[0] if found else None
 
     def list_workers(self, statuses: Sequence[str] | None = None) -> list[WorkerInfo]:
         """Workers (of those statuses, when given), newest first."""
         query = {"status": {"$in": list(statuses)}} if statuses is not None else {}
         with self._errors():
             docs = list(self.workers.find(query).sort([("started_at", -1), ("_id", 1)]))
-        return [_worker(d) for d in docs]
+        return _workers(docs)
 
     def request_stop(self, worker_ids: Sequence[str]) -> None:
-        """Set the stop flag."""
+        """Set the stop flag, a bounded batch of ids per update."""
         with self._errors():
-            self.workers.update_many(
-                {"_id": {"$in": list(worker_ids)}}, {"$set": {"stop_requested": True}}
-            )
+            for chunk in batches(worker_ids):
+                self.workers.update_many(
+                    {"_id": {"$in": chunk}}, {"$set": {"stop_requested": True}}
+                )
 
     def delete_workers(self, before: float) -> int:
         """Forget long-gone workers."""
@@ -605,12 +762,18 @@ class MongoStore:
                 ).deleted_count
             )
 
-    def mark_workers_lost(self, cutoff: float) -> list[str]:
-        """Silent live workers become lost (each conditioned on still being silent)."""
-        query = {"status": {"$in": ["idle", "busy", "stopping"]}, "last_heartbeat": {"$lt": cutoff}}
+    def mark_workers_lost(self, cutoff: float, now: float) -> list[str]:
+        """Silent live workers whose own deadline has passed become lost (each conditioned
+        on still being silent)."""
+        query = {
+            "status": LIVE,
+            "last_heartbeat": {"$lt": cutoff},
+            **_null_or_below({"expires_at": now}),
+            "_id": {"$type": "string"},
+        }
         lost = []
         with self._errors():
-            for doc in self.workers.find(query, {"_id": 1}):
+            for doc in list(self.workers.find(query, {"_id": 1})):
                 result = self.workers.update_one(
                     {**query, "_id": doc["_id"]},
                     {"$set": {"status": "lost", "current_job": None}},
@@ -759,10 +922,14 @@ def connect(url: str, masked: str, secrets: Sequence[str] = ()) -> MongoStore:
     # about 5 s in all (SPEC §3), not pymongo's 30 s. A URL's own settings win.
     # socketTimeoutMS bounds every operation, so a network partition cannot hold a worker
     # inside the driver for minutes (it is far below stale_after).
+    # Retryable writes and reads (the driver's defaults, stated so a URL must opt out
+    # explicitly) let the driver re-send a claim or a result once after a failover.
     options: dict[str, Any] = {
         "serverSelectionTimeoutMS": 4000,
         "connectTimeoutMS": 4000,
         "socketTimeoutMS": 30000,
+        "retryWrites": True,
+        "retryReads": True,
     }
     lowered = url.lower()
     kwargs = {k: v for k, v in options.items() if k.lower() not in lowered}

@@ -14,7 +14,7 @@ import sqlite3
 import time
 from typing import Any, Callable, Sequence
 
-from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule
+from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, ForeignRecord
 from ..models import (
     JOB_COLUMNS,
     SCHEDULE_COLUMNS,
@@ -24,14 +24,15 @@ from ..models import (
     Schedule,
     WorkerInfo,
 )
+from .base import warn_foreign
 from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
 # Raised whenever a schema below gains a table, a column or an index: 3 added schedules,
-# 4 queues and dependencies.
-SCHEMA_VERSION = 4
+# 4 queues and dependencies (or, in another line of releases, lease deadlines), 5 both.
+SCHEMA_VERSION = 5
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -57,6 +58,7 @@ CREATE TABLE IF NOT EXISTS jobs (
     seq INTEGER NOT NULL,
     lease_token TEXT,
     lease_renewed_at REAL,
+    lease_expires_at REAL,
     queue TEXT NOT NULL DEFAULT 'default',
     after TEXT,
     waiting INTEGER NOT NULL DEFAULT 0,
@@ -88,6 +90,9 @@ CREATE TABLE IF NOT EXISTS workers (
     jobs_failed INTEGER NOT NULL DEFAULT 0,
     stop_requested INTEGER NOT NULL DEFAULT 0,
     machine TEXT NOT NULL DEFAULT '',
+    expires_at REAL,
+    -- The lease whose end was last counted in jobs_done/jobs_failed (a retry counts once).
+    counted_lease TEXT,
     queues TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS workers_status ON workers (status);
@@ -123,8 +128,13 @@ ADDED_COLUMNS = {
         ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
         ("live_stdout", "TEXT"),
         ("live_stderr", "TEXT"),
+        ("lease_expires_at", "REAL"),
     ),
-    "workers": (("queues", "TEXT NOT NULL DEFAULT '[]'"),),
+    "workers": (
+        ("queues", "TEXT NOT NULL DEFAULT '[]'"),
+        ("expires_at", "REAL"),
+        ("counted_lease", "TEXT"),
+    ),
 }
 
 # Queues and dependencies. A job with unfinished dependencies has `waiting` > 0 and is left
@@ -190,7 +200,7 @@ class SqliteStore:
             SCHEMA_VERSION,
             busy_timeout_ms(),
             make_directory,
-            add_columns,
+            before_schema=add_columns,
         )
         self._tx = self._file.transaction
         self._query = self._file.query
@@ -272,9 +282,21 @@ class SqliteStore:
         return ids[0]
 
     def get_job(self, job_id: str) -> Job | None:
-        """The job with that id, or None."""
+        """The job with that id, or None; ForeignRecord for a row of another shape."""
         rows = self._query("SELECT * FROM jobs WHERE id = ?", (job_id,))
         return Job.from_record(dict(rows[0])) if rows else None
+
+    def _jobs(self, rows: Sequence[sqlite3.Row]) -> list[Job]:
+        """The jobs among `rows`; rows of another shape are skipped, with a warning."""
+        jobs, skipped = [], []
+        for row in rows:
+            try:
+                jobs.append(Job.from_record(dict(row)))
+            except ForeignRecord as exc:
+                skipped.append((exc.record_id, exc.problem))
+        if skipped:
+            warn_foreign(f"{self.path}: jobs", skipped)
+        return jobs
 
     def list_jobs(
         self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
@@ -309,7 +331,7 @@ class SqliteStore:
         else:
             sql = "SELECT * FROM jobs ORDER BY updated_at DESC, seq DESC LIMIT ?"
             params = (limit,)
-        return [Job.from_record(dict(r)) for r in self._query(sql, params)]
+        return self._jobs(self._query(sql, params))
 
     def _list_ready(self, state: str, limit: int, now: float, queue: str | None) -> list[Job]:
         """Claimable jobs due by `now` in claim order; then, by run_at, claimable jobs due
@@ -324,7 +346,7 @@ class SqliteStore:
         )
         left = limit - len(ready)
         if left <= 0:
-            return [Job.from_record(dict(r)) for r in ready]
+            return self._jobs(ready)
         parts = [
             f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_next{suffix} "
             f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at > ? "
@@ -340,7 +362,7 @@ class SqliteStore:
         waiting = self._query(
             f"{' UNION ALL '.join(parts)} ORDER BY {WAITING_ORDER} LIMIT ?", (*params, left)
         )
-        return [Job.from_record(dict(r)) for r in (*ready, *waiting)]
+        return self._jobs([*ready, *waiting])
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs per state (of one queue, when given)."""
@@ -377,55 +399,88 @@ class SqliteStore:
         return states
 
     def claim(
-        self, worker_id: str, now: float, lease_token: str, queues: Sequence[str] = ()
+        self,
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
     ) -> Job | None:
         """One UPDATE ... RETURNING under BEGIN IMMEDIATE: atomic against every process.
         With queues, each queue's index is walked to its first ready job (LIMIT 1 each) and
         the best of those few wins: no other queue's job and no blocked job is looked at."""
-        pick, params = _claim_pick(now, queues)
+        pick, pick_params = _claim_pick(now, queues)
         sql = f"""
             UPDATE jobs SET state = 'processing', attempts = attempts + 1,
                 locked_by = ?, locked_at = ?, lease_token = ?, lease_renewed_at = ?,
-                started_at = ?, updated_at = ?
+                lease_expires_at = ?, started_at = ?, updated_at = ?
             WHERE id = ({pick})
             RETURNING *"""
+        params = (worker_id, now, lease_token, now, lease_expires_at, now, now, *pick_params)
         with self._tx() as conn:
-            row = conn.execute(
-                sql, (worker_id, now, lease_token, now, now, now, *params)
-            ).fetchone()
-        return Job.from_record(dict(row)) if row else None
+            row = conn.execute(sql, params).fetchone()
+        claimed = self._jobs([row]) if row else []
+        return claimed[0] if claimed else None
 
-    def finish(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
-        """Fenced: applied only while the job is processing under that token."""
-        return self._fenced_update(job_id, lease_token, changes)
-
-    def renew_lease(self, job_id: str, lease_token: str, now: float) -> bool:
-        """Extend the lease if it is still ours."""
-        return self._fenced_update(job_id, lease_token, {"lease_renewed_at": now})
-
-    def _fenced_update(self, job_id: str, lease_token: str, changes: dict[str, Any]) -> bool:
+    def finish(
+        self,
+        job_id: str,
+        lease_token: str,
+        changes: dict[str, Any],
+        tally: tuple[str, str] | None = None,
+    ) -> bool:
+        """Fenced: applied only while the job is processing under that token; the worker's
+        counter moves in the same transaction."""
         assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
         sql = (
             f"UPDATE jobs SET {assignments} "
             "WHERE id = ? AND state = 'processing' AND lease_token = ?"
         )
         with self._tx() as conn:
-            cursor = conn.execute(sql, (*changes.values(), job_id, lease_token))
-        return cursor.rowcount == 1
+            applied = conn.execute(sql, (*changes.values(), job_id, lease_token)).rowcount == 1
+            if applied and tally is not None:
+                self._count(conn, tally[0], tally[1], lease_token)
+        return applied
 
-    def stale_jobs(self, cutoff: float) -> list[Job]:
-        """Processing jobs whose lease was not renewed since `cutoff`."""
-        rows = self._query(
-            "SELECT * FROM jobs WHERE state = 'processing' AND lease_renewed_at < ?", (cutoff,)
+    def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
+        """Count one attempt's end in the worker's row, once per lease."""
+        with self._tx() as conn:
+            self._count(conn, worker_id, counter, lease_token)
+
+    @staticmethod
+    def _count(conn: sqlite3.Connection, worker_id: str, counter: str, lease_token: str) -> None:
+        name = _column(counter, ("jobs_done", "jobs_failed"))
+        conn.execute(
+            f"UPDATE workers SET {name} = {name} + 1, counted_lease = ? "
+            "WHERE id = ? AND counted_lease IS NOT ?",
+            (lease_token, worker_id, lease_token),
         )
-        return [Job.from_record(dict(r)) for r in rows]
+
+    def renew_lease(
+        self, job_id: str, lease_token: str, now: float, lease_expires_at: float | None = None
+    ) -> bool:
+        """Extend the lease if it is still ours."""
+        changes: dict[str, Any] = {"lease_renewed_at": now}
+        if lease_expires_at is not None:
+            changes["lease_expires_at"] = lease_expires_at
+        return self.update_if(job_id, {"state": "processing", "lease_token": lease_token}, changes)
+
+    def stale_jobs(self, cutoff: float, now: float) -> list[Job]:
+        """Processing jobs whose lease was not renewed since `cutoff` and whose deadline,
+        if it has one, has passed."""
+        rows = self._query(
+            "SELECT * FROM jobs WHERE state = 'processing' AND lease_renewed_at < ? "
+            "AND (lease_expires_at IS NULL OR lease_expires_at < ?)",
+            (cutoff, now),
+        )
+        return self._jobs(rows)
 
     def jobs_locked_by(self, worker_id: str) -> list[Job]:
         """Processing jobs held by that worker."""
         rows = self._query(
             "SELECT * FROM jobs WHERE state = 'processing' AND locked_by = ?", (worker_id,)
         )
-        return [Job.from_record(dict(r)) for r in rows]
+        return self._jobs(rows)
 
     def settle(
         self,
@@ -433,13 +488,18 @@ class SqliteStore:
         expected: dict[str, Any],
         changes: dict[str, Any],
         dead_dependency: Callable[[str], dict[str, Any]],
+        tally: tuple[str, str] | None = None,
+        below: dict[str, float] | None = None,
     ) -> list[str] | None:
         """Conditional like update_if, for changes that make a job completed or dead; in the
-        same transaction its dependents count it done, or (dead) become dead in turn.
-        Returns the ids of dependents made dead, or None when not applied."""
+        same transaction its dependents count it done, or (dead) become dead in turn, and
+        the worker's counter moves (`tally`, once per lease). Returns the ids of dependents
+        made dead, or None when not applied."""
         with self._tx() as conn:
-            if not _update(conn, job_id, changes, expected):
+            if not _update(conn, job_id, changes, expected, below):
                 return None
+            if tally is not None and expected.get("lease_token"):
+                self._count(conn, tally[0], tally[1], expected["lease_token"])
             return _resolve(conn, job_id, changes["state"], dead_dependency)
 
     def requeue(
@@ -491,25 +551,72 @@ class SqliteStore:
         """Nothing to finish here: settle resolves dependents in its own transaction."""
         return []
 
-    def update_if(self, job_id: str, expected: dict[str, Any], changes: dict[str, Any]) -> bool:
-        """Conditional: applied only while every expected field still has its value."""
-        assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
-        conditions = "".join(f" AND {_column(k)} IS ?" for k in expected)
-        sql = f"UPDATE jobs SET {assignments} WHERE id = ?{conditions}"
-        with self._tx() as conn:
-            cursor = conn.execute(sql, (*changes.values(), job_id, *expected.values()))
-        return cursor.rowcount == 1
+    def update_if(
+        self,
+        job_id: str,
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        below: dict[str, float] | None = None,
+    ) -> bool:
+        """Conditional: applied only while every expected field still has its value and
+        every `below` field is null or under its bound."""
+        return bool(self._update_where([job_id], expected, changes, below))
 
-    def job_ids(self, state: str, queue: str | None = None) -> list[str]:
-        """Ids of the jobs in one state (and queue), in enqueue order."""
-        if queue is None:
-            rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
-        else:
-            rows = self._query(
-                "SELECT id FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
-                "ORDER BY seq",
-                (queue, state),
-            )
+    def update_many_if(
+        self, job_ids: Sequence[str], expected: dict[str, Any], changes: dict[str, Any]
+    ) -> list[str]:
+        """update_if for a batch of ids, in one transaction."""
+        return self._update_where(job_ids, expected, changes) if job_ids else []
+
+    def _update_where(
+        self,
+        job_ids: Sequence[str],
+        expected: dict[str, Any],
+        changes: dict[str, Any],
+        below: dict[str, float] | None = None,
+    ) -> list[str]:
+        below = below or {}
+        assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
+        marks = ", ".join("?" for _ in job_ids)
+        conditions = _conditions(expected, below)
+        sql = f"UPDATE jobs SET {assignments} WHERE id IN ({marks}){conditions} RETURNING id"
+        params = (*changes.values(), *job_ids, *expected.values(), *below.values())
+        with self._tx() as conn:
+            return [r["id"] for r in conn.execute(sql, params).fetchall()]
+
+    def job_ids(
+        self,
+        state: str,
+        queue: str | None = None,
+        limit: int | None = None,
+        updated_until: float | None = None,
+    ) -> list[str]:
+        """Ids of the jobs in one state (and queue): every one in enqueue order; or, with
+        `limit`, up to that many (updated at or before `updated_until`, when given), least
+        recently updated first."""
+        if limit is None and updated_until is None:
+            if queue is None:
+                rows = self._query("SELECT id FROM jobs WHERE state = ? ORDER BY seq", (state,))
+            else:
+                rows = self._query(
+                    "SELECT id FROM jobs INDEXED BY jobs_queue_state "
+                    "WHERE queue = ? AND state = ? ORDER BY seq",
+                    (queue, state),
+                )
+            return [r["id"] for r in rows]
+        where = "state = ?"
+        params: tuple[Any, ...] = (state,)
+        if queue is not None:
+            where += " AND queue = ?"
+            params += (queue,)
+        if updated_until is not None:
+            where += " AND updated_at <= ?"
+            params += (updated_until,)
+        rows = self._query(
+            "SELECT id FROM jobs INDEXED BY jobs_state_updated "
+            f"WHERE {where} ORDER BY updated_at, seq LIMIT ?",
+            (*params, -1 if limit is None else limit),
+        )
         return [r["id"] for r in rows]
 
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
@@ -626,9 +733,10 @@ class SqliteStore:
             )
 
     def get_worker(self, worker_id: str) -> WorkerInfo | None:
-        """One worker row."""
+        """One worker row (None for a row of another shape, after a warning)."""
         rows = self._query("SELECT * FROM workers WHERE id = ?", (worker_id,))
-        return WorkerInfo.from_record(dict(rows[0])) if rows else None
+        found = self._workers(rows)
+        return found[0] if found else None
 
     def list_workers(self, statuses: Sequence[str] | None = None) -> list[WorkerInfo]:
         """Worker rows (of those statuses, when given), newest first."""
@@ -636,7 +744,18 @@ class SqliteStore:
         if statuses is not None:
             where = f"WHERE status IN ({', '.join('?' for _ in statuses)})"
         rows = self._query(f"SELECT * FROM workers {where} ORDER BY started_at DESC, id", params)
-        return [WorkerInfo.from_record(dict(r)) for r in rows]
+        return self._workers(rows)
+
+    def _workers(self, rows: Sequence[sqlite3.Row]) -> list[WorkerInfo]:
+        workers, skipped = [], []
+        for row in rows:
+            try:
+                workers.append(WorkerInfo.from_record(dict(row)))
+            except ForeignRecord as exc:
+                skipped.append((exc.record_id, exc.problem))
+        if skipped:
+            warn_foreign(f"{self.path}: workers", skipped)
+        return workers
 
     def request_stop(self, worker_ids: Sequence[str]) -> None:
         """Set the stop flag."""
@@ -653,13 +772,14 @@ class SqliteStore:
                 (before,),
             ).rowcount
 
-    def mark_workers_lost(self, cutoff: float) -> list[str]:
-        """Silent live workers become lost."""
+    def mark_workers_lost(self, cutoff: float, now: float) -> list[str]:
+        """Silent live workers whose own deadline has passed become lost."""
         with self._tx() as conn:
             rows = conn.execute(
                 "UPDATE workers SET status = 'lost', current_job = NULL "
-                "WHERE status IN ('idle', 'busy', 'stopping') AND last_heartbeat < ? RETURNING id",
-                (cutoff,),
+                "WHERE status IN ('idle', 'busy', 'stopping') AND last_heartbeat < ? "
+                "AND (expires_at IS NULL OR expires_at < ?) RETURNING id",
+                (cutoff, now),
             ).fetchall()
         return [r["id"] for r in rows]
 
@@ -770,8 +890,11 @@ def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
     return states
 
 
-def _conditions(expected: dict[str, Any]) -> str:
-    return "".join(f" AND {_column(k)} IS ?" for k in expected)
+def _conditions(expected: dict[str, Any], below: dict[str, float] | None = None) -> str:
+    """The WHERE terms after the id: each `expected` field has its value (None: null), each
+    `below` field is null or under its bound; parameters in that order."""
+    terms = "".join(f" AND {_column(k)} IS ?" for k in expected)
+    return terms + "".join(f" AND ({_column(k)} IS NULL OR {_column(k)} < ?)" for k in below or {})
 
 
 def _update(
@@ -779,12 +902,14 @@ def _update(
     job_id: str,
     changes: dict[str, Any],
     expected: dict[str, Any] | None = None,
+    below: dict[str, float] | None = None,
 ) -> bool:
     expected = expected or {}
+    below = below or {}
     assignments = ", ".join(f"{_column(k)} = ?" for k in changes)
     cursor = conn.execute(
-        f"UPDATE jobs SET {assignments} WHERE id = ?{_conditions(expected)}",
-        (*changes.values(), job_id, *expected.values()),
+        f"UPDATE jobs SET {assignments} WHERE id = ?{_conditions(expected, below)}",
+        (*changes.values(), job_id, *expected.values(), *below.values()),
     )
     return cursor.rowcount == 1
 

@@ -203,7 +203,8 @@ class SqliteFile:
         schema_version: int,
         busy_ms: int,
         make_directory: Callable[[], object] | None = None,
-        before_schema: Callable[[Connection], None] | None = None,
+        before_schema: Callable[[sqlite3.Connection], None] | None = None,
+        upgrade: Callable[[sqlite3.Connection], None] | None = None,
     ) -> None:
         self.path = path
         self._schema = schema
@@ -211,6 +212,9 @@ class SqliteFile:
         # the script's indexes name).
         self._before_schema = before_schema
         self._version = schema_version
+        # Brings a file of an older version to `schema_version` (default: run `schema`,
+        # whose statements are all IF NOT EXISTS, and set the version).
+        self._upgrade = upgrade
         self._busy_ms = busy_ms
         # What may create a missing directory on the first write (QUEUECTL_HOME), if any.
         self._make_directory = make_directory
@@ -286,7 +290,10 @@ class SqliteFile:
         if not self._schema_ready and version < self._version:
             if self._before_schema is not None:
                 self._before_schema(conn)
-            conn.executescript(self._schema + f"PRAGMA user_version = {self._version};")
+            if self._upgrade is not None:
+                self._upgrade(conn)
+            else:
+                conn.executescript(self._schema + f"PRAGMA user_version = {self._version};")
         self._schema_ready = True
 
     def _error(self, exc: sqlite3.Error, doing: str = "SQLite store") -> QueuectlError:
