@@ -149,25 +149,3 @@ def home(tmp_path, monkeypatch):
     workdir.mkdir()
     monkeypatch.chdir(workdir)
     return home_dir
-
-
-# Dependency cases that fail on the wire lane: not yet told apart between a gap of nx-27017
-# and store code, so they are expected failures there (never skipped) until they are.
-WIRE_KNOWN_FAILURES = {
-    "test_store_control.py::test_a_dead_dependency_cascades_through_every_level",
-    "test_store_control.py::test_requeue_waits_again_or_goes_straight_back_to_dead",
-    "test_control_manager.py::test_cancel_cascades_to_every_waiting_job_and_counts_named_ones",
-    "test_control_manager.py::test_dlq_retry_revives_a_canceled_job_and_its_dependents_wait_again",
-    "test_control_manager.py::test_a_dependency_that_fails_for_good_takes_its_dependents_to_the_dlq",
-}
-
-
-def pytest_collection_modifyitems(config, items) -> None:
-    """Mark the wire lane's known failures (WIRE_KNOWN_FAILURES) as expected failures."""
-    for item in items:
-        callspec = getattr(item, "callspec", None)
-        if callspec is None or callspec.params.get("store") != "wire":
-            continue
-        name = f"{item.path.name}::{item.originalname}"
-        if name in WIRE_KNOWN_FAILURES:
-            item.add_marker(pytest.mark.xfail(reason="wire lane: see WIRE_KNOWN_FAILURES"))

@@ -197,6 +197,23 @@ def test_resolve_open_dependents_finds_nothing_left_after_settles(store):
     assert store.get_job("b").waiting == 0
 
 
+def test_a_completed_dependency_counts_once_however_often_it_is_passed_on(store):
+    # c's retry flags a again so its completion reaches c; a later sweep passes a's
+    # completion on once more. b, which still waits for x, and c, already counted, must not
+    # count a twice: b would run before x, and c would wait forever.
+    store.insert_jobs([job("a"), job("x"), job("b", after=["a", "x"]), job("c", after=["a"])])
+    assert store.update_if("c", {"state": "pending"}, {"state": "dead", "updated_at": T})
+    take(store, "a")
+    complete(store, "a")
+    back = {"state": "pending", "attempts": 0, "run_at": T, "updated_at": T + 2}
+    assert store.requeue("c", {"state": "dead"}, back, dead_dependency) is True
+    store.resolve_open_dependents(dead_dependency)
+    assert (store.get_job("b").waiting, store.get_job("c").waiting) == (1, 0)
+    assert claim_all(store) == ["x", "c"]
+    complete(store, "x")
+    assert claim_all(store) == ["b"]
+
+
 def test_progress_writes_under_the_lease_and_reports_a_cancel(store):
     store.insert_jobs([job("a")])
     take(store, "a")

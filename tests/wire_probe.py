@@ -32,9 +32,25 @@ TYPED = [
 ]
 
 
+# _id: value of `tags` (missing in 5); the field has an index, as `after` has in the store
+ARRAYS = [
+    {"_id": 1, "tags": ["x"]},
+    {"_id": 2, "tags": ["y", "x"]},
+    {"_id": 3, "tags": "x"},
+    {"_id": 4, "tags": []},
+    {"_id": 5},
+]
+
+
 def ids(coll: Collection[dict[str, Any]], query: dict[str, Any]) -> list[Any]:
     """Sorted _ids of the documents matching `query`."""
     return sorted(d["_id"] for d in coll.find(query))
+
+
+def updated(coll: Collection[dict[str, Any]], query: dict[str, Any], mark: str) -> list[Any]:
+    """Sorted _ids of the documents an update_many with `query` changes (marked by `mark`)."""
+    coll.update_many(query, {"$set": {mark: True}})
+    return ids(coll, {mark: True})
 
 
 def probes(db: Any) -> list[tuple[str, Callable[[], Any], Any]]:
@@ -47,6 +63,9 @@ def probes(db: Any) -> list[tuple[str, Callable[[], Any], Any]]:
     n.insert_many([{"_id": i, "v": i} for i in range(300)])
     fam = db.fam
     fam.insert_one({"_id": 1, "attempts": "x"})
+    a: Collection[dict[str, Any]] = db.arrays
+    a.insert_many(ARRAYS)
+    a.create_index("tags")
 
     def first_error(call: Callable[[], Any]) -> str:
         try:
@@ -72,6 +91,14 @@ def probes(db: Any) -> list[tuple[str, Callable[[], Any], Any]]:
         ("$type number", lambda: ids(t, {"a": {"$type": "number"}}), [1, 3]),
         ("$type null (not missing)", lambda: ids(t, {"a": {"$type": "null"}}), [4]),
         ("$type date", lambda: ids(t, {"a": {"$type": "date"}}), [6]),
+        ("{f: v}, f an indexed array field", lambda: ids(a, {"tags": "x"}), [1, 2, 3]),
+        ("{f: v} in update_many", lambda: updated(a, {"tags": "x"}, "m1"), [1, 2, 3]),
+        ("$eq v on an array field", lambda: ids(a, {"tags": {"$eq": "x"}}), [1, 2, 3]),
+        ("$in [v] on an array field", lambda: ids(a, {"tags": {"$in": ["x"]}}), [1, 2, 3]),
+        ("$ne v on an array field", lambda: ids(a, {"tags": {"$ne": "x"}}), [4, 5]),
+        ("$ne v in update_many", lambda: updated(a, {"tags": {"$ne": "x"}}, "m2"), [4, 5]),
+        ("$nin [v] on an array field", lambda: ids(a, {"tags": {"$nin": ["x"]}}), [4, 5]),
+        ("$nin [v] in update_many", lambda: updated(a, {"tags": {"$nin": ["x"]}}, "m3"), [4, 5]),
         ("$not", lambda: first_error(lambda: ids(t, {"a": {"$not": {"$gt": 0}}})), "no error"),
         (
             "sort asc: missing, numbers, strings, ObjectId",

@@ -24,6 +24,11 @@ same probes against any server, a real MongoDB included):
   excludes null and missing alike), `{f: {$exists: false}}` matches a null `f` (MongoDB: only
   a missing one), `{f: {$type: "null"}}` matches a missing `f`; `$type: "date"` matches
   nothing. The store says `$type: "number"` where it means "has a number": the same on both.
+- Arrays: a find with `{f: v}` on an indexed field compares `v` with the whole value (an
+  array holding `v` does not match; an update with that filter does look inside);
+  `{f: {$eq: v}}` never looks inside an array; `{f: {$ne: v}}` matches an array holding `v`
+  (and in an update misses a document without `f`). `$in: [v]` and `$nin: [v]` behave as on
+  MongoDB, so the store's dependency queries use them.
 - `$not` and update pipelines (`update_one(q, [{"$set": ...}])`) are not implemented; `$expr`
   treats a missing field differently.
 - A `findAndModify` that fails on the server (e.g. `$inc` on a string) answers "no document"

@@ -46,6 +46,14 @@ NOT_BLOCKED = {"$in": [0, None]}
 BATCH = 1000  # ids per $in list
 
 
+def _waits_on(dep: str) -> dict[str, Any]:
+    """The filter for jobs whose `after` lists `dep`, through the multikey `after` index.
+    `$in: [dep]`, not the bare `dep`: the same on MongoDB (an array holding that element),
+    and the wire-protocol stand-in the tests use, on an indexed field, compares a bare value
+    with the whole array instead of its elements."""
+    return {"after": {"$in": [dep]}}
+
+
 def queue_filter(queues: Sequence[str]) -> dict[str, Any]:
     """The filter for jobs of those queues (all when empty). A document written before
     queues existed has no `queue` field and belongs to `default`."""
@@ -291,9 +299,12 @@ class MongoStore:
 
     def _count_done(self, query: dict[str, Any], dep: str) -> None:
         """Count `dep` as completed for the jobs matching `query`, at most once per job:
-        `deps_done` remembers it, so a completion and a recount that race never both count."""
+        `deps_done` remembers it, so a completion and a recount that race never both count.
+        `$nin: [dep]`, not `$ne: dep`: the same on MongoDB (an array holding no such element,
+        or no field), and the wire-protocol stand-in the tests use does not look inside an
+        array for `$ne`."""
         self.jobs.update_many(
-            {**query, "deps_done": {"$ne": dep}},
+            {**query, "deps_done": {"$nin": [dep]}},
             {"$inc": {"waiting": -1}, "$push": {"deps_done": dep}},
         )
 
@@ -323,7 +334,7 @@ class MongoStore:
             dep = frontier.pop()
             changes = dead_dependency(dep)
             waiting = self.jobs.find(
-                {"after": dep, "state": "pending", "waiting": {"$gt": 0}}, {"_id": 1}
+                {**_waits_on(dep), "state": "pending", "waiting": {"$gt": 0}}, {"_id": 1}
             )
             for doc in list(waiting):
                 if self._make_dead(doc["_id"], changes):
@@ -340,7 +351,7 @@ class MongoStore:
     def _resolve(self, job_id: str, state: str, dead_dependency: DeadChanges) -> list[str]:
         """Pass a final state on to the jobs that wait on this one."""
         if state == "completed":
-            self._count_done({"after": job_id}, job_id)
+            self._count_done(_waits_on(job_id), job_id)
             self._close_dependents(job_id)
             return []
         if state == "dead":
