@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -23,6 +24,19 @@ T = TypeVar("T")
 
 QUEUECTL = [sys.executable, "-m", "queuectl"]
 CLI_TIMEOUT = 30.0
+# Runs a command as if on another machine: in a pid namespace of its own, where our pids
+# mean nothing (and its machine key differs from ours).
+UNSHARE = ("unshare", "--pid", "--fork", "--mount-proc")
+
+
+def namespaces_work() -> str:
+    """Why a pid namespace cannot be made here, or "" when it can."""
+    if os.geteuid() != 0:
+        return "a pid namespace of its own needs root"
+    if shutil.which("unshare") is None:
+        return "unshare (util-linux) is not installed"
+    done = subprocess.run([*UNSHARE, "true"], capture_output=True, timeout=10)
+    return "" if done.returncode == 0 else f"unshare failed: {done.stderr.decode().strip()}"
 
 
 def wait_for(condition: Callable[[], T], timeout: float, message: str, interval: float = 0.05) -> T:
