@@ -1,6 +1,8 @@
-"""SPEC §7 with real `queuectl worker start` processes on SQLite: a canceled running job is
-killed with its process group, workers serve only their queues, dependencies hold across
-processes, and `wait` and `log --follow` watch jobs that other processes run."""
+"""SPEC §7 with real `queuectl worker start` processes, on a SQLite file and on the wire lane
+(and a real MongoDB when QUEUECTL_TEST_MONGODB_URI is set): a canceled running job is killed
+with its process group, workers serve only their queues, dependencies hold across processes,
+and `wait` and `log --follow` watch jobs that other processes run. A cancel across machines
+is in test_two_machines.py."""
 
 from __future__ import annotations
 
@@ -11,14 +13,16 @@ from typing import Iterator
 
 import pytest
 from procutil import QUEUECTL, QueueEnv, job_processes, unique, wait_for
+from wirelane import LANES, server_url
 
 FAST = {"poll_interval": 0.1, "heartbeat_interval": 0.2, "stale_after": 60}
 
 
-@pytest.fixture
-def q(tmp_path) -> Iterator[QueueEnv]:
-    """A private store and home; every process started under it is killed afterwards."""
-    with QueueEnv(tmp_path) as env:
+@pytest.fixture(params=LANES)
+def q(request, tmp_path) -> Iterator[QueueEnv]:
+    """A private store (of each lane) and home; every process started under it is killed
+    afterwards."""
+    with QueueEnv(tmp_path, server_url(request, request.param)) as env:
         env.config(**FAST)
         yield env
 
@@ -46,9 +50,10 @@ def test_cancel_kills_a_running_job_and_its_process_group(q):
 
 
 def test_workers_serve_only_their_queues_and_burst_waits_for_them_alone(q):
-    q.cli("enqueue", "--id", "m1", "--queue", "mail", "true")
-    q.cli("enqueue", "--id", "m2", "--queue", "mail", "true")
-    q.cli("enqueue", "--id", "c1", "--queue", "cpu", "true")
+    q.enqueue(
+        {"id": job_id, "queue": queue, "command": "true"}
+        for job_id, queue in (("m1", "mail"), ("m2", "mail"), ("c1", "cpu"))
+    )
     assert q.start_workers("--queue", "mail", "--burst").wait(30) == 0
     assert {j: q.job(j)["state"] for j in ("m1", "m2", "c1")} == {
         "m1": "completed",
@@ -57,6 +62,24 @@ def test_workers_serve_only_their_queues_and_burst_waits_for_them_alone(q):
     }
     assert q.start_workers("--queue", "mail,cpu", "--burst").wait(30) == 0
     assert q.job("c1")["state"] == "completed"
+
+
+def test_workers_of_two_queues_side_by_side_never_take_each_others_jobs(q):
+    # Each worker's commands say which worker ran them (the environment they inherit).
+    command = 'sleep 0.2; echo "$SERVED_BY"'
+    q.enqueue(
+        {"id": f"{queue}{n}", "queue": queue, "command": command}
+        for n in range(6)
+        for queue in ("a", "b")
+    )
+    serving_a = q.start_workers("--queue", "a", "--burst", env={"SERVED_BY": "a"})
+    serving_b = q.start_workers("--queue", "b", "--burst", env={"SERVED_BY": "b"})
+    assert serving_a.wait(60) == 0, serving_a.output()[-2000:]
+    assert serving_b.wait(60) == 0, serving_b.output()[-2000:]
+    ran = {job["id"]: (job["state"], job["stdout"]) for job in q.jobs()}
+    assert ran == {
+        f"{queue}{n}": ("completed", f"{queue}\n") for n in range(6) for queue in ("a", "b")
+    }
 
 
 def test_a_chain_runs_in_order_across_worker_processes(q):
@@ -70,14 +93,20 @@ def test_a_chain_runs_in_order_across_worker_processes(q):
     specs.append({"id": "doomed", "command": "exit 1", "max_retries": 0})
     specs.append({"id": "never", "command": record, "after": ["s5", "doomed"]})
     q.enqueue(specs)
-    waited = subprocess.Popen(
-        [*QUEUECTL, "--db", str(q.db), "wait", "s5", "never", "--timeout", "60"],
-        env=q.env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    waiters = [
+        subprocess.Popen(
+            [*QUEUECTL, "--db", q.url, "wait", *ids, "--timeout", "60"],
+            env=q.env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for ids in (["s0", "s5"], ["s5", "never"])
+    ]
     assert q.start_workers("--count", "3", "--burst").wait(60) == 0
+    completed, waited = waiters
+    assert completed.communicate(timeout=30) == ("", "")
+    assert completed.returncode == 0
     out, err = waited.communicate(timeout=30)
     assert runs.read_text().split() == [f"s{i}" for i in range(6)]
     assert (q.job("never")["state"], q.job("never")["last_error"]) == (
@@ -92,7 +121,7 @@ def test_log_follow_shows_output_while_another_process_runs_the_job(q):
     job_id = unique("follow")
     q.cli("enqueue", "--id", job_id, "echo one; sleep 2.5; echo two")
     follower = subprocess.Popen(
-        [*QUEUECTL, "--db", str(q.db), "log", "--follow", job_id],
+        [*QUEUECTL, "--db", q.url, "log", "--follow", job_id],
         env=q.env,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
