@@ -56,6 +56,8 @@ UNLOCK: dict[str, Any] = {**SETTLE, "lease_token": None}
 COUNTERS: dict[str, str] = {COMPLETED: "jobs_done", DEAD: "jobs_failed", FAILED: "jobs_failed"}
 CANCELED = "canceled"
 CANCELED_RUNNING = "canceled while running"
+# The deepest page `list` reads (an offset beyond what SQLite and MongoDB take as an integer).
+MAX_OFFSET = 10**12
 
 
 class JobManager:
@@ -137,17 +139,27 @@ class JobManager:
         queue: str | None = None,
         *,
         now: float | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> List[Job]:
         """Jobs of one state (or all; of one queue when given), in the order SPEC §5 `list`
         gives: pending and failed jobs that are ready at `now` in claim order, then those
-        still waiting, by run_at; other states most recently updated first."""
+        still waiting, by run_at; other states most recently updated first. `offset` skips
+        the first jobs of that order; `text` keeps those whose id or command contains it
+        (ASCII letters in either case)."""
         check_state(state)
         if queue is not None:
             validate_queue(queue)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+        if text is not None and ("\x00" in text or not _is_text(text)):
+            return []  # no id or command holds a NUL or a lone surrogate
         when = self.clock() if now is None else now
-        return self.store.list_jobs(state, limit, now=when, queue=queue)
+        return self.store.list_jobs(
+            state, limit, now=when, queue=queue, offset=offset, text=text or None
+        )
 
     def counts(self, queue: str | None = None) -> dict[str, int]:
         """Every state with its count (in one queue, when given), zeros included."""

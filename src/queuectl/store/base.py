@@ -69,12 +69,21 @@ class Store(Protocol):
         """The job with that id, or None."""
 
     def list_jobs(
-        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+        self,
+        state: str | None,
+        limit: int,
+        now: float | None = None,
+        queue: str | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> list[Job]:
         """Jobs of one state (all if None; of one queue when given). Pending/failed: those
         ready at `now` (default: the current time) in claim order, then those waiting (for
         their run_at or a dependency) by run_at, so the list is the order workers will take
-        them in. Others newest update first."""
+        them in. Others newest update first. The first `offset` jobs of that order are
+        skipped. With `text`, only jobs whose id or command contains it, ASCII letters in
+        either case (taken as plain text, never as a pattern); without it every read stays
+        on an index."""
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs in each state that has any (of one queue, when given)."""
