@@ -56,6 +56,7 @@ UNLOCK: dict[str, Any] = {**SETTLE, "lease_token": None}
 COUNTERS: dict[str, str] = {COMPLETED: "jobs_done", DEAD: "jobs_failed", FAILED: "jobs_failed"}
 CANCELED = "canceled"
 CANCELED_RUNNING = "canceled while running"
+NO_SUCH_JOB = "does not exist"  # why `cancel` could not cancel an unknown id
 # The deepest page `list` reads (an offset beyond what SQLite and MongoDB take as an integer).
 MAX_OFFSET = 10**12
 
@@ -490,7 +491,7 @@ class JobManager:
         for _ in range(10):  # the job may move between our read and our write: look again
             job = self.store.get_job(job_id) if _is_text(job_id) else None
             if job is None:
-                return "does not exist"
+                return NO_SUCH_JOB
             if job.state in (COMPLETED, DEAD):
                 if job_id in swept:
                     canceled.append(job_id)
@@ -555,6 +556,34 @@ class JobManager:
             self._wake()
         return retried, missing
 
+    # -- purge ------------------------------------------------------------------------------
+    def purge(
+        self,
+        state: str = "completed",
+        older_than: float = 0.0,
+        queue: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """SPEC §7.2 `purge`: delete `completed` (or `dead`) jobs last changed more than
+        `older_than` seconds ago (of one queue when given), in bounded batches so that
+        workers are never blocked for long; `progress` hears the running total. Returns
+        how many went."""
+        if state not in (COMPLETED, DEAD):
+            raise InvalidInput(f"--state must be completed or dead, got {state!r}")
+        if queue is not None:
+            validate_queue(queue)
+        if not older_than >= 0:  # nan fails this too
+            raise InvalidInput(f"--older-than must be at least 0, got {older_than}")
+        cutoff = self.clock() - older_than
+        total = 0
+        while True:
+            gone = self.store.purge_batch(state, cutoff, queue, self.batch_size)
+            total += gone
+            if progress is not None and gone:
+                progress(total)
+            if gone == 0:
+                return total
+
     # -- stats --------------------------------------------------------------------------------
     def stats(self, queue: str | None = None) -> dict[str, Any]:
         """SPEC §5 `stats`: counts, durations (nearest-rank p50/p95 of completed jobs),
@@ -582,6 +611,17 @@ class JobManager:
         if queue is None:
             data["queues"] = self.queue_counts()
         return data
+
+    def finished_per_minute(
+        self, minutes: int = 60, *, now: float | None = None
+    ) -> List[tuple[float, int, int]]:
+        """Jobs that completed and that went dead in each of the last `minutes` minutes
+        (the current one last): (minute start, completed, dead), read from the store."""
+        now = self.clock() if now is None else now
+        start = (math.floor(now / 60) - minutes + 1) * 60.0
+        completed = self.store.finished_by_minute(COMPLETED, start, minutes)
+        dead = self.store.finished_by_minute(DEAD, start, minutes)
+        return [(start + 60 * n, completed[n], dead[n]) for n in range(minutes)]
 
 
 def quantile_rank(n: int, q: float) -> int:

@@ -200,6 +200,11 @@ class Store(Protocol):
         given). Without `limit`: every one, in enqueue order; with it: up to `limit`, least
         recently updated first."""
 
+    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+        """Delete at most `limit` jobs in `state` (`completed` or `dead`) last updated at or
+        before `cutoff` (of one queue when given), oldest first, in one short write; how
+        many went."""
+
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """The earliest run_at among pending and failed jobs not blocked by a dependency
         (of those queues; every queue when empty)."""
@@ -216,6 +221,10 @@ class Store(Protocol):
 
     def completed_since(self, since: float, queue: str | None = None) -> int:
         """How many completed jobs finished at or after `since`."""
+
+    def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
+        """How many jobs reached `state` (`completed`: by finished_at; `dead`: by updated_at)
+        in each of `minutes` minutes from `start`: one read of an index range."""
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

@@ -656,6 +656,18 @@ class MongoStore:
                 docs = docs.limit(limit)
             return [d["_id"] for d in docs]
 
+    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+        """The oldest matching ids through the state index, then one delete_many of those
+        ids that repeats the condition (a job retried out of the DLQ meanwhile stays)."""
+        if state not in ("completed", "dead"):
+            raise ValueError(f"only completed and dead jobs can be purged, not {state}")
+        ids = self.job_ids(state, queue, limit=limit, updated_until=cutoff)
+        if not ids:
+            return 0
+        query = {"_id": {"$in": ids}, "state": state, "updated_at": {"$lte": cutoff}}
+        with self._errors():
+            return int(self.jobs.delete_many(query).deleted_count)
+
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """Earliest run_at of a pending or failed job not blocked by a dependency (of those
         queues, when given; a number: another program's document may lack run_at, which the
@@ -709,6 +721,26 @@ class MongoStore:
             return int(self.jobs_view.count_documents(query))
 
     # -- config ---------------------------------------------------------------------------
+
+    def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
+        """One aggregation: a match on the state_finished (completed) or state_updated
+        (dead) index range, grouped by minute on the server."""
+        if state not in ("completed", "dead"):
+            raise ValueError(f"only completed and dead jobs have finished, not {state}")
+        field = "finished_at" if state == "completed" else "updated_at"
+        window = {"$gte": start, "$lt": start + minutes * 60}
+        minute = {"$floor": {"$divide": [{"$subtract": [f"${field}", start]}, 60]}}
+        pipeline = [
+            {"$match": {"state": state, field: window}},
+            {"$group": {"_id": minute, "n": {"$sum": 1}}},
+        ]
+        counts = [0] * minutes
+        with self._errors():
+            for row in self.jobs_view.aggregate(pipeline):
+                if isinstance(row["_id"], (int, float)) and 0 <= row["_id"] < minutes:
+                    counts[int(row["_id"])] += int(row["n"])
+        return counts
+
     def get_config(self) -> dict[str, Any]:
         """Stored values."""
         with self._errors():

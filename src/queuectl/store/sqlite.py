@@ -661,6 +661,27 @@ class SqliteStore:
         )
         return [r["id"] for r in rows]
 
+    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+        """The oldest matching ids through the state index, deleted in one transaction
+        that repeats the condition (a job retried out of the DLQ meanwhile stays), with
+        their rows in job_deps."""
+        if state not in ("completed", "dead"):
+            raise ValueError(f"only completed and dead jobs can be purged, not {state}")
+        ids = self.job_ids(state, queue, limit=limit, updated_until=cutoff)
+        if not ids:
+            return 0
+        marks = ", ".join("?" for _ in ids)
+        with self._tx() as conn:
+            gone = conn.execute(
+                f"DELETE FROM jobs WHERE id IN ({marks}) AND state = ? AND updated_at <= ?",
+                (*ids, state, cutoff),
+            ).rowcount
+            conn.execute(
+                f"DELETE FROM job_deps WHERE dep_id IN ({marks}) OR job_id IN ({marks})",
+                (*ids, *ids),
+            )
+        return int(gone)
+
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """Earliest run_at of a pending or failed job not blocked by a dependency (of
         those queues, when given)."""
@@ -727,6 +748,29 @@ class SqliteStore:
         return int(rows[0]["c"])
 
     # -- config ---------------------------------------------------------------------------
+
+    def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
+        """One GROUP BY over the index range of those minutes (completed: the partial
+        finished_at index; dead: the state, updated_at index)."""
+        if state == "completed":
+            source = "jobs INDEXED BY jobs_done_finished WHERE state = 'completed' AND"
+            column = "finished_at"
+        elif state == "dead":
+            source = "jobs INDEXED BY jobs_state_updated WHERE state = 'dead' AND"
+            column = "updated_at"
+        else:
+            raise ValueError(f"only completed and dead jobs have finished, not {state}")
+        rows = self._query(
+            f"SELECT CAST(({column} - ?) / 60 AS INTEGER) AS minute, COUNT(*) AS n FROM "
+            f"{source} {column} >= ? AND {column} < ? GROUP BY minute",
+            (start, start, start + minutes * 60),
+        )
+        counts = [0] * minutes
+        for row in rows:
+            if 0 <= row["minute"] < minutes:
+                counts[row["minute"]] += row["n"]
+        return counts
+
     def get_config(self) -> dict[str, Any]:
         """Stored values, JSON-decoded."""
         return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM config")}
