@@ -470,3 +470,20 @@ def test_the_overview_counts_by_queue(cli, web):
     assert "<h2>Queues</h2>" in page
     row = page.split('data-queue="mail"')[1].split("</tr>")[0]
     assert '<a href="/jobs?queue=mail&amp;state=pending" data-queue-count="pending">2</a>' in row
+
+
+def test_the_dlq_purge_button_deletes_the_dead_jobs_only(cli, web):
+    import re
+
+    seed_mix(cli)
+    cli.seed("d2", "dead", last_error="canceled")
+    page = web.get("/dlq").text
+    csrf = re.search(
+        r'action="/dlq/purge"[^>]*>\s*<input type="hidden" name="csrf" value="(\w+)"', page
+    )
+    assert csrf, page
+    response = web.post("/dlq/purge", data={"csrf": csrf.group(1)}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/dlq")
+    assert cli.json("dlq", "list") == []
+    assert sorted(j["id"] for j in cli.json("list")) == ["c1", "f1", "p1", "p2", "r1"]
+    assert "The DLQ is empty." in web.get("/dlq").text
