@@ -456,10 +456,12 @@ def test_the_jobs_page_filters_by_queue_and_offers_cancel_where_it_applies(cli, 
     assert 'action="/jobs/p1/cancel"' in web.get("/jobs/p1").text
     dead = web.get("/jobs/d1").text
     assert 'action="/jobs/d1/retry"' in dead and "/cancel" not in dead
-    # The DLQ page: retry each, retry all, purge all (asking first), each with its token.
+    # The DLQ page: retry each, retry all, purge all (asking first), and cancel for the
+    # failed jobs on their way to it; each form with its token.
     dlq = web.get("/dlq").text
     assert 'action="/dlq/purge"' in dlq and "data-confirm=" in dlq
-    assert dlq.count('name="csrf"') == 3  # retry all, purge, and the one dead job's retry
+    assert 'action="/jobs/f1/cancel"' in dlq and 'action="/jobs/p1/cancel"' not in dlq
+    assert dlq.count('name="csrf"') == 4  # retry all, purge, d1's retry, f1's cancel
 
 
 def test_the_overview_counts_by_queue(cli, web):

@@ -346,6 +346,41 @@ def test_the_cancel_buttons_cancel_a_waiting_and_a_running_job(browser, site):
     assert "canceled while running" in text_of(browser, "#live")
 
 
+def test_the_dlq_page_cancels_a_job_waiting_for_its_retry(browser, site):
+    from queuectl.models import Job
+    from queuectl.store.sqlite import SqliteStore
+
+    env = site.env
+    now = time.time()
+    store = SqliteStore(str(env.db))
+    failed = Job(
+        id="flaky",
+        command="exit 1",
+        state="failed",
+        attempts=1,
+        exit_code=1,
+        last_error="exit status 1",
+        run_at=now + 3600,  # its retry is an hour away
+        created_at=now - 5,
+        updated_at=now,
+        finished_at=now,
+        seq=time.time_ns(),
+    )
+    store.insert_jobs([failed])
+    store.close()
+    browser.get(site.url + "/dlq")
+    wait_for(lambda: text_of(browser, '.retrying [data-job="flaky"]'), 10, "the failing job")
+    assert "The DLQ is empty." in text_of(browser, "#live")
+    mark_page(browser)
+    wait_for(click(browser, '.retrying [data-job="flaky"] button.cancel'), 10, "cancel")
+    accept_confirm(browser)
+    wait_for(lambda: env.job("flaky")["state"] == "dead", 10, "the job in the DLQ")
+    assert env.job("flaky")["last_error"] == "canceled"
+    wait_for(lambda: text_of(browser, '[data-job="flaky"] button.retry'), 10, "its retry button")
+    assert text_of(browser, ".retrying") == ""
+    shot(browser, "dlq-after-cancel")
+
+
 def test_the_dlq_purge_button_deletes_every_dead_job(browser, site):
     env = site.env
     env.cli("enqueue", "--id", "bad-1", "--max-retries", "0", "exit 1")

@@ -9,7 +9,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..models import DEAD, LIVE_WORKER_STATUSES, PUBLIC_FIELDS, Job, to_json_ready
+from ..models import DEAD, FAILED, LIVE_WORKER_STATUSES, PUBLIC_FIELDS, Job, to_json_ready
 from ..render import schedule_json
 from .api import cancel_one, read_body, retry_one
 from .chart import build_chart
@@ -20,6 +20,7 @@ from .templating import page
 from .views import JobQuery, find_jobs, has_run, parse_query
 
 RECENT = 10
+RETRYING = 10  # failed jobs shown on the DLQ page
 MAX_FORM = 64 * 1024
 FINAL_STATES = ("completed", DEAD)
 
@@ -52,8 +53,13 @@ def dlq_page(request: Request) -> Response:
     params = dict(request.query_params)
     params["state"] = DEAD
     query = parse_query(params)
-    found = find_jobs(web_of(request).jobs(), query)
-    return page(request, "dlq.html", _listing(request, query, found.has_more, found.jobs))
+    jobs = web_of(request).jobs()
+    found = find_jobs(jobs, query)
+    context = _listing(request, query, found.has_more, found.jobs)
+    # The jobs on their way here (failed, waiting for a retry), which cancel sends at once.
+    retrying = jobs.list(FAILED, RETRYING + 1) if not query.offset else []
+    context.update(retrying=retrying[:RETRYING], more_retrying=len(retrying) > RETRYING)
+    return page(request, "dlq.html", context)
 
 
 def _listing(request: Request, query: JobQuery, has_more: bool, jobs: List[Job]) -> dict[str, Any]:
