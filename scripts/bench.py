@@ -458,6 +458,28 @@ def web(lab: Lab, cfg: Settings) -> list[Figure]:
                 figures.append(
                     measured(f"web_live_{size}", "  its live refresh (?partial=1) p50", live, "ms")
                 )
+                # Pages of the jobs list: deep in the order (an index walk), and a text
+                # search that matches one job (a scan of the state's jobs: no index holds
+                # text inside commands).
+                few = max(reps // 10, 3)
+                _, deep = http_times(url, f"/api/jobs?state=completed&offset={size // 2}", few)
+                figures.append(
+                    measured(
+                        f"web_jobs_offset_{size}",
+                        f"GET /api/jobs, completed, offset {size // 2:,}, p50",
+                        deep,
+                        "ms",
+                    )
+                )
+                _, search = http_times(url, "/api/jobs?state=completed&q=job%20999999", few)
+                figures.append(
+                    measured(
+                        f"web_jobs_search_{size}",
+                        "GET /api/jobs, completed, q matching one job, p50",
+                        search,
+                        "ms",
+                    )
+                )
         finally:
             lab.stop(proc)
     if big < 1_000_000:

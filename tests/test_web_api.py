@@ -28,7 +28,6 @@ from prometheus_client.parser import text_string_to_metric_families  # noqa: E40
 from queuectl.app import App  # noqa: E402
 from queuectl.models import STATES  # noqa: E402
 from queuectl.web.app import create_app  # noqa: E402
-from queuectl.web.views import WINDOW  # noqa: E402
 
 
 @pytest.fixture(params=CLI_BACKENDS)
@@ -149,8 +148,11 @@ def test_read_errors_are_400_with_the_cli_messages(cli, web):
         "error": "offset must be at least 0, got -1"
     }
     assert get_json(web, "/api/jobs?limit=1001", 400)["error"].startswith("limit must be at most")
-    too_far = get_json(web, f"/api/jobs?offset={WINDOW}&limit=1", 400)["error"]
-    assert too_far.startswith(f"offset + limit must be at most {WINDOW}")
+    bad_queue = ("/api/jobs?queue=no%20spaces", ("list", "--queue", "no spaces"))
+    assert get_json(web, bad_queue[0], 400) == {"error": cli_error(cli.fails(2, *bad_queue[1]))}
+    assert get_json(web, "/api/jobs?offset=10000000000000", 400)["error"].startswith(
+        "offset must be between 0 and"
+    )
 
 
 def test_unknown_ids_are_404_with_the_cli_message(cli, web):
@@ -175,7 +177,7 @@ def test_pages_and_search(cli, web):
     last = web.get("/api/jobs?limit=3&offset=6")
     assert last.json() == whole[6:] and "link" not in last.headers
 
-    # q: any case, in the id or the command; an exact id comes first.
+    # q: ASCII letters in any case, in the id or the command.
     assert [j["id"] for j in get_json(web, "/api/jobs?q=apple")] == ["apple-7"]
     assert [j["id"] for j in get_json(web, "/api/jobs?q=FRUIT%205")] == ["job-5"]
     assert [j["id"] for j in get_json(web, "/api/jobs?q=job-1")] == ["job-1"]
@@ -183,6 +185,75 @@ def test_pages_and_search(cli, web):
     found = web.get("/api/jobs?q=fruit&limit=2")
     assert [j["id"] for j in found.json()] == ["job-6", "job-5"]
     assert found.headers["link"] == '</api/jobs?q=fruit&limit=2&offset=2>; rel="next"'
+    assert [j["id"] for j in get_json(web, "/api/jobs?q=fruit&limit=2&offset=6")] == ["job-0"]
+
+
+def test_pages_reach_every_job_exactly_once(cli, web):
+    # Far past the newest 2,000 a page could once reach, in claim order, of one queue.
+    batch = [
+        {"id": f"j{n:04d}", "command": f"echo {n}", "queue": "bulk" if n % 2 else "default"}
+        for n in range(2300)
+    ]
+    assert web.post("/api/jobs", json=batch).status_code == 201
+    whole = [j["id"] for j in cli.json("list", "--state", "pending", "--limit", "5000")]
+    bulk = [j["id"] for j in cli.json("list", "--queue", "bulk", "--limit", "5000")]
+    assert len(whole) == 2300 and len(bulk) == 1150
+    for query, expected in (("state=pending", whole), ("queue=bulk", bulk)):
+        seen, offset = [], 0
+        while True:
+            page = web.get(f"/api/jobs?{query}&limit=1000&offset={offset}")
+            seen += [j["id"] for j in page.json()]
+            if "link" not in page.headers:
+                break
+            offset += 1000
+        assert seen == expected, query
+    pending_bulk = cli.json("list", "--state", "pending", "--queue", "bulk", "--limit", "5000")
+    assert get_json(web, "/api/jobs?state=pending&queue=bulk&limit=2&offset=1149") == [
+        pending_bulk[-1]
+    ]
+    assert get_json(web, "/api/jobs?queue=bulk&limit=3") == cli.json(
+        "list", "--queue", "bulk", "--limit", "3"
+    )
+
+
+# -- cancel -------------------------------------------------------------------------------
+def test_cancel_kills_a_waiting_job_like_the_cli(cli, web):
+    seed_mix(cli)
+    for job_id in ("p1", "f1"):
+        response = web.post(f"/api/jobs/{job_id}/cancel", json={})
+        assert response.status_code == 200, response.text
+        doc = response.json()
+        assert (doc["state"], doc["last_error"]) == ("dead", "canceled")
+        assert doc == cli.json("show", job_id)
+    # The same job canceled by the CLI ends the same way.
+    cli.ok("cancel", "p2")
+    by_cli, by_web = cli.json("show", "p2"), cli.json("show", "p1")
+    for doc in (by_cli, by_web):
+        for name in ("id", "command", "priority", "created_at", "updated_at", "run_at", "seq"):
+            doc.pop(name, None)
+    assert by_web == by_cli
+
+
+def test_cancel_of_a_running_job_asks_its_worker(cli, web):
+    seed_mix(cli)
+    response = web.post("/api/jobs/r1/cancel", json={})
+    assert response.status_code == 200, response.text
+    doc = response.json()
+    assert doc["state"] == "processing" and doc == cli.json("show", "r1")
+    assert App(store=cli.store).jobs.get("r1").cancel_requested
+
+
+def test_cancel_errors_are_the_cli_messages_as_404_and_409(cli, web):
+    seed_mix(cli)
+    unknown = cli_error(cli.fails(1, "cancel", "nope"))
+    response = web.post("/api/jobs/nope/cancel", json={})
+    assert (response.status_code, response.json()) == (404, {"error": unknown})
+    for job_id in ("c1", "d1"):
+        expected = cli_error(cli.fails(1, "cancel", job_id))
+        before = cli.dump()
+        refused = web.post(f"/api/jobs/{job_id}/cancel", json={})
+        assert (refused.status_code, refused.json()) == (409, {"error": expected})
+        assert cli.dump() == before
 
 
 # -- writes -------------------------------------------------------------------------------
@@ -314,7 +385,7 @@ def test_metrics_in_the_prometheus_format(cli, web):
     first = scrape(web)
     counts = cli.json("status")["jobs"]
     for state in STATES:
-        assert first[("queuectl_jobs", (("state", state),))] == counts[state]
+        assert first[("queuectl_jobs", (("queue", "default"), ("state", state)))] == counts[state]
     assert first[("queuectl_workers_active", ())] == 1
     # Finished jobs are counted from the server's start: the seeded ones came before.
     assert first[("queuectl_jobs_finished_total", (("outcome", "completed"),))] == 0
@@ -336,3 +407,85 @@ def test_metrics_in_the_prometheus_format(cli, web):
     assert second[("queuectl_job_duration_seconds_bucket", (("le", "+Inf"),))] == 2
     # Read again: nothing is counted twice.
     assert scrape(web)[("queuectl_jobs_finished_total", (("outcome", "completed"),))] == 2
+
+
+def test_metrics_count_jobs_by_state_and_queue(cli, web):
+    empty = scrape(web)
+    for state in STATES:  # an empty store still says 0 for every state
+        assert empty[("queuectl_jobs", (("queue", "default"), ("state", state)))] == 0
+    seed_mix(cli)
+    web.post("/api/jobs", json=[{"command": "x", "queue": "mail"} for _ in range(3)])
+    cli.ok("cancel", "--all-pending", "--queue", "mail")
+    web.post("/api/jobs", json={"command": "y", "queue": "mail"})
+    samples = scrape(web)
+    by_queue = cli.json("stats")["queues"]
+    assert set(by_queue) == {"default", "mail"}
+    jobs = {k: v for k, v in samples.items() if k[0] == "queuectl_jobs"}
+    assert len(jobs) == 2 * len(STATES)
+    for queue, counts in by_queue.items():
+        for state in STATES:
+            assert jobs[("queuectl_jobs", (("queue", queue), ("state", state)))] == counts[state]
+    assert samples[("queuectl_jobs", (("queue", "mail"), ("state", "dead")))] == 3
+    assert samples[("queuectl_workers_active", ())] == 0
+    # The family types, as Prometheus reads them.
+    types = {f.name: f.type for f in text_string_to_metric_families(web.get("/metrics").text)}
+    assert types == {
+        "queuectl_jobs": "gauge",
+        "queuectl_workers_active": "gauge",
+        "queuectl_jobs_finished": "counter",
+        "queuectl_job_duration_seconds": "histogram",
+    }
+
+
+# -- the pages' filters and buttons ---------------------------------------------------------
+def test_the_jobs_page_filters_by_queue_and_offers_cancel_where_it_applies(cli, web):
+    seed_mix(cli)
+    web.post("/api/jobs", json={"id": "m1", "command": "send mail", "queue": "mail"})
+    page = web.get("/jobs?queue=mail").text
+    assert 'data-job="m1"' in page and 'data-job="p1"' not in page
+    assert 'name="queue" value="mail"' in page
+    everything = web.get("/jobs?limit=1000").text
+    for job_id in ("p1", "f1", "r1", "m1"):
+        row = everything.split(f'data-job="{job_id}"')[1].split("</tr>")[0]
+        assert f'action="/jobs/{job_id}/cancel"' in row and 'name="csrf"' in row, job_id
+    for job_id in ("c1", "d1"):
+        row = everything.split(f'data-job="{job_id}"')[1].split("</tr>")[0]
+        assert "/cancel" not in row, job_id
+    assert web.get("/jobs?queue=bad%20name").status_code == 400
+    # The job page: cancel for a waiting job, retry for a dead one.
+    assert 'action="/jobs/p1/cancel"' in web.get("/jobs/p1").text
+    dead = web.get("/jobs/d1").text
+    assert 'action="/jobs/d1/retry"' in dead and "/cancel" not in dead
+    # The DLQ page: retry each, retry all, purge all (asking first), and cancel for the
+    # failed jobs on their way to it; each form with its token.
+    dlq = web.get("/dlq").text
+    assert 'action="/dlq/purge"' in dlq and "data-confirm=" in dlq
+    assert 'action="/jobs/f1/cancel"' in dlq and 'action="/jobs/p1/cancel"' not in dlq
+    assert dlq.count('name="csrf"') == 4  # retry all, purge, d1's retry, f1's cancel
+
+
+def test_the_overview_counts_by_queue(cli, web):
+    seed_mix(cli)
+    assert "<h2>Queues</h2>" not in web.get("/").text  # one queue: the cards say it all
+    web.post("/api/jobs", json=[{"command": "x", "queue": "mail"} for _ in range(2)])
+    page = web.get("/?partial=1").text
+    assert "<h2>Queues</h2>" in page
+    row = page.split('data-queue="mail"')[1].split("</tr>")[0]
+    assert '<a href="/jobs?queue=mail&amp;state=pending" data-queue-count="pending">2</a>' in row
+
+
+def test_the_dlq_purge_button_deletes_the_dead_jobs_only(cli, web):
+    import re
+
+    seed_mix(cli)
+    cli.seed("d2", "dead", last_error="canceled")
+    page = web.get("/dlq").text
+    csrf = re.search(
+        r'action="/dlq/purge"[^>]*>\s*<input type="hidden" name="csrf" value="(\w+)"', page
+    )
+    assert csrf, page
+    response = web.post("/dlq/purge", data={"csrf": csrf.group(1)}, follow_redirects=False)
+    assert (response.status_code, response.headers["location"]) == (303, "/dlq")
+    assert cli.json("dlq", "list") == []
+    assert sorted(j["id"] for j in cli.json("list")) == ["c1", "f1", "p1", "p2", "r1"]
+    assert "The DLQ is empty." in web.get("/dlq").text

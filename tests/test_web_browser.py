@@ -17,7 +17,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import pytest
 from procutil import QueueEnv, wait_for
@@ -193,7 +193,10 @@ def test_overview_loads_with_counts_chart_and_workers(browser, site):
     )
     run_burst(env)
     env.enqueue([{"id": f"slow-{n}", "command": "sleep 60"} for n in range(2)], "slow.jsonl")
-    env.enqueue([{"command": "echo later", "delay": 3600} for _ in range(4)], "later.jsonl")
+    env.enqueue(
+        [{"command": "./send-digest.sh", "delay": 3600, "queue": "emails"} for _ in range(4)],
+        "later.jsonl",
+    )
     env.start_workers("--count", "2")  # stay up: the page shows them busy
     wait_for(lambda: env.counts().get("processing") == 2, 60, "both slow jobs to be running")
     browser.get(site.url + "/")
@@ -212,6 +215,8 @@ def test_overview_loads_with_counts_chart_and_workers(browser, site):
     assert bars, "the chart shows no completed jobs"
     assert browser.find_elements("css selector", "svg.chart rect.dead")
     assert "slow-" in text_of(browser, "table.workers")
+    pending_emails = '[data-queue="emails"] [data-queue-count="pending"]'
+    wait_for(lambda: text_of(browser, pending_emails) == "4", 10, "4 pending emails")
     wait_for(lambda: "live ·" in text_of(browser, "#live-status"), 10, "a live refresh")
     shot(browser, "overview")
     browser.get(site.url + "/workers")
@@ -277,6 +282,151 @@ def test_the_dlq_retry_button_moves_a_dead_job_back_to_pending(browser, site):
         "the DLQ page again",
     )
     assert text_of(browser, '[data-job="doomed"]') == ""
+
+
+def click(browser: Any, selector: str) -> Callable[[], bool]:
+    """A condition for wait_for: a click on the element, retried while the live part is
+    being replaced under it."""
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+
+    def attempt() -> bool:
+        try:
+            browser.find_element("css selector", selector).click()
+            return True
+        except (StaleElementReferenceException, NoSuchElementException):
+            return False
+
+    return attempt
+
+
+def accept_confirm(browser: Any) -> str:
+    """Say yes to the page's confirm() question; its text."""
+    from selenium.common.exceptions import NoAlertPresentException
+
+    def answered() -> str | None:
+        try:
+            alert = browser.switch_to.alert
+        except NoAlertPresentException:
+            return None
+        text = str(alert.text)
+        alert.accept()
+        return text
+
+    return wait_for(answered, 10, "the confirm question")
+
+
+def test_the_cancel_buttons_cancel_a_waiting_and_a_running_job(browser, site):
+    env = site.env
+    env.cli("enqueue", "--id", "done", "true")
+    run_burst(env, 1)  # (a burst waits for delayed jobs too: this one comes after)
+    env.cli("enqueue", "--id", "later", "--delay", "3600", "echo later")
+    browser.get(site.url + "/jobs?state=pending")
+    wait_for(lambda: text_of(browser, '[data-job="later"]'), 10, "the waiting job listed")
+    shot(browser, "jobs-cancel")
+    wait_for(click(browser, '[data-job="later"] button.cancel'), 10, "a click on cancel")
+    assert "goes to the DLQ" in accept_confirm(browser)
+    wait_for(lambda: env.job("later")["state"] == "dead", 10, "the job canceled")
+    assert env.job("later")["last_error"] == "canceled"
+    wait_for(lambda: browser.current_url.endswith("/jobs?state=pending"), 10, "the same list")
+    browser.get(site.url + "/jobs")
+    wait_for(lambda: text_of(browser, '[data-job="done"]'), 10, "the completed job listed")
+    assert browser.find_elements("css selector", '[data-job="done"] button.cancel') == []
+
+    env.cli("enqueue", "--id", "long", "sleep 60")
+    env.start_workers("--count", "1")
+    wait_for(lambda: env.job("long")["state"] == "processing", 30, "the long job running")
+    browser.get(site.url + "/jobs/long")
+    wait_for(lambda: text_of(browser, ".summary .state") == "processing", 10, "processing")
+    started = time.monotonic()
+    wait_for(click(browser, "button.cancel"), 10, "a click on cancel")
+    assert "Its command is killed" in accept_confirm(browser)
+    wait_for(lambda: text_of(browser, ".summary .state") == "dead", 20, "the job dead")
+    assert time.monotonic() - started < 20
+    assert env.job("long")["last_error"] == "canceled while running"
+    assert "canceled while running" in text_of(browser, "#live")
+
+
+def test_the_dlq_page_cancels_a_job_waiting_for_its_retry(browser, site):
+    from queuectl.models import Job
+    from queuectl.store.sqlite import SqliteStore
+
+    env = site.env
+    now = time.time()
+    store = SqliteStore(str(env.db))
+    failed = Job(
+        id="flaky",
+        command="exit 1",
+        state="failed",
+        attempts=1,
+        exit_code=1,
+        last_error="exit status 1",
+        run_at=now + 3600,  # its retry is an hour away
+        created_at=now - 5,
+        updated_at=now,
+        finished_at=now,
+        seq=time.time_ns(),
+    )
+    store.insert_jobs([failed])
+    store.close()
+    browser.get(site.url + "/dlq")
+    wait_for(lambda: text_of(browser, '.retrying [data-job="flaky"]'), 10, "the failing job")
+    assert "The DLQ is empty." in text_of(browser, "#live")
+    mark_page(browser)
+    wait_for(click(browser, '.retrying [data-job="flaky"] button.cancel'), 10, "cancel")
+    accept_confirm(browser)
+    wait_for(lambda: env.job("flaky")["state"] == "dead", 10, "the job in the DLQ")
+    assert env.job("flaky")["last_error"] == "canceled"
+    wait_for(lambda: text_of(browser, '[data-job="flaky"] button.retry'), 10, "its retry button")
+    assert text_of(browser, ".retrying") == ""
+    shot(browser, "dlq-after-cancel")
+
+
+def test_the_dlq_purge_button_deletes_every_dead_job(browser, site):
+    env = site.env
+    env.cli("enqueue", "--id", "bad-1", "--max-retries", "0", "exit 1")
+    env.cli("enqueue", "--id", "bad-2", "--max-retries", "0", "exit 2")
+    env.cli("enqueue", "--id", "fine", "true")
+    run_burst(env)
+    browser.get(site.url + "/dlq")
+    wait_for(lambda: text_of(browser, '[data-job="bad-2"]'), 10, "the dead jobs")
+    # Asked first: saying no deletes nothing.
+    wait_for(click(browser, ".purge button"), 10, "a click on purge")
+    from selenium.common.exceptions import NoAlertPresentException
+
+    def dismissed() -> bool:
+        try:
+            browser.switch_to.alert.dismiss()
+            return True
+        except NoAlertPresentException:
+            return False
+
+    wait_for(dismissed, 10, "the question, answered no")
+    assert env.job("bad-1")["state"] == "dead"
+    wait_for(click(browser, ".purge button"), 10, "a click on purge")
+    assert "cannot be undone" in accept_confirm(browser)
+    wait_for(lambda: "The DLQ is empty." in text_of(browser, "#live"), 10, "the empty DLQ")
+    assert [j["id"] for j in env.jobs()] == ["fine"]
+
+
+def test_the_chart_shows_jobs_as_they_finish_without_reload(browser, site):
+    env = site.env
+    browser.get(site.url + "/")
+    wait_for(lambda: "live ·" in text_of(browser, "#live-status"), 10, "a live refresh")
+    assert browser.find_elements("css selector", "svg.chart rect.completed") == []
+    mark_page(browser)
+    env.enqueue([{"command": "true"} for _ in range(5)])
+    run_burst(env)
+
+    def completed_bars() -> list[Any]:
+        return browser.execute_script(
+            "return Array.from(document.querySelectorAll('svg.chart rect.completed'))"
+            ".map(r => Number(r.getAttribute('height')));"
+        )
+
+    heights = wait_for(completed_bars, 10, "a completed bar on the chart")
+    assert len(heights) in (1, 2) and all(h > 0 for h in heights)  # this minute (and the last)
+    assert "completed 5" in text_of(browser, ".legend")
+    assert same_page(browser), "the page was reloaded"
 
 
 def test_the_job_page_follows_a_running_job(browser, site):

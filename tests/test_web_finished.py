@@ -1,5 +1,6 @@
-"""The web's per-minute history of finished jobs and its counters (queuectl.web.finished),
-on every store, with a clock moved by hand. Pure Python: no web library needed."""
+"""The overview's jobs finished per minute (counted by the store) and the /metrics counters
+(queuectl.web.finished), on every store, with a clock moved by hand. Pure Python: no web
+library needed."""
 
 from __future__ import annotations
 
@@ -83,20 +84,20 @@ def test_a_job_stamped_a_moment_before_the_last_read_is_still_counted(store, clo
     assert tracker.counted()[0]["completed"] == 2
 
 
-def test_minutes_older_than_a_full_backfill_are_unknown_not_zero(store, clock):
+def test_every_minute_of_the_hour_is_counted_by_the_store(store, clock):
+    # However many finished: the minutes come from the store, not from what was followed.
     clock.now = START
     for n in range(5):
         finish(store, f"j{n}", START - 60 * (n + 1))  # one per minute, 1..5 minutes ago
     tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, backfill=3, min_interval=0)
     tracker.refresh()
     shown = bars(tracker)
-    assert shown[-4:] == [(1, 0, False), (1, 0, True), (1, 0, True), (0, 0, True)]
-    assert not any(known for _, _, known in shown[:-4])
+    assert shown[-6:] == [(1, 0, True)] * 5 + [(0, 0, True)]
     chart = build_chart(tracker.minutes())
-    assert chart.unknown == MINUTES - 3 and chart.total_completed == 2 and chart.peak == 1
+    assert chart.unknown == 0 and chart.total_completed == 5 and chart.peak == 1
 
 
-def test_more_finished_than_one_read_takes_marks_the_minutes_between(store, clock):
+def test_the_counters_take_at_most_a_cap_per_read_but_the_chart_has_every_job(store, clock):
     clock.now = START
     tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, cap=4, min_interval=0)
     tracker.refresh()
@@ -105,10 +106,109 @@ def test_more_finished_than_one_read_takes_marks_the_minutes_between(store, cloc
     clock.advance(400)
     tracker.refresh()
     assert tracker.counted()[0]["completed"] == 4
-    shown = bars(tracker)
-    minute_of_start = MINUTES - 1 - 7  # START + 400 s is seven minutes on
-    unknown = [i - minute_of_start for i, (_, _, known) in enumerate(shown) if not known]
-    assert unknown == [0, 1, 2, 3]  # from the last read up to the oldest job this read got
+    assert sum(c for c, _, _ in bars(tracker)) == 6
+
+
+def test_the_minutes_are_read_at_most_once_per_interval(store, clock):
+    clock.now = START
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, min_interval=3600)
+    assert sum(c for c, _, _ in bars(tracker)) == 0
+    finish(store, "new", START - 1)
+    assert sum(c for c, _, _ in bars(tracker)) == 0  # the minutes read a moment ago
+    assert sum(m.completed for m in tracker.minutes(force=True)) == 1
+
+
+def test_finished_by_minute_counts_each_outcome_by_its_own_time(store):
+    start = START - 30  # a whole minute
+    store.insert_jobs(
+        [
+            # completed: by finished_at (a later update does not move it)
+            Job(
+                id="c0",
+                command="true",
+                state="completed",
+                run_at=start,
+                created_at=start,
+                updated_at=start + 500,
+                finished_at=start,
+                seq=1,
+            ),
+            Job(
+                id="c1",
+                command="true",
+                state="completed",
+                run_at=start,
+                created_at=start,
+                updated_at=start + 61,
+                finished_at=start + 119.9,
+                seq=2,
+            ),
+            Job(
+                id="c2",
+                command="true",
+                state="completed",
+                run_at=start,
+                created_at=start,
+                updated_at=start + 180,
+                finished_at=start + 180,
+                seq=3,
+            ),  # past the window
+            Job(
+                id="c3",
+                command="true",
+                state="completed",
+                run_at=start,
+                created_at=start,
+                updated_at=start - 1,
+                finished_at=start - 0.001,
+                seq=4,
+            ),  # before it
+            # dead: by updated_at (a job canceled while waiting has no finished_at)
+            Job(
+                id="d0",
+                command="true",
+                state="dead",
+                run_at=start,
+                created_at=start,
+                updated_at=start + 59.99,
+                seq=5,
+            ),
+            Job(
+                id="d1",
+                command="true",
+                state="dead",
+                run_at=start,
+                created_at=start,
+                updated_at=start + 120,
+                finished_at=start,
+                seq=6,
+            ),
+            # other states never count
+            Job(
+                id="p0",
+                command="true",
+                run_at=start,
+                created_at=start,
+                updated_at=start + 1,
+                finished_at=start + 1,
+                seq=7,
+            ),
+            Job(
+                id="f0",
+                command="true",
+                state="failed",
+                run_at=start,
+                created_at=start,
+                updated_at=start + 1,
+                finished_at=start + 1,
+                seq=8,
+            ),
+        ]
+    )
+    assert store.finished_by_minute("completed", start, 3) == [1, 1, 0]
+    assert store.finished_by_minute("dead", start, 3) == [1, 0, 1]
+    assert store.finished_by_minute("completed", start, 4) == [1, 1, 0, 1]
+    assert store.finished_by_minute("dead", start + 60, 1) == [0]
 
 
 def test_the_chart_scales_to_the_busiest_known_minute(store, clock):

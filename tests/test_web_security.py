@@ -185,6 +185,7 @@ def test_login_goes_back_only_to_a_page_of_this_server(guarded):
 # -- changes: origin, content type, CSRF ----------------------------------------------------
 def test_a_cross_site_post_is_refused(open_app, sqlite_store):
     seed(sqlite_store, "gone", "dead")
+    seed(sqlite_store, "waiting", "pending")
     for headers in (
         {"Origin": "https://evil.example"},
         {"Origin": "http://testserver.evil.example"},
@@ -199,7 +200,15 @@ def test_a_cross_site_post_is_refused(open_app, sqlite_store):
         form = open_app.post("/jobs/gone/retry", data={"csrf": "x"}, headers=headers)
         assert form.status_code == 403
         assert open_app.post("/dlq/retry-all", headers=headers).status_code == 403
-    assert [(j.id, j.state) for j in sqlite_store.list_jobs(None, 10)] == [("gone", "dead")]
+        assert open_app.post("/dlq/purge", headers=headers).status_code == 403
+        cancel = open_app.post("/api/jobs/waiting/cancel", json={}, headers=headers)
+        assert cancel.status_code == 403
+        form = open_app.post("/jobs/waiting/cancel", data={"csrf": "x"}, headers=headers)
+        assert form.status_code == 403
+    assert sorted((j.id, j.state) for j in sqlite_store.list_jobs(None, 10)) == [
+        ("gone", "dead"),
+        ("waiting", "pending"),
+    ]
     # The same request from this server's own pages goes through.
     same = open_app.post(
         "/api/jobs",
@@ -229,10 +238,14 @@ def test_forms_need_the_csrf_token_of_this_browser(open_app, sqlite_store):
     seed(sqlite_store, "d2", "dead")
     csrf = login_form_csrf(open_app, "/dlq")  # the page sets the CSRF cookie; forms carry it
     assert CSRF_COOKIE in open_app.cookies
+    seed(sqlite_store, "p1", "pending")
     for data in ({}, {"csrf": ""}, {"csrf": "0" * 64}):
         assert open_app.post("/jobs/d1/retry", data=data).status_code == 403
         assert open_app.post("/dlq/retry-all", data=data).status_code == 403
+        assert open_app.post("/dlq/purge", data=data).status_code == 403
+        assert open_app.post("/jobs/p1/cancel", data=data).status_code == 403
     assert sqlite_store.get_job("d1").state == "dead"
+    assert sqlite_store.get_job("p1").state == "pending"
     # A token minted for another browser's cookie is refused too.
     with TestClient(open_app.app) as other:
         other_csrf = login_form_csrf(other, "/dlq")
@@ -248,6 +261,23 @@ def test_forms_need_the_csrf_token_of_this_browser(open_app, sqlite_store):
     everything = open_app.post("/dlq/retry-all", data={"csrf": csrf}, follow_redirects=False)
     assert everything.status_code == 303
     assert sqlite_store.get_job("d2").state == "pending"
+
+    canceled = open_app.post(
+        "/jobs/p1/cancel",
+        data={"csrf": csrf, "next": "/jobs?state=pending"},
+        follow_redirects=False,
+    )
+    assert (canceled.status_code, canceled.headers["location"]) == (303, "/jobs?state=pending")
+    assert (sqlite_store.get_job("p1").state, sqlite_store.get_job("p1").last_error) == (
+        "dead",
+        "canceled",
+    )
+    refused = open_app.post("/jobs/p1/cancel", data={"csrf": csrf})
+    assert refused.status_code == 409 and "is already dead" in refused.text
+    purged = open_app.post("/dlq/purge", data={"csrf": csrf}, follow_redirects=False)
+    assert (purged.status_code, purged.headers["location"]) == (303, "/dlq")
+    assert sqlite_store.get_job("p1") is None
+    assert {j.id for j in sqlite_store.list_jobs(None, 10)} == {"d1", "d2"}  # pending now
 
 
 # -- host names -----------------------------------------------------------------------------

@@ -56,6 +56,9 @@ UNLOCK: dict[str, Any] = {**SETTLE, "lease_token": None}
 COUNTERS: dict[str, str] = {COMPLETED: "jobs_done", DEAD: "jobs_failed", FAILED: "jobs_failed"}
 CANCELED = "canceled"
 CANCELED_RUNNING = "canceled while running"
+NO_SUCH_JOB = "does not exist"  # why `cancel` could not cancel an unknown id
+# The deepest page `list` reads (an offset beyond what SQLite and MongoDB take as an integer).
+MAX_OFFSET = 10**12
 
 
 class JobManager:
@@ -137,17 +140,27 @@ class JobManager:
         queue: str | None = None,
         *,
         now: float | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> List[Job]:
         """Jobs of one state (or all; of one queue when given), in the order SPEC §5 `list`
         gives: pending and failed jobs that are ready at `now` in claim order, then those
-        still waiting, by run_at; other states most recently updated first."""
+        still waiting, by run_at; other states most recently updated first. `offset` skips
+        the first jobs of that order; `text` keeps those whose id or command contains it
+        (ASCII letters in either case)."""
         check_state(state)
         if queue is not None:
             validate_queue(queue)
         if limit < 1:
             raise InvalidInput(f"--limit must be at least 1, got {limit}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+        if text is not None and ("\x00" in text or not _is_text(text)):
+            return []  # no id or command holds a NUL or a lone surrogate
         when = self.clock() if now is None else now
-        return self.store.list_jobs(state, limit, now=when, queue=queue)
+        return self.store.list_jobs(
+            state, limit, now=when, queue=queue, offset=offset, text=text or None
+        )
 
     def counts(self, queue: str | None = None) -> dict[str, int]:
         """Every state with its count (in one queue, when given), zeros included."""
@@ -478,7 +491,7 @@ class JobManager:
         for _ in range(10):  # the job may move between our read and our write: look again
             job = self.store.get_job(job_id) if _is_text(job_id) else None
             if job is None:
-                return "does not exist"
+                return NO_SUCH_JOB
             if job.state in (COMPLETED, DEAD):
                 if job_id in swept:
                     canceled.append(job_id)
@@ -543,6 +556,34 @@ class JobManager:
             self._wake()
         return retried, missing
 
+    # -- purge ------------------------------------------------------------------------------
+    def purge(
+        self,
+        state: str = "completed",
+        older_than: float = 0.0,
+        queue: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> int:
+        """SPEC §7.2 `purge`: delete `completed` (or `dead`) jobs last changed more than
+        `older_than` seconds ago (of one queue when given), in bounded batches so that
+        workers are never blocked for long; `progress` hears the running total. Returns
+        how many went."""
+        if state not in (COMPLETED, DEAD):
+            raise InvalidInput(f"--state must be completed or dead, got {state!r}")
+        if queue is not None:
+            validate_queue(queue)
+        if not older_than >= 0:  # nan fails this too
+            raise InvalidInput(f"--older-than must be at least 0, got {older_than}")
+        cutoff = self.clock() - older_than
+        total = 0
+        while True:
+            gone = self.store.purge_batch(state, cutoff, queue, self.batch_size)
+            total += gone
+            if progress is not None and gone:
+                progress(total)
+            if gone == 0:
+                return total
+
     # -- stats --------------------------------------------------------------------------------
     def stats(self, queue: str | None = None) -> dict[str, Any]:
         """SPEC §5 `stats`: counts, durations (nearest-rank p50/p95 of completed jobs),
@@ -570,6 +611,17 @@ class JobManager:
         if queue is None:
             data["queues"] = self.queue_counts()
         return data
+
+    def finished_per_minute(
+        self, minutes: int = 60, *, now: float | None = None
+    ) -> List[tuple[float, int, int]]:
+        """Jobs that completed and that went dead in each of the last `minutes` minutes
+        (the current one last): (minute start, completed, dead), read from the store."""
+        now = self.clock() if now is None else now
+        start = (math.floor(now / 60) - minutes + 1) * 60.0
+        completed = self.store.finished_by_minute(COMPLETED, start, minutes)
+        dead = self.store.finished_by_minute(DEAD, start, minutes)
+        return [(start + 60 * n, completed[n], dead[n]) for n in range(minutes)]
 
 
 def quantile_rank(n: int, q: float) -> int:

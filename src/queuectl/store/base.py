@@ -69,12 +69,21 @@ class Store(Protocol):
         """The job with that id, or None."""
 
     def list_jobs(
-        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+        self,
+        state: str | None,
+        limit: int,
+        now: float | None = None,
+        queue: str | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> list[Job]:
         """Jobs of one state (all if None; of one queue when given). Pending/failed: those
         ready at `now` (default: the current time) in claim order, then those waiting (for
         their run_at or a dependency) by run_at, so the list is the order workers will take
-        them in. Others newest update first."""
+        them in. Others newest update first. The first `offset` jobs of that order are
+        skipped. With `text`, only jobs whose id or command contains it, ASCII letters in
+        either case (taken as plain text, never as a pattern); without it every read stays
+        on an index."""
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs in each state that has any (of one queue, when given)."""
@@ -191,6 +200,11 @@ class Store(Protocol):
         given). Without `limit`: every one, in enqueue order; with it: up to `limit`, least
         recently updated first."""
 
+    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+        """Delete at most `limit` jobs in `state` (`completed` or `dead`) last updated at or
+        before `cutoff` (of one queue when given), oldest first, in one short write; how
+        many went."""
+
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """The earliest run_at among pending and failed jobs not blocked by a dependency
         (of those queues; every queue when empty)."""
@@ -207,6 +221,10 @@ class Store(Protocol):
 
     def completed_since(self, since: float, queue: str | None = None) -> int:
         """How many completed jobs finished at or after `since`."""
+
+    def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
+        """How many jobs reached `state` (`completed`: by finished_at; `dead`: by updated_at)
+        in each of `minutes` minutes from `start`: one read of an index range."""
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

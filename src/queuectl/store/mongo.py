@@ -452,28 +452,42 @@ class MongoStore:
         return _job(doc)
 
     def list_jobs(
-        self, state: str | None, limit: int, now: float | None = None, queue: str | None = None
+        self,
+        state: str | None,
+        limit: int,
+        now: float | None = None,
+        queue: str | None = None,
+        offset: int = 0,
+        text: str | None = None,
     ) -> list[Job]:
         """Pending/failed: those ready at `now` in claim order (index claim_ready or
         claim_queue), then those waiting for their run_at or a dependency, by run_at. Other
-        states newest update first."""
-        of_queue = _of_queue(queue)
+        states newest update first. `offset` documents of that order are skipped; `text`
+        keeps the jobs whose id or command contains it (ASCII letters in any case)."""
+        of_queue = {**_of_queue(queue), **_text_match(text)}
         with self._errors():
             if state in ("pending", "failed"):
                 now = time.time() if now is None else now
                 ready = {"state": state, "waiting": NOT_BLOCKED, "run_at": {"$lte": now}}
-                docs = list(
-                    self.jobs_view.find({**ready, **of_queue}).sort(CLAIM_SORT).limit(limit)
-                )
+                found = self.jobs_view.find({**ready, **of_queue}).sort(CLAIM_SORT)
+                docs = list(found.skip(offset).limit(limit))
                 if len(docs) < limit:
+                    # The page reaches past the ready jobs: skip what of the offset they
+                    # did not fill.
+                    skip = 0
+                    if offset and not docs:
+                        counted = self.jobs_view.count_documents({**ready, **of_queue})
+                        skip = max(offset - counted, 0)
                     later = {"$or": [{"run_at": {"$gt": now}}, {"waiting": {"$gt": 0}}]}
                     waiting = {"state": state, **of_queue, **later}
-                    docs += self.jobs_view.find(waiting).sort(WAITING_SORT).limit(limit - len(docs))
+                    if "$or" in of_queue:
+                        waiting = {"$and": [{"state": state, **of_queue}, later]}
+                    rest = self.jobs_view.find(waiting).sort(WAITING_SORT)
+                    docs += rest.skip(skip).limit(limit - len(docs))
             else:
                 query = {"state": state, **of_queue} if state else dict(of_queue)
-                docs = list(
-                    self.jobs_view.find(query).sort([("updated_at", -1), ("seq", -1)]).limit(limit)
-                )
+                newest = self.jobs_view.find(query).sort([("updated_at", -1), ("seq", -1)])
+                docs = list(newest.skip(offset).limit(limit))
         return _jobs(docs)
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
@@ -653,6 +667,18 @@ class MongoStore:
                 docs = docs.limit(limit)
             return [d["_id"] for d in docs]
 
+    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+        """The oldest matching ids through the state index, then one delete_many of those
+        ids that repeats the condition (a job retried out of the DLQ meanwhile stays)."""
+        if state not in ("completed", "dead"):
+            raise ValueError(f"only completed and dead jobs can be purged, not {state}")
+        ids = self.job_ids(state, queue, limit=limit, updated_until=cutoff)
+        if not ids:
+            return 0
+        query = {"_id": {"$in": ids}, "state": state, "updated_at": {"$lte": cutoff}}
+        with self._errors():
+            return int(self.jobs.delete_many(query).deleted_count)
+
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """Earliest run_at of a pending or failed job not blocked by a dependency (of those
         queues, when given; a number: another program's document may lack run_at, which the
@@ -706,6 +732,26 @@ class MongoStore:
             return int(self.jobs_view.count_documents(query))
 
     # -- config ---------------------------------------------------------------------------
+
+    def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
+        """One aggregation: a match on the state_finished (completed) or state_updated
+        (dead) index range, grouped by minute on the server."""
+        if state not in ("completed", "dead"):
+            raise ValueError(f"only completed and dead jobs have finished, not {state}")
+        field = "finished_at" if state == "completed" else "updated_at"
+        window = {"$gte": start, "$lt": start + minutes * 60}
+        minute = {"$floor": {"$divide": [{"$subtract": [f"${field}", start]}, 60]}}
+        pipeline = [
+            {"$match": {"state": state, field: window}},
+            {"$group": {"_id": minute, "n": {"$sum": 1}}},
+        ]
+        counts = [0] * minutes
+        with self._errors():
+            for row in self.jobs_view.aggregate(pipeline):
+                if isinstance(row["_id"], (int, float)) and 0 <= row["_id"] < minutes:
+                    counts[int(row["_id"])] += int(row["n"])
+        return counts
+
     def get_config(self) -> dict[str, Any]:
         """Stored values."""
         with self._errors():
@@ -850,6 +896,24 @@ def _schedule(doc: dict[str, Any]) -> Schedule:
 
 def _of_queue(queue: str | None) -> dict[str, Any]:
     return queue_filter([queue]) if queue is not None else {}
+
+
+def _text_match(text: str | None) -> dict[str, Any]:
+    """The filter keeping jobs whose id or command contains `text`. The pattern is built
+    here, never taken from the user: ASCII letters as a class of both cases (what SQLite's
+    LIKE ignores, no more), other ASCII characters as hex escapes, the rest as themselves."""
+    if not text:
+        return {}
+    parts = []
+    for char in text:
+        if char.isascii() and char.isalpha():
+            parts.append(f"[{char.lower()}{char.upper()}]")
+        elif char.isascii() and not char.isdigit():
+            parts.append(f"\\x{ord(char):02x}")
+        else:
+            parts.append(char)
+    pattern = "".join(parts)
+    return {"$or": [{"_id": {"$regex": pattern}}, {"command": {"$regex": pattern}}]}
 
 
 def _no_cascade(dep: str) -> dict[str, Any]:

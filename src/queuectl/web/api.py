@@ -10,8 +10,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..errors import InvalidInput, NotInDlq
-from ..jobs import JobManager
+from ..errors import InvalidInput, NotCancelable, NotInDlq
+from ..jobs import NO_SUCH_JOB, JobManager
 from ..models import Job
 from ..render import job_json, schedule_json, worker_json
 from .context import web_of
@@ -34,8 +34,9 @@ def api_stats(request: Request) -> Response:
 
 
 def api_jobs(request: Request) -> Response:
-    """GET /api/jobs?state=&q=&limit=&offset=: `list --json`; a Link header names the next
-    page when there is one."""
+    """GET /api/jobs?state=&queue=&q=&limit=&offset=: `list --json` (`--state`, `--queue`,
+    `--limit`), the page from `offset` on, only jobs whose id or command holds `q`; a Link
+    header names the next page when there is one."""
     query = parse_query(request.query_params)
     found = find_jobs(web_of(request).jobs(), query)
     response = JSONResponse([job_json(j) for j in found.jobs])
@@ -89,6 +90,28 @@ async def api_retry(request: Request) -> Response:
     jobs = web_of(request).jobs()
     job = await run_in_threadpool(retry_one, jobs, request.path_params["id"])
     return JSONResponse(job_json(job))
+
+
+async def api_cancel(request: Request) -> Response:
+    """POST /api/jobs/<id>/cancel: `cancel <id>`; answers with the job (a running one is
+    still `processing`, with its cancel asked for, until its worker has killed it)."""
+    jobs = web_of(request).jobs()
+    job = await run_in_threadpool(cancel_one, jobs, request.path_params["id"])
+    return JSONResponse(job_json(job))
+
+
+def cancel_one(jobs: JobManager, job_id: str) -> Job:
+    """Cancel one job as `cancel` does: 404 if unknown, 409 if completed or dead already."""
+    _, problems = jobs.cancel([job_id])
+    if problems:
+        raise (UnknownToCancel if problems[0][1] == NO_SUCH_JOB else NotCancelable)(problems)
+    return jobs.get(job_id)
+
+
+class UnknownToCancel(NotCancelable):
+    """`cancel` of an id no job has: the CLI's message, as a 404."""
+
+    http_status = 404
 
 
 def retry_one(jobs: JobManager, job_id: str) -> Job:

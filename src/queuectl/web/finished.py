@@ -1,11 +1,11 @@
-"""Jobs finished per minute, and the counts and durations of those this process saw finish.
+"""Jobs finished per minute over the last hour (the overview's chart, read from the store),
+and the counts and durations of the jobs this process saw finish (/metrics).
 
-JobManager offers counts and two throughput windows, not a per-minute history, so the web
-process builds one: at its first read it fills the last hour from the newest finished jobs
-(at most `backfill` of each outcome), then it reads only what finished since (newest first,
-in growing pages). Minutes it could not fully see are marked unknown, never drawn as zero.
-The totals and the duration histogram for /metrics count only jobs seen finishing after the
-process started, as a Prometheus counter does (it starts at zero and only grows).
+The chart's minutes are counted by the store over its indexes (JobManager.finished_per_minute),
+at most once per `min_interval` however many pages ask. The totals and the duration histogram
+for /metrics count only jobs seen finishing after the process started, as a Prometheus counter
+does (it starts at zero and only grows): the web process follows finished jobs newest first,
+in growing pages.
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ class Minute:
     start: float
     completed: int
     dead: int
-    known: bool  # False: the process could not see every job that finished in it
+    known: bool = True  # False: the minute could not be counted whole
 
 
 class FinishedJobs:
@@ -57,9 +57,8 @@ class FinishedJobs:
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._last_read = -math.inf  # time.monotonic() of the last read
-        self._per_minute: Dict[int, List[int]] = {}
-        self._unknown: set[int] = set()  # minutes some finished job was missed in
-        self._known_from = -math.inf  # minutes before this were not seen whole
+        self._minutes: List[Minute] = []
+        self._counted_at = -math.inf  # time.monotonic() of the last count of the minutes
         self._high: Dict[str, float] = {}
         self._recent: Dict[str, Dict[str, float]] = {o: {} for o in OUTCOMES}
         self.totals: Dict[str, int] = dict.fromkeys(OUTCOMES, 0)
@@ -79,21 +78,16 @@ class FinishedJobs:
                 else:
                     self._fill(outcome, now)
             self._last_read = time.monotonic()
-            oldest = _minute(now) - MINUTES
-            for key in [k for k in self._per_minute if k < oldest]:
-                del self._per_minute[key]
-            self._unknown = {k for k in self._unknown if k >= oldest}
 
-    def minutes(self) -> List[Minute]:
-        """The last hour, oldest minute first; the last one is the current minute."""
+    def minutes(self, force: bool = False) -> List[Minute]:
+        """The last hour, oldest minute first; the last one is the current minute. Counted
+        by the store (at most once per `min_interval` unless forced)."""
         with self._lock:
-            current = _minute(self.clock())
-            bars = []
-            for key in range(current - MINUTES + 1, current + 1):
-                completed, dead = self._per_minute.get(key, (0, 0))
-                known = key * 60 >= self._known_from and key not in self._unknown
-                bars.append(Minute(key * 60.0, completed, dead, known))
-            return bars
+            if force or time.monotonic() - self._counted_at >= self.min_interval:
+                counted = self.jobs.finished_per_minute(MINUTES, now=self.clock())
+                self._minutes = [Minute(start, c, d) for start, c, d in counted]
+                self._counted_at = time.monotonic()
+            return list(self._minutes)
 
     def counted(self) -> tuple[Dict[str, int], List[int], float]:
         """Jobs seen finishing since the start, by outcome; the duration histogram of the
@@ -103,14 +97,8 @@ class FinishedJobs:
 
     # -- reading ------------------------------------------------------------------------
     def _fill(self, outcome: str, now: float) -> None:
-        """The first read: the chart's past from the newest jobs; nothing counted."""
+        """The first read: what finished before the start is remembered, not counted."""
         jobs = self.jobs.list(outcome, self.backfill)
-        for job in jobs:
-            if _finished(job) >= now - MINUTES * 60:
-                self._bucket(job, outcome)
-        # A full page may have left older jobs of the hour unread.
-        seen_from = jobs[-1].updated_at if len(jobs) == self.backfill else -math.inf
-        self._known_from = max(self._known_from, seen_from)
         self._high[outcome] = now
         self._remember(outcome, jobs)
 
@@ -126,11 +114,7 @@ class FinishedJobs:
         recent = self._recent[outcome]
         for job in jobs:
             if job.updated_at >= floor and job.id not in recent:
-                self._bucket(job, outcome)
                 self._count(job, outcome)
-        if len(jobs) == self.cap and jobs[-1].updated_at >= floor:
-            # More finished than one read takes: the minutes in between are not whole.
-            self._unknown.update(range(_minute(floor), _minute(jobs[-1].updated_at) + 1))
         newest = max((j.updated_at for j in jobs), default=floor)
         self._high[outcome] = min(max(self._high[outcome], newest), now)
         self._remember(outcome, jobs)
@@ -142,10 +126,6 @@ class FinishedJobs:
         for job_id in [i for i, t in recent.items() if t < floor]:
             del recent[job_id]
 
-    def _bucket(self, job: Job, outcome: str) -> None:
-        counts = self._per_minute.setdefault(_minute(_finished(job)), [0, 0])
-        counts[OUTCOMES.index(outcome)] += 1
-
     def _count(self, job: Job, outcome: str) -> None:
         self.totals[outcome] += 1
         if outcome == COMPLETED and job.duration is not None:
@@ -155,11 +135,3 @@ class FinishedJobs:
                 len(DURATION_BUCKETS),
             )
             self.duration_counts[index] += 1
-
-
-def _finished(job: Job) -> float:
-    return job.finished_at if job.finished_at is not None else job.updated_at
-
-
-def _minute(ts: float) -> int:
-    return int(ts // 60)

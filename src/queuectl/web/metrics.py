@@ -17,6 +17,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..models import DEFAULT_QUEUE, STATES
 from .context import Web
 from .finished import DURATION_BUCKETS
 
@@ -31,9 +32,15 @@ class QueueCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         web = self.web
         web.finished.refresh()
-        jobs = GaugeMetricFamily("queuectl_jobs", "Jobs in the store, by state.", labels=["state"])
-        for state, count in web.jobs().counts().items():
-            jobs.add_metric([state], count)
+        jobs = GaugeMetricFamily(
+            "queuectl_jobs", "Jobs in the store, by state and queue.", labels=["state", "queue"]
+        )
+        # Every state of every queue that has jobs, zeros included; `default` even when empty,
+        # so that a sum over the family is 0, not missing, on an empty store.
+        queues = web.jobs().queue_counts() or {DEFAULT_QUEUE: dict.fromkeys(STATES, 0)}
+        for queue, counts in queues.items():
+            for state, count in counts.items():
+                jobs.add_metric([state, queue], count)
         yield jobs
         yield GaugeMetricFamily(
             "queuectl_workers_active",

@@ -9,9 +9,9 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
-from ..models import DEAD, LIVE_WORKER_STATUSES, PUBLIC_FIELDS, Job, to_json_ready
+from ..models import DEAD, FAILED, LIVE_WORKER_STATUSES, PUBLIC_FIELDS, Job, to_json_ready
 from ..render import schedule_json
-from .api import read_body, retry_one
+from .api import cancel_one, read_body, retry_one
 from .chart import build_chart
 from .context import web_of
 from .responses import error_response, login_page
@@ -20,6 +20,7 @@ from .templating import page
 from .views import JobQuery, find_jobs, has_run, parse_query
 
 RECENT = 10
+RETRYING = 10  # failed jobs shown on the DLQ page
 MAX_FORM = 64 * 1024
 FINAL_STATES = ("completed", DEAD)
 
@@ -27,11 +28,11 @@ FINAL_STATES = ("completed", DEAD)
 def overview(request: Request) -> Response:
     """Counts by state, jobs finished per minute, workers, the latest jobs."""
     web = web_of(request)
-    web.finished.refresh()
     jobs = web.jobs()
     workers = web.workers().list()
     context = {
         "counts": jobs.counts(),
+        "queues": jobs.queue_counts(),
         "active": sum(1 for w in workers if w.status in LIVE_WORKER_STATUSES),
         "workers": workers,
         "recent": jobs.list(None, RECENT),
@@ -41,19 +42,24 @@ def overview(request: Request) -> Response:
 
 
 def jobs_page(request: Request) -> Response:
-    """Jobs filtered by state and id or command text, a page at a time."""
+    """Jobs filtered by state, queue and id or command text, a page at a time."""
     query = parse_query(request.query_params)
     found = find_jobs(web_of(request).jobs(), query)
     return page(request, "jobs.html", _listing(request, query, found.has_more, found.jobs))
 
 
 def dlq_page(request: Request) -> Response:
-    """Dead jobs, with a retry button each and one for all."""
+    """Dead jobs, with a retry button each, one to retry them all and one to purge them."""
     params = dict(request.query_params)
     params["state"] = DEAD
     query = parse_query(params)
-    found = find_jobs(web_of(request).jobs(), query)
-    return page(request, "dlq.html", _listing(request, query, found.has_more, found.jobs))
+    jobs = web_of(request).jobs()
+    found = find_jobs(jobs, query)
+    context = _listing(request, query, found.has_more, found.jobs)
+    # The jobs on their way here (failed, waiting for a retry), which cancel sends at once.
+    retrying = jobs.list(FAILED, RETRYING + 1) if not query.offset else []
+    context.update(retrying=retrying[:RETRYING], more_retrying=len(retrying) > RETRYING)
+    return page(request, "dlq.html", context)
 
 
 def _listing(request: Request, query: JobQuery, has_more: bool, jobs: List[Job]) -> dict[str, Any]:
@@ -64,7 +70,9 @@ def _listing(request: Request, query: JobQuery, has_more: bool, jobs: List[Job])
         return f"{request.url.path}?{urlencode(params)}"
 
     previous = link(max(query.offset - query.limit, 0)) if query.offset else None
+    here = [(k, v) for k, v in request.query_params.multi_items() if k != "partial"]
     return {
+        "back": f"{request.url.path}?{urlencode(here)}" if here else request.url.path,
         "query": query,
         "jobs": jobs,
         "previous": previous,
@@ -135,6 +143,24 @@ async def retry_form(request: Request) -> Response:
         return error_response(request, 403, "the form has expired; reload the page")
     await run_in_threadpool(retry_one, web_of(request).jobs(), request.path_params["id"])
     return RedirectResponse(_back(form, "/dlq"), 303)
+
+
+async def cancel_form(request: Request) -> Response:
+    """The cancel button of a pending, failed or running job (jobs list and job page)."""
+    form = await read_form(request)
+    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
+        return error_response(request, 403, "the form has expired; reload the page")
+    await run_in_threadpool(cancel_one, web_of(request).jobs(), request.path_params["id"])
+    return RedirectResponse(_back(form, "/jobs"), 303)
+
+
+async def purge_dead_form(request: Request) -> Response:
+    """The DLQ's purge button: `purge --state dead` (every dead job, for good)."""
+    form = await read_form(request)
+    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
+        return error_response(request, 403, "the form has expired; reload the page")
+    await run_in_threadpool(web_of(request).jobs().purge, DEAD)
+    return RedirectResponse("/dlq", 303)
 
 
 async def retry_all_form(request: Request) -> Response:

@@ -42,6 +42,7 @@ def environment() -> jinja2.Environment:
     env.filters["segment"] = lambda text: quote(text, safe="")
     env.globals["STATES"] = STATES
     env.globals["STATE_LABELS"] = STATE_LABELS
+    env.globals["CANCELABLE"] = ("pending", "failed", "processing")
     return env
 
 

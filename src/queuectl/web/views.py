@@ -5,16 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, List, Mapping
 
-from ..errors import InvalidInput, JobNotFound
+from ..errors import InvalidInput
 from ..jobs import JobManager
-from ..models import Job, check_state, shown
+from ..models import Job, check_state, shown, validate_queue
 from ..workers import WorkerManager
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 1000
-# JobManager.list has no offset and no text search: pages and searches look into the newest
-# WINDOW jobs of the chosen state (an exact id is found wherever it is).
-WINDOW = 2000
 MAX_QUERY = 200
 
 
@@ -36,12 +33,19 @@ class JobQuery:
     q: str = ""
     limit: int = DEFAULT_LIMIT
     offset: int = 0
+    queue: str | None = None
 
     def params(self, **changes: Any) -> dict[str, str]:
         """The query string of this query (with changes), omitting defaults."""
-        values = {"state": self.state, "q": self.q, "limit": self.limit, "offset": self.offset}
+        values = {
+            "state": self.state,
+            "queue": self.queue,
+            "q": self.q,
+            "limit": self.limit,
+            "offset": self.offset,
+        }
         values.update(changes)
-        defaults = {"state": None, "q": "", "limit": DEFAULT_LIMIT, "offset": 0}
+        defaults = {"state": None, "queue": None, "q": "", "limit": DEFAULT_LIMIT, "offset": 0}
         return {k: str(v) for k, v in values.items() if v != defaults[k]}
 
 
@@ -55,9 +59,13 @@ class JobPage:
 
 
 def parse_query(params: Mapping[str, str]) -> JobQuery:
-    """Check `state`, `q`, `limit` and `offset` with the CLI's messages where it has them."""
+    """Check `state`, `queue`, `q`, `limit` and `offset` with the CLI's messages where it has
+    them."""
     state = params.get("state") or None
     check_state(state)
+    queue = params.get("queue") or None
+    if queue is not None:
+        validate_queue(queue)
     limit = _integer(params, "limit", DEFAULT_LIMIT)
     if limit < 1:  # JobManager.list's own message, as `list --limit 0` prints it
         raise InvalidInput(f"--limit must be at least 1, got {limit}")
@@ -66,15 +74,10 @@ def parse_query(params: Mapping[str, str]) -> JobQuery:
     offset = _integer(params, "offset", 0)
     if offset < 0:
         raise InvalidInput(f"offset must be at least 0, got {offset}")
-    if offset + limit > WINDOW:
-        raise InvalidInput(
-            f"offset + limit must be at most {WINDOW}: only the newest {WINDOW} jobs of a "
-            "state can be paged through; narrow the search with state or q"
-        )
     q = params.get("q", "").strip()
     if len(q) > MAX_QUERY:
         raise InvalidInput(f"q must be at most {MAX_QUERY} characters, got {len(q)}")
-    return JobQuery(state, q, limit, offset)
+    return JobQuery(state, q, limit, offset, queue)
 
 
 def _integer(params: Mapping[str, str], name: str, default: int) -> int:
@@ -88,28 +91,10 @@ def _integer(params: Mapping[str, str], name: str, default: int) -> int:
 
 
 def find_jobs(jobs: JobManager, query: JobQuery) -> JobPage:
-    """Jobs in `list` order (pending and failed in claim order, others newest first), those
-    whose id or command holds `q` (any case) when it is given; an exact id comes first."""
-    end = query.offset + query.limit
-    if not query.q:
-        found = jobs.list(query.state, end + 1)
-    else:
-        found = _search(jobs, query.state, query.q, end + 1)
-    return JobPage(query, found[query.offset : end], len(found) > end)
-
-
-def _search(jobs: JobManager, state: str | None, q: str, wanted: int) -> List[Job]:
-    found: List[Job] = []
-    try:
-        exact = jobs.get(q)
-        if state is None or exact.state == state:
-            found.append(exact)
-    except JobNotFound:
-        pass
-    needle = q.casefold()
-    for job in jobs.list(state, WINDOW):
-        if len(found) >= wanted:
-            break
-        if job.id != q and (needle in job.id.casefold() or needle in job.command.casefold()):
-            found.append(job)
-    return found
+    """One page of jobs in `list` order (pending and failed in claim order, others newest
+    first), of one state and queue when given, those whose id or command holds `q` (ASCII
+    letters in any case) when it is given; the store skips and filters."""
+    found = jobs.list(
+        query.state, query.limit + 1, query.queue, offset=query.offset, text=query.q or None
+    )
+    return JobPage(query, found[: query.limit], len(found) > query.limit)

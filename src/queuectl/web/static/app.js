@@ -42,5 +42,12 @@
     later(every);
   }
 
+  // Buttons that cancel or delete ask first (the live part may have been replaced since the
+  // page loaded, so the question is asked from the document, for any form inside it).
+  document.addEventListener("submit", function (event) {
+    var question = event.target.getAttribute && event.target.getAttribute("data-confirm");
+    if (question && !window.confirm(question)) event.preventDefault();
+  });
+
   document.querySelectorAll("[data-live]").forEach(follow);
 })();
