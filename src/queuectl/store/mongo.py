@@ -143,7 +143,9 @@ class MongoStore:
 
         try:
             if not self._indexed:
-                self._ensure_indexes()
+                from .mongo_schema import ensure_schema
+
+                ensure_schema(self)  # checks and upgrades the schema version, then indexes
             yield
         except DuplicateKeyError:
             raise
