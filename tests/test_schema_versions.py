@@ -373,3 +373,35 @@ def test_many_processes_opening_an_old_database_at_once(lane):
     assert not any(t.is_alive() for t in threads)
     assert errors == []
     assert list(raw["meta"].find()) == [{"_id": "schema", "version": SCHEMA_VERSION}]
+
+
+def test_a_process_that_opened_the_store_before_it_became_newer_keeps_working(lane):
+    # Running workers of the older release are not stopped by an upgrade elsewhere: the
+    # version is checked when a process first uses the store.
+    running = lane.open()
+    running.insert_jobs([a_job("queued")])
+    lane.set_recorded(SCHEMA_VERSION + 1)
+    assert running.claim("w", time.time(), "tok").id == "queued"
+    with pytest.raises(SchemaTooNew):
+        lane.open().get_job("queued")
+
+
+def test_worker_start_on_a_newer_store_says_why(tmp_path):
+    import subprocess
+    import sys
+
+    path = str(tmp_path / "newer.db")
+    SqliteStore(path).insert_jobs([a_job("waiting")])
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    done = subprocess.run(
+        [sys.executable, "-m", "queuectl", "--db", path, "worker", "start", "--burst"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 1, done
+    assert f"has schema version {SCHEMA_VERSION + 1}, but this queuectl supports up to" in (
+        done.stderr
+    )
+    assert "Traceback" not in done.stderr
