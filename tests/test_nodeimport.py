@@ -203,6 +203,10 @@ def test_jobs_and_config_are_copied(lane, capsys):
     assert jobs["n-delayed"].run_at == pytest.approx(4070908800.0)
     assert (jobs["n-dead"].state, jobs["n-dead"].attempts) == ("dead", 4)
     assert store.get_config() == {"max_retries": 5, "backoff_base": 3}
+    # The Node database was only read: no collection, index or document was added.
+    assert set(lane.source_db.list_collection_names()) == {"jobs", "configs"}
+    assert len(list(lane.source_db["jobs"].list_indexes())) == 1
+    assert lane.source_db["jobs"].count_documents({}) == len(node_jobs())
 
     code, out, err = lane.run(capsys, "status", "--json")
     assert code == 0, err
