@@ -405,3 +405,25 @@ def test_worker_start_on_a_newer_store_says_why(tmp_path):
         done.stderr
     )
     assert "Traceback" not in done.stderr
+
+
+def test_an_upgrade_cut_short_by_the_store_is_tried_again(mongo_lane, monkeypatch):
+    from pymongo.errors import AutoReconnect
+
+    from queuectl.errors import StoreUnavailable
+
+    calls: list[int] = []
+
+    def flaky(store: Any) -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise AutoReconnect("connection reset")
+
+    monkeypatch.setattr(mongo_schema, "STEPS", {SCHEMA_VERSION: flaky})
+    mongo_lane.set_recorded(SCHEMA_VERSION - 1)
+    store = mongo_lane.open()
+    with pytest.raises(StoreUnavailable):
+        store.get_job("x")
+    assert mongo_lane.recorded() == SCHEMA_VERSION - 1
+    assert store.get_job("x") is None
+    assert (len(calls), mongo_lane.recorded()) == (2, SCHEMA_VERSION)

@@ -65,7 +65,11 @@ def ensure_schema(store: Any) -> None:
         record_version(store.db, supported)
     except OperationFailure as exc:
         if exc.code != UNAUTHORIZED:  # a read-only user can still watch
+            store._indexed = False  # not upgraded: the next operation tries again
             raise
+    except BaseException:
+        store._indexed = False
+        raise
 
 
 def record_version(db: Any, version: int) -> None:
