@@ -64,7 +64,8 @@ def summary_lines(report: ImportReport) -> list[str]:
         f"{skipped}{dry}"
     ]
     if report.requeued:
-        lines.append(f"  {report.requeued} running job(s) come back as pending, attempts counted")
+        back = "would come" if report.dry_run else "come"
+        lines.append(f"  {report.requeued} running job(s) {back} back as pending, attempts counted")
     if report.config:
         values = ", ".join(f"{key}={value}" for key, value in report.config.items())
         lines.append(f"  config: {values}")
