@@ -143,3 +143,47 @@ def test_a_worker_runs_its_jobs_beside_a_node_version_document(seeded):
         assert worker.run() == 0
     job = lane.store.get_job(ours)
     assert job is not None and (job.state, job.stdout) == ("completed", "ours\n")
+
+
+@pytest.fixture
+def foreign_config_and_schedule(seeded) -> tuple[Lane, str]:
+    """Beside the Node jobs: a `config` document without a value and a `schedules` document
+    of another shape, as another program sharing the database may leave."""
+    from bson import ObjectId
+
+    lane, ours = seeded
+    lane.store.config.insert_one({"_id": ObjectId(), "key": "max-retries"})
+    lane.store.config.insert_one({"_id": "poll_interval", "setting": 0.1})
+    lane.store.schedules.insert_one({"_id": ObjectId(), "name": "nightly", "every": "1d"})
+    lane.store.schedules.insert_one({"_id": "half", "cron": "* * * * *", "command": 7})
+    return lane, ours
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        pytest.param(("config", "list"), id="config-list"),
+        pytest.param(("config", "get", "max_retries"), id="config-get"),
+        pytest.param(("config", "set", "max_retries", "4"), id="config-set"),
+        pytest.param(("worker", "list"), id="worker-list"),
+        pytest.param(("schedule", "list"), id="schedule-list"),
+        pytest.param(("status",), id="status"),
+        pytest.param(("show", "node-pending"), id="show"),
+    ],
+)
+def test_commands_skip_config_and_schedule_documents_of_another_shape(
+    foreign_config_and_schedule, capsys, command
+):
+    lane, _ours = foreign_config_and_schedule
+    code, out, err = lane.run(*command, capsys=capsys)
+    assert "Traceback" not in err and "unexpected" not in err, err
+    if command[0] == "show":  # asked for by its id: said what it is, exit 1
+        assert code == 1 and "is not a queuectl job" in err, err
+    else:
+        assert code == 0, err
+
+
+def test_a_worker_runs_beside_config_and_schedule_documents_of_another_shape(
+    foreign_config_and_schedule,
+):
+    test_a_worker_runs_its_jobs_beside_a_node_version_document(foreign_config_and_schedule)

@@ -14,7 +14,16 @@ import pytest
 SRC = Path(__file__).resolve().parent.parent / "src" / "queuectl"
 
 PURE = {"models", "backoff", "errors", "text"}
-MANAGERS = {"jobs", "workers", "config", "localproc", "schedules", "notify", "sight"}
+MANAGERS = {
+    "jobs",
+    "workers",
+    "config",
+    "localproc",
+    "schedules",
+    "notify",
+    "sight",
+    "nodeimport",
+}
 RUNTIME = {"worker", "worker_process", "supervisor", "executor"}
 PRESENTATION = {"cli", "render", "dashboard", "web"}
 

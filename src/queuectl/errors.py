@@ -45,6 +45,20 @@ class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
 
 
+class SchemaTooNew(QueuectlError):
+    """The store was written by a newer queuectl than this one (SPEC §7.9): its layout may
+    hold what this release would misread or break, so nothing is read or written. Not a
+    StoreUnavailable, so a worker stops instead of retrying."""
+
+    def __init__(self, store: str, found: int, supported: int) -> None:
+        super().__init__(
+            f"store {store} has schema version {found}, but this queuectl supports up to "
+            f"{supported}; upgrade queuectl (pip install -U queuectl)"
+        )
+        self.found = found
+        self.supported = supported
+
+
 class ForeignRecord(QueuectlError):
     """A stored record of another shape than queuectl writes (e.g. a document the Node version
     left in a shared database). Stores skip such records; asked for by id, it is this error."""

@@ -23,6 +23,7 @@ from . import jobs, web
 from .config import config_app
 from .context import LOCAL_TIMES, ArgsKeepingGroup, write_error
 from .dlq import dlq_app
+from .importnode import register as register_import_node
 from .schedule import register as register_schedule
 from .worker import worker_app
 
@@ -45,6 +46,7 @@ app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")
 register_schedule(app)
 web.register(app)
+register_import_node(app)
 
 
 def _version(value: bool) -> None:

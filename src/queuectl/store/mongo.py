@@ -26,6 +26,7 @@ from ..errors import (
     StoreUnavailable,
 )
 from ..models import DEFAULT_QUEUE, READY_STATES, STATES, Job, Schedule, WorkerInfo
+from ..models import shape_problem as shape_problem_of
 from . import url_password
 from .base import DeadChanges, batches, warn_foreign
 
@@ -151,7 +152,9 @@ class MongoStore:
 
         try:
             if not self._indexed:
-                self._ensure_indexes()
+                from .mongo_schema import ensure_schema
+
+                ensure_schema(self)  # checks and upgrades the schema version, then indexes
             yield
         except DuplicateKeyError:
             raise
@@ -755,7 +758,8 @@ class MongoStore:
     def get_config(self) -> dict[str, Any]:
         """Stored values."""
         with self._errors():
-            return {d["_id"]: d["value"] for d in self.config.find()}
+            docs = list(self.config.find())
+        return _config_values(docs)
 
     def set_config(self, key: str, value: Any) -> None:
         """Upsert one value."""
@@ -856,13 +860,14 @@ class MongoStore:
         """One schedule, or None."""
         with self._errors():
             doc = self.schedules.find_one({"_id": name})
-        return _schedule(doc) if doc else None
+        found = _schedules([doc]) if doc else []
+        return found[0] if found else None
 
     def list_schedules(self) -> list[Schedule]:
         """Every schedule, by name."""
         with self._errors():
             docs = list(self.schedules.find().sort("_id", 1))
-        return [_schedule(d) for d in docs]
+        return _schedules(docs)
 
     def delete_schedule(self, name: str) -> bool:
         """Remove one schedule."""
@@ -885,7 +890,49 @@ class MongoStore:
                 .sort("next_run_at", 1)
                 .limit(limit)
             )
-        return [_schedule(d) for d in docs]
+        return _schedules(docs)
+
+
+def _config_values(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
+    """{key: value} of the config documents; one of another shape (no string key, or no
+    value) is skipped with a warning."""
+    values, skipped = {}, []
+    for doc in docs:
+        key = doc.get("_id")
+        if isinstance(key, str) and "value" in doc:
+            values[key] = doc["value"]
+        else:
+            skipped.append((key, "not a {_id: key, value} config document"))
+    if skipped:
+        warn_foreign("config", skipped)
+    return values
+
+
+# The fields a schedule document must hold, and their types (the rest have defaults).
+_SCHEDULE_SHAPE: dict[str, tuple[tuple[type, ...], bool]] = {
+    "_id": ((str,), True),
+    "cron": ((str,), True),
+    "tz": ((str,), True),
+    "command": ((str,), True),
+    "options": ((dict,), False),
+    "next_run_at": ((int, float), True),
+    "last_run_at": ((int, float), False),
+    "created_at": ((int, float), False),
+}
+
+
+def _schedules(docs: Iterable[dict[str, Any]]) -> list[Schedule]:
+    """The schedules among `docs`; documents of another shape are skipped, with a warning."""
+    found, skipped = [], []
+    for doc in docs:
+        problem = shape_problem_of(doc, _SCHEDULE_SHAPE)
+        if problem:
+            skipped.append((doc.get("_id"), problem))
+        else:
+            found.append(_schedule(doc))
+    if skipped:
+        warn_foreign("schedules", skipped)
+    return found
 
 
 def _schedule(doc: dict[str, Any]) -> Schedule:

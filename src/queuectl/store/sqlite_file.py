@@ -15,7 +15,7 @@ import threading
 from contextlib import contextmanager
 from typing import Any, Callable, Iterator, Sequence
 
-from ..errors import QueuectlError, StoreDamaged, StoreUnavailable
+from ..errors import QueuectlError, SchemaTooNew, StoreDamaged, StoreUnavailable
 
 # Extended result codes are reduced to their primary code (the low byte).
 SQLITE_READONLY = 8
@@ -115,6 +115,45 @@ def connect(path: str, busy_ms: int, reason: str | None) -> Connection:
     # being read as data (or spread by a write).
     conn.execute("PRAGMA cell_size_check = ON")
     return conn
+
+
+# The schema version as a record (SPEC §7.9), for people and tools, kept equal to the file
+# header's user_version: the header is what each open reads first (no table needed), the
+# record is what `sqlite3 queue.db 'SELECT * FROM meta'` shows. An open refuses a file whose
+# header or record is newer than this release knows.
+META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)"
+VERSION_KEY = "schema_version"
+
+
+def meta_version(conn: sqlite3.Connection) -> int | None:
+    """The schema version the `meta` table records (None: no table, or no record)."""
+    try:
+        row = conn.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone()
+    except sqlite3.OperationalError:  # no such table: written before `meta` existed
+        return None
+    value = row[0] if row else None
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def record_version(conn: sqlite3.Connection, version: int) -> None:
+    """Record `version` in `meta` and the header, never lowering either: under the write
+    lock, so a newer release upgrading at the same moment keeps its higher number."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        conn.execute(META_TABLE)
+        header = conn.execute("PRAGMA user_version").fetchone()[0]
+        newest = max(version, header, meta_version(conn) or 0)
+        conn.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            (VERSION_KEY, newest),
+        )
+        if header < newest:
+            conn.execute(f"PRAGMA user_version = {int(newest)}")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
 
 
 def stand_in(schema: str) -> Connection:
@@ -275,6 +314,9 @@ class SqliteFile:
         """WAL mode and the schema on a connection that may write; on one that may not, only
         the check that the schema is there."""
         version = conn.execute("PRAGMA user_version").fetchone()[0]
+        recorded = meta_version(conn)
+        if max(version, recorded or 0) > self._version:
+            raise SchemaTooNew(self.path, max(version, recorded or 0), self._version)
         if conn.read_only is not None:
             if version < self._version:
                 raise cannot_write(
@@ -294,6 +336,8 @@ class SqliteFile:
                 self._upgrade(conn)
             else:
                 conn.executescript(self._schema + f"PRAGMA user_version = {self._version};")
+        if recorded != self._version:
+            record_version(conn, self._version)
         self._schema_ready = True
 
     def _error(self, exc: sqlite3.Error, doing: str = "SQLite store") -> QueuectlError:
