@@ -23,6 +23,7 @@ from . import jobs, web
 from .config import config_app
 from .context import LOCAL_TIMES, ArgsKeepingGroup, write_error
 from .dlq import dlq_app
+from .purge import register as register_purge
 from .schedule import register as register_schedule
 from .worker import worker_app
 
@@ -40,6 +41,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 jobs.register(app)
+register_purge(app)
 app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")

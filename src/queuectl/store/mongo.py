@@ -27,7 +27,7 @@ from ..errors import (
 )
 from ..models import DEFAULT_QUEUE, READY_STATES, STATES, Job, Schedule, WorkerInfo
 from . import url_password
-from .base import DeadChanges, batches, warn_foreign
+from .base import MARKER_PREFIX, DeadChanges, batches, check_purgeable, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
@@ -642,6 +642,27 @@ class MongoStore:
                 docs = docs.limit(limit)
             return [d["_id"] for d in docs]
 
+    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+        """One find of up to `limit` ids over the (queue,) state, updated_at index, then one
+        delete_many of those ids that repeats the whole filter (a job retried out of the DLQ
+        meanwhile stays). Dependents live in other documents' `after`: a completed job
+        whose completion was not yet passed on to them (a process died halfway) passes it
+        on first; a dead one in that case is left for the reaper's repair, which makes its
+        dependents dead, and goes in a later purge."""
+        check_purgeable(state)
+        query = _purge_filter(state, cutoff, queue)
+        with self._errors():
+            found = self.jobs.find(query, {"_id": 1, "dependents_open": 1})
+            docs = list(found.sort([("updated_at", 1), ("seq", 1)]).limit(limit))
+            for doc in docs:
+                if doc.get("dependents_open"):
+                    self._resolve(doc["_id"], state, _no_cascade)
+            if not docs:
+                return 0
+            ids = [d["_id"] for d in docs]
+            result = self.jobs.delete_many({**query, "_id": {"$in": ids}})
+        return int(result.deleted_count)
+
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """Earliest run_at of a pending or failed job not blocked by a dependency (of those
         queues, when given; a number: another program's document may lack run_at, which the
@@ -698,7 +719,12 @@ class MongoStore:
     def get_config(self) -> dict[str, Any]:
         """Stored values."""
         with self._errors():
-            return {d["_id"]: d["value"] for d in self.config.find()}
+            docs = list(self.config.find())
+        return {
+            d["_id"]: d["value"]
+            for d in docs
+            if not (isinstance(d["_id"], str) and d["_id"].startswith(MARKER_PREFIX))
+        }
 
     def set_config(self, key: str, value: Any) -> None:
         """Upsert one value."""
@@ -709,6 +735,26 @@ class MongoStore:
         """Delete one value."""
         with self._errors():
             self.config.delete_one({"_id": key})
+
+    def take_turn(self, name: str, now: float, every: float) -> bool:
+        """A compare-and-set: an update conditioned on the marker's age, or, when there is
+        no marker yet, an insert that only one caller can win (the unique _id)."""
+        from pymongo.errors import DuplicateKeyError
+
+        key = MARKER_PREFIX + name
+        with self._errors():
+            result = self.config.update_one(
+                {"_id": key, "value": {"$lte": now - every}}, {"$set": {"value": now}}
+            )
+            if result.matched_count == 1:
+                return True
+            if self.config.find_one({"_id": key}, {"_id": 1}) is not None:
+                return False
+            try:
+                self.config.insert_one({"_id": key, "value": now})
+            except DuplicateKeyError:
+                return False
+        return True
 
     # -- workers --------------------------------------------------------------------------
     def register_worker(self, worker: WorkerInfo) -> None:
@@ -835,6 +881,24 @@ def _schedule(doc: dict[str, Any]) -> Schedule:
     doc = dict(doc)
     doc["name"] = doc.pop("_id")
     return Schedule.from_record(doc)
+
+
+def _purge_filter(state: str, cutoff: float, queue: str | None) -> dict[str, Any]:
+    """The jobs purge_batch may delete: queuectl's own, in `state`, aged by updated_at (a
+    completed job's finished_at is never later: its end is its last change) and, when
+    completed, by finished_at too. A dead job whose dependents were not yet told is left
+    out (see purge_batch)."""
+    query: dict[str, Any] = {
+        "state": state,
+        **_of_queue(queue),
+        "updated_at": {"$lte": cutoff},
+        **OURS,
+    }
+    if state == "completed":
+        query["$or"] = [{"finished_at": {"$in": [None]}}, {"finished_at": {"$lte": cutoff}}]
+    else:
+        query["dependents_open"] = {"$in": [None, False]}
+    return query
 
 
 def _of_queue(queue: str | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ..models import (
     Schedule,
     WorkerInfo,
 )
-from .base import warn_foreign
+from .base import MARKER_PREFIX, check_purgeable, warn_foreign
 from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
@@ -619,6 +619,21 @@ class SqliteStore:
         )
         return [r["id"] for r in rows]
 
+    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+        """One DELETE of the oldest matching rows, found through the (queue,) state,
+        updated_at index, in a short transaction; their rows in job_deps go with them
+        (found by primary key: as a dependency by dep_id, as a dependent from `after`)."""
+        check_purgeable(state)
+        sql, params = _purge_pick(state, cutoff, queue, limit)
+        with self._tx() as conn:
+            rows = conn.execute(
+                f"DELETE FROM jobs WHERE rowid IN ({sql}) RETURNING id, after", params
+            ).fetchall()
+            conn.executemany("DELETE FROM job_deps WHERE dep_id = ?", [(r[0],) for r in rows])
+            pairs = [(dep, r[0]) for r in rows if r[1] for dep in _json_list(r[1])]
+            conn.executemany("DELETE FROM job_deps WHERE dep_id = ? AND job_id = ?", pairs)
+        return len(rows)
+
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """Earliest run_at of a pending or failed job not blocked by a dependency (of
         those queues, when given)."""
@@ -686,8 +701,11 @@ class SqliteStore:
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """Stored values, JSON-decoded."""
-        return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM config")}
+        """Stored values, JSON-decoded (markers left out)."""
+        rows = self._query("SELECT * FROM config")
+        return {
+            r["key"]: json.loads(r["value"]) for r in rows if not r["key"].startswith(MARKER_PREFIX)
+        }
 
     def set_config(self, key: str, value: Any) -> None:
         """Upsert one value."""
@@ -702,6 +720,17 @@ class SqliteStore:
         """Delete one value."""
         with self._tx() as conn:
             conn.execute("DELETE FROM config WHERE key = ?", (key,))
+
+    def take_turn(self, name: str, now: float, every: float) -> bool:
+        """One upsert whose update is conditioned on the marker's age: a compare-and-set
+        (the write lock makes two callers meet one after the other)."""
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value WHERE CAST(config.value AS REAL) <= ?",
+                (MARKER_PREFIX + name, json.dumps(now), now - every),
+            )
+        return cursor.rowcount == 1
 
     # -- workers --------------------------------------------------------------------------
     def register_worker(self, worker: WorkerInfo) -> None:
@@ -877,6 +906,38 @@ def _claim_pick(now: float, queues: Sequence[str]) -> tuple[str, tuple[Any, ...]
     )
     sql = f"SELECT id FROM ({heads}) ORDER BY {CLAIM_ORDER} LIMIT 1"
     return sql, tuple(value for q in queues for value in (q, now))
+
+
+def _purge_pick(
+    state: str, cutoff: float, queue: str | None, limit: int
+) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT of the rowids purge_batch deletes, and its parameters. Both states walk
+    the (queue,) state, updated_at index from its oldest end: a dead job's age is its
+    updated_at, and a completed job's finished_at is never later than its updated_at (its
+    end is its last change), so every completed job finished by `cutoff` lies in the range
+    updated_at <= cutoff too, and the range is walked only as far as the LIMIT."""
+    age = "" if state == "dead" else " AND (finished_at IS NULL OR finished_at <= ?)"
+    extra: tuple[Any, ...] = () if state == "dead" else (cutoff,)
+    if queue is None:
+        sql = (
+            "SELECT rowid FROM jobs INDEXED BY jobs_state_updated "
+            f"WHERE state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq LIMIT ?"
+        )
+        return sql, (state, cutoff, *extra, limit)
+    sql = (
+        "SELECT rowid FROM jobs INDEXED BY jobs_queue_state "
+        f"WHERE queue = ? AND state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq LIMIT ?"
+    )
+    return sql, (queue, state, cutoff, *extra, limit)
+
+
+def _json_list(text: str) -> list[str]:
+    """A JSON array of ids as stored in `after`; anything else reads as none."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
