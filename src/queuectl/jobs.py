@@ -578,12 +578,7 @@ class JobManager:
             validate_queue(queue)
         if not (math.isfinite(older_than) and older_than >= 0):
             raise InvalidInput(f"--older-than must be 0 or more seconds, got {older_than!r}")
-        cutoff = self.clock() - older_than
-        if state == DEAD:
-            # A store that passes a final state on in steps (MongoDB) leaves out dead jobs
-            # whose dependents were not yet told; tell them first, so these go too.
-            self.repair_dependents()
-        return self._purge(state, cutoff, queue, progress=progress)
+        return self._purge(state, self.clock() - older_than, queue, progress=progress)
 
     def sweep_retention(
         self,
@@ -615,17 +610,23 @@ class JobManager:
         keep_going: Callable[[], bool] | None = None,
         max_batches: int | None = None,
     ) -> int:
-        """Batches until one finds nothing (or a bound is reached), pausing after each."""
+        """Batches until one finds less than a full batch (or a bound is reached), pausing
+        after each. Jobs that end meanwhile end after `cutoff`, so a purge always ends."""
         total = batches = 0
+        dead_dependency = self._dead_dependency(self.clock())
         while True:
             started = time.monotonic()
-            deleted = self.store.purge_batch(state, cutoff, queue, self.purge_batch_size)
+            deleted = self.store.purge_batch(
+                state, cutoff, queue, self.purge_batch_size, dead_dependency
+            )
             if not deleted:
                 return total
             total += deleted
             batches += 1
             if progress is not None:
                 progress(total)
+            if deleted < self.purge_batch_size:
+                return total
             if max_batches is not None and batches >= max_batches:
                 return total
             if keep_going is not None and not keep_going():

@@ -210,13 +210,22 @@ class Store(Protocol):
         """The earliest run_at among pending and failed jobs not blocked by a dependency
         (of those queues; every queue when empty)."""
 
-    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+    def purge_batch(
+        self,
+        state: str,
+        cutoff: float,
+        queue: str | None,
+        limit: int,
+        dead_dependency: DeadChanges,
+    ) -> int:
         """Delete at most `limit` jobs in `state` (`completed` or `dead`; any other state is
         refused with ValueError) that finished (completed: `finished_at`) or were last
         updated (dead: `updated_at`) at or before `cutoff`, of one queue when given, oldest
-        first, through an index and in one short write. What tied them to other jobs goes
-        with them (a store's reverse dependency records); jobs that name a purged job in
-        `after` count it as completed from then on. Returns how many were deleted."""
+        first, through an index and in one short write. A final state not yet passed on to
+        the jobs waiting on it (see resolve_open_dependents) is passed on first, with
+        `dead_dependency` for a dead one. What tied them to other jobs goes with them (a
+        store's reverse dependency records); jobs that name a purged job in `after` count
+        it as completed from then on. Returns how many were deleted."""
 
     # -- raw aggregates for stats (the manager turns them into figures) ------------------
     def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:

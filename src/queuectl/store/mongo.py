@@ -642,13 +642,19 @@ class MongoStore:
                 docs = docs.limit(limit)
             return [d["_id"] for d in docs]
 
-    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+    def purge_batch(
+        self,
+        state: str,
+        cutoff: float,
+        queue: str | None,
+        limit: int,
+        dead_dependency: DeadChanges,
+    ) -> int:
         """One find of up to `limit` ids over the (queue,) state, updated_at index, then one
         delete_many of those ids that repeats the whole filter (a job retried out of the DLQ
-        meanwhile stays). Dependents live in other documents' `after`: a completed job
-        whose completion was not yet passed on to them (a process died halfway) passes it
-        on first; a dead one in that case is left for the reaper's repair, which makes its
-        dependents dead, and goes in a later purge."""
+        meanwhile stays). Dependents live in other documents' `after`: a job whose final
+        state was not yet passed on to them (a process died halfway, or dependents came
+        later) passes it on first, so none is left waiting for a job that is gone."""
         check_purgeable(state)
         query = _purge_filter(state, cutoff, queue)
         with self._errors():
@@ -656,7 +662,7 @@ class MongoStore:
             docs = list(found.sort([("updated_at", 1), ("seq", 1)]).limit(limit))
             for doc in docs:
                 if doc.get("dependents_open"):
-                    self._resolve(doc["_id"], state, _no_cascade)
+                    self._resolve(doc["_id"], state, dead_dependency)
             if not docs:
                 return 0
             ids = [d["_id"] for d in docs]
@@ -886,8 +892,7 @@ def _schedule(doc: dict[str, Any]) -> Schedule:
 def _purge_filter(state: str, cutoff: float, queue: str | None) -> dict[str, Any]:
     """The jobs purge_batch may delete: queuectl's own, in `state`, aged by updated_at (a
     completed job's finished_at is never later: its end is its last change) and, when
-    completed, by finished_at too. A dead job whose dependents were not yet told is left
-    out (see purge_batch)."""
+    completed, by finished_at too."""
     query: dict[str, Any] = {
         "state": state,
         **_of_queue(queue),
@@ -896,8 +901,6 @@ def _purge_filter(state: str, cutoff: float, queue: str | None) -> dict[str, Any
     }
     if state == "completed":
         query["$or"] = [{"finished_at": {"$in": [None]}}, {"finished_at": {"$lte": cutoff}}]
-    else:
-        query["dependents_open"] = {"$in": [None, False]}
     return query
 
 

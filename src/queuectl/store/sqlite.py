@@ -619,10 +619,19 @@ class SqliteStore:
         )
         return [r["id"] for r in rows]
 
-    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
+    def purge_batch(
+        self,
+        state: str,
+        cutoff: float,
+        queue: str | None,
+        limit: int,
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> int:
         """One DELETE of the oldest matching rows, found through the (queue,) state,
         updated_at index, in a short transaction; their rows in job_deps go with them
-        (found by primary key: as a dependency by dep_id, as a dependent from `after`)."""
+        (found by primary key: as a dependency by dep_id, as a dependent from `after`).
+        A final state was passed on to dependents when it was stored (settle is one
+        transaction), so `dead_dependency` is never needed here."""
         check_purgeable(state)
         sql, params = _purge_pick(state, cutoff, queue, limit)
         with self._tx() as conn:
