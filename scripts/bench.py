@@ -284,9 +284,12 @@ class Lab:
             )
         return proc
 
-    def start_workers(self, home: Home, count: int, burst: bool = False) -> subprocess.Popen[bytes]:
-        """`worker start --count N` in its own session, logging into the home."""
+    def start_workers(
+        self, home: Home, count: int, burst: bool = False, extra: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        """`worker start --count N [extra...]` in its own session, logging into the home."""
         argv = [*self.cli, "worker", "start", "--count", str(count), *(["--burst"] * burst)]
+        argv += extra
         with open(home.path / "workers.log", "ab") as log:
             proc = subprocess.Popen(
                 argv,
@@ -1130,6 +1133,89 @@ def memory(lab: Lab, cfg: Settings) -> list[Figure]:
     ]
 
 
+# -- 9. purge under load ---------------------------------------------------------------------
+PURGE_JOBS = 1_000_000
+
+
+def purge(lab: Lab, cfg: Settings) -> list[Figure]:
+    """`queuectl purge` of a million completed jobs (100,000 with --quick) while two workers
+    run `true` jobs: their throughput during the purge against before and after it, and the
+    longest claim wait while it runs (scripts/bench_purge.py says how)."""
+    from bench_purge import purge_under_load
+
+    size = PURGE_JOBS // 10 if cfg.quick else PURGE_JOBS
+    home = lab.home("purge")
+    SqliteStore(home.url).unset_config("-")  # a write: creates the file and the schema
+    run = purge_under_load(
+        home.url,
+        size,
+        lambda: lab.start_workers(home, 2, extra=["--queue", "work"]),
+        lambda: lab.run(home, "purge", timeout=3600),
+        lambda: worker_pids(lab, home, 2),
+    )
+    if run.ran_dry:
+        raise BenchError("the workers ran out of jobs during the purge measurement")
+    base = (run.rate_before + run.rate_after) / 2
+    drop = 100 * (1 - run.rate_during / base) if base else math.nan
+    longest = max(run.claim_waits) if run.claim_waits else math.nan
+    tag = f"{size:,} completed jobs"
+    figures = [
+        measured(
+            "purge_rate",
+            f"`purge` of {tag}, 2 workers running",
+            [run.purged / run.purge_seconds],
+            "/s",
+            note=f"{run.output} in {run.purge_seconds:.1f} s",
+        ),
+        measured(
+            "purge_workers_before",
+            "  workers' throughput before / after the purge",
+            [run.rate_before, run.rate_after],
+            "/s",
+        ),
+        measured(
+            "purge_workers_during",
+            "  workers' throughput during the purge",
+            [run.rate_during],
+            "/s",
+        ),
+        measured(
+            "purge_throughput_drop",
+            f"  throughput drop during the purge of {tag}",
+            [drop],
+            "%",
+            ("<=", 20.0, "< 20 %"),
+        ),
+        measured(
+            "purge_claim_wait_max",
+            f"  longest claim wait during the purge of {tag}",
+            [longest],
+            "ms",
+            ("<=", 100.0, "<= 100 ms"),
+            note=f"{len(run.claim_waits)} probe claims, one every 20 ms; "
+            f"p99 {percentile(run.claim_waits, 0.99):.1f} ms",
+        ),
+        measured(
+            "purge_claim_wait_quiet",
+            "  longest claim wait before the purge",
+            [max(run.quiet_waits)],
+            "ms",
+        ),
+        measured(
+            "store_mib_per_million_completed",
+            "  SQLite file size per million completed jobs",
+            [run.mib_per_million],
+            "MiB",
+            note="jobs with empty output, written in bulk; every byte of output adds to it",
+        ),
+    ]
+    if cfg.quick:
+        for fig in figures:
+            if fig.goal:
+                fig.met, fig.note = None, f"--quick: {tag}, not the goal's million"
+    return figures
+
+
 # -- MongoDB --------------------------------------------------------------------------------
 def mongodb(lab: Lab, cfg: Settings) -> list[Figure]:
     """Throughput and pickup latency on a real MongoDB, when one is given."""
@@ -1155,6 +1241,7 @@ STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
     "scale": scale,
     "blocked": blocked_claims,
     "memory": memory,
+    "purge": purge,
     "web": web,
     "mongodb": mongodb,
 }
