@@ -10,6 +10,8 @@ Figures are medians of several runs with their min-max; a goal stated as a ratio
 figures measured in the same run.
 
     .venv/bin/python scripts/bench.py [--quick] [--json FILE] [--only STEP,...] [--keep]
+
+The purge step (minutes long) runs only when named: `--only purge`.
 """
 
 from __future__ import annotations
@@ -1245,6 +1247,8 @@ STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
     "web": web,
     "mongodb": mongodb,
 }
+# Steps that run only when --only names them: minutes long, beyond the full run's budget.
+ON_REQUEST = ("purge",)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -1322,11 +1326,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument(
-        "--only", metavar="STEP,...", help=f"run only these steps: {', '.join(STEPS)}"
+        "--only",
+        metavar="STEP,...",
+        help=f"run only these steps: {', '.join(STEPS)} "
+        f"({', '.join(ON_REQUEST)} only when named here)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    wanted = args.only.split(",") if args.only else list(STEPS)
+    wanted = args.only.split(",") if args.only else [s for s in STEPS if s not in ON_REQUEST]
     unknown = [s for s in wanted if s not in STEPS]
     if unknown:
         parser.error(f"unknown step {unknown[0]!r}; steps: {', '.join(STEPS)}")
