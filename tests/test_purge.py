@@ -277,6 +277,14 @@ def test_purge_shows_progress_only_on_a_terminal(cli, monkeypatch):
     assert shown == ["", "purged 2 job(s)…", "purged 4 job(s)…", "purged 5 job(s)…", "\x1b[K"]
 
 
+def test_purge_of_a_store_not_created_yet_creates_nothing(cli, tmp_path):
+    if cli.kind != "sqlite":
+        pytest.skip("a MongoDB database appears with its first index, on any command")
+    path = tmp_path / "never.db"
+    assert cli.ok("--db", str(path), "purge") == "Purged 0 job(s)\n"
+    assert not path.exists()
+
+
 def test_purge_is_in_the_help(cli):
     out = cli.ok("purge", "--help")
     assert "--older-than DURATION" in out and "--state completed|dead" in out

@@ -205,15 +205,17 @@ def test_one_turn_per_interval_and_markers_stay_out_of_the_config(store):
 def test_sqlite_purge_reads_through_an_index_never_a_scan(tmp_path, state, queue):
     store = SqliteStore(str(tmp_path / "plan.db"))
     store.unset_config("-")  # a write: creates the file and the schema
-    pick, params = _purge_pick(state, T, queue, 500)
+    pick, params = _purge_pick(state, T, queue)
     statements = [
-        (f"DELETE FROM jobs WHERE rowid IN ({pick}) RETURNING id, after", params),
+        (f"{pick} LIMIT 1", params),
+        (f"DELETE FROM jobs WHERE rowid IN ({pick} LIMIT ?) RETURNING id, after", (*params, 500)),
         ("DELETE FROM job_deps WHERE dep_id = ?", ("x",)),
         ("DELETE FROM job_deps WHERE dep_id = ? AND job_id = ?", ("x", "y")),
     ]
     for sql, args in statements:
         plan = [r["detail"] for r in store._query(f"EXPLAIN QUERY PLAN {sql}", args)]
         assert not [step for step in plan if step.startswith("SCAN")], (sql, plan)
+        assert not [step for step in plan if "TEMP B-TREE" in step], (sql, plan)
         assert any("USING" in step for step in plan), plan
     store.close()
 

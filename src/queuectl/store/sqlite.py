@@ -633,10 +633,15 @@ class SqliteStore:
         A final state was passed on to dependents when it was stored (settle is one
         transaction), so `dead_dependency` is never needed here."""
         check_purgeable(state)
-        sql, params = _purge_pick(state, cutoff, queue, limit)
+        sql, params = _purge_pick(state, cutoff, queue)
+        # A read first: with nothing to purge, no write lock is taken (a retention sweep
+        # that finds nothing costs workers nothing) and a store not created yet stays so.
+        if not self._query(f"{sql} LIMIT 1", params):
+            return 0
         with self._tx() as conn:
             rows = conn.execute(
-                f"DELETE FROM jobs WHERE rowid IN ({sql}) RETURNING id, after", params
+                f"DELETE FROM jobs WHERE rowid IN ({sql} LIMIT ?) RETURNING id, after",
+                (*params, limit),
             ).fetchall()
             conn.executemany("DELETE FROM job_deps WHERE dep_id = ?", [(r[0],) for r in rows])
             pairs = [(dep, r[0]) for r in rows if r[1] for dep in _json_list(r[1])]
@@ -917,10 +922,9 @@ def _claim_pick(now: float, queues: Sequence[str]) -> tuple[str, tuple[Any, ...]
     return sql, tuple(value for q in queues for value in (q, now))
 
 
-def _purge_pick(
-    state: str, cutoff: float, queue: str | None, limit: int
-) -> tuple[str, tuple[Any, ...]]:
-    """The SELECT of the rowids purge_batch deletes, and its parameters. Both states walk
+def _purge_pick(state: str, cutoff: float, queue: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT of the rowids purge_batch deletes, oldest first (a LIMIT is added by the
+    caller), and its parameters. Both states walk
     the (queue,) state, updated_at index from its oldest end: a dead job's age is its
     updated_at, and a completed job's finished_at is never later than its updated_at (its
     end is its last change), so every completed job finished by `cutoff` lies in the range
@@ -930,14 +934,14 @@ def _purge_pick(
     if queue is None:
         sql = (
             "SELECT rowid FROM jobs INDEXED BY jobs_state_updated "
-            f"WHERE state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq LIMIT ?"
+            f"WHERE state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq"
         )
-        return sql, (state, cutoff, *extra, limit)
+        return sql, (state, cutoff, *extra)
     sql = (
         "SELECT rowid FROM jobs INDEXED BY jobs_queue_state "
-        f"WHERE queue = ? AND state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq LIMIT ?"
+        f"WHERE queue = ? AND state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq"
     )
-    return sql, (queue, state, cutoff, *extra, limit)
+    return sql, (queue, state, cutoff, *extra)
 
 
 def _json_list(text: str) -> list[str]:
