@@ -5,6 +5,7 @@ fleet-wide compare-and-set behind retention sweeps."""
 from __future__ import annotations
 
 import itertools
+import threading
 
 import pytest
 
@@ -195,6 +196,25 @@ def test_one_turn_per_interval_and_markers_stay_out_of_the_config(store):
     store.set_config("max_retries", 5)
     assert store.get_config() == {"max_retries": 5}
     assert not any(key.startswith(MARKER_PREFIX) for key in store.get_config())
+
+
+@pytest.mark.parametrize("fresh", [True, False])
+def test_callers_racing_for_a_turn_get_exactly_one(store, fresh):
+    if not fresh:
+        assert store.take_turn("sweep", T - 60, 30)  # an old marker: the update races
+    barrier = threading.Barrier(6)
+    won: list[bool] = []
+
+    def race() -> None:
+        barrier.wait(10)
+        won.append(store.take_turn("sweep", T, 30))
+
+    threads = [threading.Thread(target=race) for _ in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(30)
+    assert sorted(won) == [False] * 5 + [True]
 
 
 # -- query plans ---------------------------------------------------------------------------------

@@ -744,18 +744,21 @@ class MongoStore:
 
     def take_turn(self, name: str, now: float, every: float) -> bool:
         """A compare-and-set: an update conditioned on the marker's age, or, when there is
-        no marker yet, an insert that only one caller can win (the unique _id)."""
+        no marker yet, an insert that only one caller can win (the unique _id). A read
+        first, so the usual answer (not yet) costs one round trip."""
         from pymongo.errors import DuplicateKeyError
 
         key = MARKER_PREFIX + name
         with self._errors():
-            result = self.config.update_one(
-                {"_id": key, "value": {"$lte": now - every}}, {"$set": {"value": now}}
-            )
-            if result.matched_count == 1:
-                return True
-            if self.config.find_one({"_id": key}, {"_id": 1}) is not None:
-                return False
+            found = self.config.find_one({"_id": key})
+            if found is not None:
+                value = found.get("value")
+                if isinstance(value, (int, float)) and value > now - every:
+                    return False
+                result = self.config.update_one(
+                    {"_id": key, "value": {"$lte": now - every}}, {"$set": {"value": now}}
+                )
+                return bool(result.matched_count == 1)
             try:
                 self.config.insert_one({"_id": key, "value": now})
             except DuplicateKeyError:

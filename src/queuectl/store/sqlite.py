@@ -737,7 +737,11 @@ class SqliteStore:
 
     def take_turn(self, name: str, now: float, every: float) -> bool:
         """One upsert whose update is conditioned on the marker's age: a compare-and-set
-        (the write lock makes two callers meet one after the other)."""
+        (the write lock makes two callers meet one after the other). A read first, so the
+        usual answer (not yet) takes no write lock."""
+        rows = self._query("SELECT value FROM config WHERE key = ?", (MARKER_PREFIX + name,))
+        if rows and _number(rows[0]["value"]) > now - every:
+            return False
         with self._tx() as conn:
             cursor = conn.execute(
                 "INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
@@ -942,6 +946,15 @@ def _purge_pick(state: str, cutoff: float, queue: str | None) -> tuple[str, tupl
         f"WHERE queue = ? AND state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq"
     )
     return sql, (queue, state, cutoff, *extra)
+
+
+def _number(text: str) -> float:
+    """A marker's stored JSON number (anything else reads as 0: long ago)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return 0.0
+    return float(value) if isinstance(value, (int, float)) else 0.0
 
 
 def _json_list(text: str) -> list[str]:
