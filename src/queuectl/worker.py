@@ -1,5 +1,6 @@
 """One worker: claim a job, run it, record the result; repeat. A heartbeat thread keeps the
-worker's row and its job's lease fresh and runs the reaper.
+worker's row and its job's lease fresh, runs the reaper, and starts retention sweeps (each in
+a thread of its own, see retention.py).
 
 Replies can be lost (a connection cut after the store applied a write): a claim is made under
 a token the worker chose, so it can look for the job it may hold; a result write that is

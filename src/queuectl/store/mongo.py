@@ -723,7 +723,7 @@ class MongoStore:
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """Stored values."""
+        """Stored values (markers left out)."""
         with self._errors():
             docs = list(self.config.find())
         return {
