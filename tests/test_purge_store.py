@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import threading
 
+import mongomock
 import pytest
 
 from queuectl.errors import DependencyNotFound
@@ -251,3 +252,23 @@ def test_a_death_not_yet_passed_on_is_passed_on_before_the_purge(store):
     assert purge_all(store, "dead", T - 50) == 1  # the child died just now: it stays
     child = store.get_job("child")
     assert (child.state, child.last_error) == ("dead", "dependency dep is dead")
+
+
+@pytest.mark.parametrize("state", ["completed", "dead"])
+@pytest.mark.parametrize("queue", [None, "mail"])
+def test_mongodb_purge_reads_through_an_index_where_the_server_explains(store, state, queue):
+    """On a server (the wire lane, or a real MongoDB): the purge's find is an index range."""
+    if not isinstance(store, MongoStore) or isinstance(store.client, mongomock.MongoClient):
+        pytest.skip("explain needs a server")
+    from queuectl.store.mongo import _purge_filter
+
+    store.get_job("x")  # the first call creates the indexes
+    command = {
+        "find": "jobs",
+        "filter": _purge_filter(state, T, queue),
+        "sort": {"updated_at": 1, "seq": 1},
+        "limit": 500,
+    }
+    plan = str(store.db.command("explain", command)["queryPlanner"]["winningPlan"])
+    assert "COLLSCAN" not in plan and "SCAN jobs" not in plan, plan
+    assert "IXSCAN" in plan or "USING INDEX" in plan, plan

@@ -658,8 +658,12 @@ class MongoStore:
         check_purgeable(state)
         query = _purge_filter(state, cutoff, queue)
         with self._errors():
-            found = self.jobs.find(query, {"_id": 1, "dependents_open": 1})
+            found = self.jobs.find(query, {"_id": 1, "dependents_open": 1, "finished_at": 1})
             docs = list(found.sort([("updated_at", 1), ("seq", 1)]).limit(limit))
+            if state == "completed":
+                # finished_at is checked here, not in the filter: an $or there would keep
+                # some servers from reading the (state, updated_at) index.
+                docs = [d for d in docs if not _finished_after(d.get("finished_at"), cutoff)]
             for doc in docs:
                 if doc.get("dependents_open"):
                     self._resolve(doc["_id"], state, dead_dependency)
@@ -894,17 +898,14 @@ def _schedule(doc: dict[str, Any]) -> Schedule:
 
 def _purge_filter(state: str, cutoff: float, queue: str | None) -> dict[str, Any]:
     """The jobs purge_batch may delete: queuectl's own, in `state`, aged by updated_at (a
-    completed job's finished_at is never later: its end is its last change) and, when
-    completed, by finished_at too."""
-    query: dict[str, Any] = {
-        "state": state,
-        **_of_queue(queue),
-        "updated_at": {"$lte": cutoff},
-        **OURS,
-    }
-    if state == "completed":
-        query["$or"] = [{"finished_at": {"$in": [None]}}, {"finished_at": {"$lte": cutoff}}]
-    return query
+    completed job's finished_at is never later: its end is its last change; purge_batch
+    checks it too)."""
+    return {"state": state, **_of_queue(queue), "updated_at": {"$lte": cutoff}, **OURS}
+
+
+def _finished_after(finished_at: Any, cutoff: float) -> bool:
+    """Whether a job's finished_at is a time after `cutoff` (a missing one is not)."""
+    return isinstance(finished_at, (int, float)) and finished_at > cutoff
 
 
 def _of_queue(queue: str | None) -> dict[str, Any]:
