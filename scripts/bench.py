@@ -10,6 +10,8 @@ Figures are medians of several runs with their min-max; a goal stated as a ratio
 figures measured in the same run.
 
     .venv/bin/python scripts/bench.py [--quick] [--json FILE] [--only STEP,...] [--keep]
+
+The purge step (minutes long) runs only when named: `--only purge`.
 """
 
 from __future__ import annotations
@@ -284,9 +286,12 @@ class Lab:
             )
         return proc
 
-    def start_workers(self, home: Home, count: int, burst: bool = False) -> subprocess.Popen[bytes]:
-        """`worker start --count N` in its own session, logging into the home."""
+    def start_workers(
+        self, home: Home, count: int, burst: bool = False, extra: Sequence[str] = ()
+    ) -> subprocess.Popen[bytes]:
+        """`worker start --count N [extra...]` in its own session, logging into the home."""
         argv = [*self.cli, "worker", "start", "--count", str(count), *(["--burst"] * burst)]
+        argv += extra
         with open(home.path / "workers.log", "ab") as log:
             proc = subprocess.Popen(
                 argv,
@@ -1152,6 +1157,109 @@ def memory(lab: Lab, cfg: Settings) -> list[Figure]:
     ]
 
 
+# -- 9. purge under load ---------------------------------------------------------------------
+PURGE_JOBS = 1_000_000
+
+
+def purge(lab: Lab, cfg: Settings) -> list[Figure]:
+    """`queuectl purge` of a million completed jobs (100,000 with --quick) while two workers
+    run `true` jobs: their throughput during the purge against before and after it, and the
+    longest claim wait while it runs (scripts/bench_purge.py says how)."""
+    from bench_purge import WINDOW, purge_under_load
+
+    size = PURGE_JOBS // 10 if cfg.quick else PURGE_JOBS
+    home = lab.home("purge")
+    SqliteStore(home.url).unset_config("-")  # a write: creates the file and the schema
+    run = purge_under_load(
+        home.url,
+        size,
+        lambda: lab.start_workers(home, 2, extra=["--queue", "work"]),
+        lambda: lab.run(home, "purge", timeout=3600),
+        lambda: worker_pids(lab, home, 2),
+    )
+    if run.ran_dry:
+        raise BenchError("the workers ran out of jobs during the purge measurement")
+    base = (run.rate_before + run.rate_after) / 2
+    drop = 100 * (1 - run.rate_during / base) if base else math.nan
+    longest = max(run.claim_waits) if run.claim_waits else math.nan
+    tag = f"{size:,} completed jobs"
+    figures = [
+        measured(
+            "purge_rate",
+            f"`purge` of {tag}, 2 workers running",
+            [run.purged / run.purge_seconds],
+            "/s",
+            note=f"{run.output} in {run.purge_seconds:.1f} s",
+        ),
+        measured(
+            "purge_workers_before",
+            "  workers' throughput before / after the purge",
+            [run.rate_before, run.rate_after],
+            "/s",
+        ),
+        measured(
+            "purge_workers_during",
+            "  workers' throughput during the purge",
+            [run.rate_during],
+            "/s",
+        ),
+        measured(
+            "purge_throughput_drop",
+            f"  throughput drop during the purge of {tag}",
+            [drop],
+            "%",
+            ("<=", 20.0, "< 20 %"),
+        ),
+        measured(
+            "purge_claim_wait_max",
+            f"  longest claim wait during the purge of {tag}",
+            [longest],
+            "ms",
+            ("<=", 100.0, "<= 100 ms"),
+            note=f"{len(run.claim_waits)} probe claims, one every 20 ms; "
+            f"p99 {percentile(run.claim_waits, 0.99):.1f} ms",
+        ),
+        measured(
+            "purge_claim_wait_p99",
+            "  claim wait p99 during the purge",
+            [percentile(run.claim_waits, 0.99)],
+            "ms",
+        ),
+        measured(
+            "purge_claim_wait_quiet_p99",
+            "  claim wait p99 before the purge",
+            [percentile(run.quiet_waits, 0.99)],
+            "ms",
+        ),
+        measured(
+            "purge_claim_wait_quiet",
+            "  longest claim wait before the purge",
+            [max(run.quiet_waits)],
+            "ms",
+            note=f"{len(run.quiet_waits)} probe claims over {WINDOW:g} s; over 100 ms: "
+            f"{over(run.quiet_waits, 100)} before, {over(run.claim_waits, 100)} during the purge",
+        ),
+        measured(
+            "store_mib_per_million_completed",
+            "  SQLite file size per million completed jobs",
+            [run.mib_per_million],
+            "MiB",
+            note="jobs with empty output, written in bulk; every byte of output adds to it",
+        ),
+    ]
+    if cfg.quick:
+        for fig in figures:
+            if fig.goal:
+                fig.met, fig.note = None, f"--quick: {tag}, not the goal's million"
+    return figures
+
+
+def over(waits: list[float], bound: float) -> str:
+    """How many of `waits` exceed `bound`, and their share: `3 (0.04 %)`."""
+    n = sum(1 for w in waits if w > bound)
+    return f"{n} ({100 * n / len(waits):.2f} %)" if waits else "-"
+
+
 # -- MongoDB --------------------------------------------------------------------------------
 def mongodb(lab: Lab, cfg: Settings) -> list[Figure]:
     """Throughput and pickup latency on a real MongoDB, when one is given."""
@@ -1177,9 +1285,12 @@ STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
     "scale": scale,
     "blocked": blocked_claims,
     "memory": memory,
+    "purge": purge,
     "web": web,
     "mongodb": mongodb,
 }
+# Steps that run only when --only names them: minutes long, beyond the full run's budget.
+ON_REQUEST = ("purge",)
 
 
 # -- report ---------------------------------------------------------------------------------
@@ -1257,11 +1368,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--json", metavar="FILE", help="also write the results to FILE")
     parser.add_argument(
-        "--only", metavar="STEP,...", help=f"run only these steps: {', '.join(STEPS)}"
+        "--only",
+        metavar="STEP,...",
+        help=f"run only these steps: {', '.join(STEPS)} "
+        f"({', '.join(ON_REQUEST)} only when named here)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
     args = parser.parse_args(argv)
-    wanted = args.only.split(",") if args.only else list(STEPS)
+    wanted = args.only.split(",") if args.only else [s for s in STEPS if s not in ON_REQUEST]
     unknown = [s for s in wanted if s not in STEPS]
     if unknown:
         parser.error(f"unknown step {unknown[0]!r}; steps: {', '.join(STEPS)}")

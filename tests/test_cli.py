@@ -33,6 +33,7 @@ CONFIG_DEFAULTS = {
     "poll_interval": 1,
     "heartbeat_interval": 30,
     "stale_after": 600,
+    "retention": 604800,
     "notify_url": "",
     "notify_on": "dead",
 }

@@ -15,6 +15,7 @@ from .models import shown
 from .store.base import Store
 
 HOUR, DAY, WEEK = 3600, 86_400, 604_800
+TEN_YEARS = 3650 * DAY
 
 
 @dataclass(frozen=True)
@@ -132,6 +133,18 @@ KEYS: dict[str, Key] = {
             seconds=True,
             high_words="a week",
         ),
+        # Retention (SPEC §7.2): workers delete completed jobs older than this.
+        Key(
+            "retention",
+            float,
+            WEEK,
+            "workers delete completed jobs older than this (0 = keep forever)",
+            low=1,
+            high=TEN_YEARS,
+            seconds=True,
+            high_words="ten years",
+            zero_is="keep forever",
+        ),
         # Notifications (SPEC §7.6): the first keys whose values are text.
         Key(
             "notify_url",
@@ -227,6 +240,7 @@ class Config:
     poll_interval: float
     heartbeat_interval: float
     stale_after: float
+    retention: float
     notify_url: str
     notify_on: str
 

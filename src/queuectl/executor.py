@@ -68,11 +68,39 @@ class Tail:
         return copy.text()
 
     def text(self) -> str:
-        """The kept bytes as text (invalid UTF-8 replaced), saying when output was cut."""
-        body = bytes(self.data).decode("utf-8", errors="replace")
-        if self.dropped:
-            return f"[queuectl: output cut, first {self.dropped} bytes dropped]\n{body}"
+        """The kept bytes as text (invalid UTF-8 replaced), saying when output was cut. The
+        text is at most `limit` bytes as UTF-8 too: a byte that is not UTF-8 becomes U+FFFD
+        (3 bytes), so of output that is not text fewer bytes are kept."""
+        data = bytes(self.data)
+        body = data.decode("utf-8", errors="replace")
+        dropped = self.dropped
+        if len(body.encode("utf-8")) > self.limit:
+            start = _fitting_start(data, self.limit)
+            body = data[start:].decode("utf-8", errors="replace")
+            dropped += start
+        if dropped:
+            return f"[queuectl: output cut, first {dropped} bytes dropped]\n{body}"
         return body
+
+
+def _utf8_size(data: bytes) -> int:
+    return len(data.decode("utf-8", errors="replace").encode("utf-8"))
+
+
+def _fitting_start(data: bytes, limit: int) -> int:
+    """About the smallest offset from which `data`, decoded, is at most `limit` bytes of
+    UTF-8: a binary search (the size shrinks as the start moves on, give or take a
+    character cut in two), then a few steps on until it fits."""
+    low, high = 0, len(data)
+    while low < high:
+        middle = (low + high) // 2
+        if _utf8_size(data[middle:]) <= limit:
+            high = middle
+        else:
+            low = middle + 1
+    while low < len(data) and _utf8_size(data[low:]) > limit:
+        low += 1
+    return low
 
 
 class Execution:

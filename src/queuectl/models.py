@@ -278,6 +278,26 @@ def parse_time(text: str, what: str = "run_at") -> float:
     return stamp
 
 
+DURATION_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86_400}
+DURATION_PATTERN = re.compile(r"(\d+(?:\.\d+)?|\.\d+)([smhd]?)", re.ASCII)
+MAX_DURATION = 100 * 365 * 86_400  # a hundred years: older than that is "all of them"
+
+
+def parse_duration(text: str, what: str = "--older-than") -> float:
+    """`90s`, `30m`, `12h`, `7d` or a bare number of seconds (fractions allowed, case and
+    surrounding spaces ignored) as seconds; anything else is InvalidInput naming the forms."""
+    match = DURATION_PATTERN.fullmatch(text.strip().lower()) if isinstance(text, str) else None
+    if match is None:
+        raise InvalidInput(
+            f"{what} {shown(text, 40)} is not a duration; use e.g. 90s, 30m, 12h, 7d "
+            "or a number of seconds"
+        )
+    seconds = float(match.group(1)) * DURATION_UNITS[match.group(2) or "s"]
+    if seconds > MAX_DURATION:
+        raise InvalidInput(f"{what} {shown(text, 40)} is more than a hundred years")
+    return seconds
+
+
 def _integer(spec: dict[str, Any], name: str, minimum: int = INT_MIN) -> int | None:
     value = spec.get(name)
     if value is None:

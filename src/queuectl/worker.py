@@ -1,5 +1,6 @@
 """One worker: claim a job, run it, record the result; repeat. A heartbeat thread keeps the
-worker's row and its job's lease fresh and runs the reaper.
+worker's row and its job's lease fresh, runs the reaper, and starts retention sweeps (each in
+a thread of its own, see retention.py).
 
 Replies can be lost (a connection cut after the store applied a write): a claim is made under
 a token the worker chose, so it can look for the job it may hold; a result write that is
@@ -23,6 +24,7 @@ from .executor import Execution, Result
 from .jobs import CANCELED_RUNNING, JobManager
 from .models import DEAD, Job, WorkerInfo, WorkerStatus, format_time
 from .notify import JOB_COMPLETED, JOB_DEAD, Notifier
+from .retention import RetentionSweeper
 from .schedules import ScheduleManager
 from .text import printable
 from .workers import WorkerManager
@@ -92,6 +94,7 @@ class Worker:
         self._told: float | None = None  # the run_at a burst worker last said it waits for
         self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
         self.notifier = Notifier(jobs, lambda: self.config, self.log)
+        self.retention = RetentionSweeper(jobs, self.log)
         self._next_tick = 0.0
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
@@ -448,6 +451,8 @@ class Worker:
         if now <= self._orphans_until:
             self._hand_back_orphans()
         self._reap(config)
+        # In a thread of its own: a long sweep never delays the next renewal.
+        self.retention.kick(config)
         self._tick()
 
     def _lease_lost(self, held: Job, seen: tuple[Job, Execution] | None) -> None:
@@ -491,6 +496,7 @@ class Worker:
     def _finish(self) -> None:
         if self.info is None:
             return
+        self.retention.stop()
         self.notifier.close(0 if self.abort else NOTIFY_DRAIN)
         try:
             # Whatever is processing in our name now is not ours to run (a claim whose

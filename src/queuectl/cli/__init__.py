@@ -24,6 +24,7 @@ from .config import config_app
 from .context import LOCAL_TIMES, ArgsKeepingGroup, write_error
 from .dlq import dlq_app
 from .importnode import register as register_import_node
+from .purge import register as register_purge
 from .schedule import register as register_schedule
 from .worker import worker_app
 
@@ -41,6 +42,7 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 jobs.register(app)
+register_purge(app)
 app.add_typer(worker_app, name="worker")
 app.add_typer(dlq_app, name="dlq")
 app.add_typer(config_app, name="config")

@@ -48,6 +48,21 @@ def batches(items: Sequence[Any], size: int = ID_BATCH) -> Iterable[list[Any]]:
         yield list(items[start : start + size])
 
 
+# Fleet-wide markers (take_turn) live in the config table or collection under this prefix,
+# which no config key can have; get_config leaves them out.
+MARKER_PREFIX = "marker:"
+
+# Jobs purge_batch may delete: only jobs that reached a final state.
+PURGEABLE_STATES = ("completed", "dead")
+
+
+def check_purgeable(state: str) -> None:
+    """ValueError unless `state` is one purge_batch may delete (a store's own guard: the
+    manager turns user input into InvalidInput first)."""
+    if state not in PURGEABLE_STATES:
+        raise ValueError(f"purge deletes only {' or '.join(PURGEABLE_STATES)} jobs, not {state!r}")
+
+
 # What a job becomes when its dependency (the argument) is dead: the manager decides the
 # words, the store applies them to every job that waits on it, however deep.
 DeadChanges = Callable[[str], dict[str, Any]]
@@ -200,14 +215,26 @@ class Store(Protocol):
         given). Without `limit`: every one, in enqueue order; with it: up to `limit`, least
         recently updated first."""
 
-    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
-        """Delete at most `limit` jobs in `state` (`completed` or `dead`) last updated at or
-        before `cutoff` (of one queue when given), oldest first, in one short write; how
-        many went."""
-
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """The earliest run_at among pending and failed jobs not blocked by a dependency
         (of those queues; every queue when empty)."""
+
+    def purge_batch(
+        self,
+        state: str,
+        cutoff: float,
+        queue: str | None,
+        limit: int,
+        dead_dependency: DeadChanges,
+    ) -> int:
+        """Delete at most `limit` jobs in `state` (`completed` or `dead`; any other state is
+        refused with ValueError) that finished (completed: `finished_at`) or were last
+        updated (dead: `updated_at`) at or before `cutoff`, of one queue when given, oldest
+        first, through an index and in one short write. A final state not yet passed on to
+        the jobs waiting on it (see resolve_open_dependents) is passed on first, with
+        `dead_dependency` for a dead one. What tied them to other jobs goes with them (a
+        store's reverse dependency records); jobs that name a purged job in `after` count
+        it as completed from then on. Returns how many were deleted."""
 
     # -- raw aggregates for stats (the manager turns them into figures) ------------------
     def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
@@ -228,13 +255,19 @@ class Store(Protocol):
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """Stored config values (keys that were set)."""
+        """Stored config values (keys that were set; markers left out)."""
 
     def set_config(self, key: str, value: Any) -> None:
         """Store one config value."""
 
     def unset_config(self, key: str) -> None:
         """Forget one config value."""
+
+    def take_turn(self, name: str, now: float, every: float) -> bool:
+        """A compare-and-set on a fleet-wide marker kept with the config (as key
+        MARKER_PREFIX + name, which get_config leaves out): set it to `now` if it is missing
+        or at most `now - every`, in one atomic step. True for one caller per `every`
+        seconds, on any machine."""
 
     # -- workers ------------------------------------------------------------------------
     def register_worker(self, worker: WorkerInfo) -> None:

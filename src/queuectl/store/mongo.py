@@ -28,7 +28,7 @@ from ..errors import (
 from ..models import DEFAULT_QUEUE, READY_STATES, STATES, Job, Schedule, WorkerInfo
 from ..models import shape_problem as shape_problem_of
 from . import url_password
-from .base import DeadChanges, batches, warn_foreign
+from .base import MARKER_PREFIX, DeadChanges, batches, check_purgeable, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
@@ -670,17 +670,36 @@ class MongoStore:
                 docs = docs.limit(limit)
             return [d["_id"] for d in docs]
 
-    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
-        """The oldest matching ids through the state index, then one delete_many of those
-        ids that repeats the condition (a job retried out of the DLQ meanwhile stays)."""
-        if state not in ("completed", "dead"):
-            raise ValueError(f"only completed and dead jobs can be purged, not {state}")
-        ids = self.job_ids(state, queue, limit=limit, updated_until=cutoff)
-        if not ids:
-            return 0
-        query = {"_id": {"$in": ids}, "state": state, "updated_at": {"$lte": cutoff}}
+    def purge_batch(
+        self,
+        state: str,
+        cutoff: float,
+        queue: str | None,
+        limit: int,
+        dead_dependency: DeadChanges,
+    ) -> int:
+        """One find of up to `limit` ids over the (queue,) state, updated_at index, then one
+        delete_many of those ids that repeats the whole filter (a job retried out of the DLQ
+        meanwhile stays). Dependents live in other documents' `after`: a job whose final
+        state was not yet passed on to them (a process died halfway, or dependents came
+        later) passes it on first, so none is left waiting for a job that is gone."""
+        check_purgeable(state)
+        query = _purge_filter(state, cutoff, queue)
         with self._errors():
-            return int(self.jobs.delete_many(query).deleted_count)
+            found = self.jobs.find(query, {"_id": 1, "dependents_open": 1, "finished_at": 1})
+            docs = list(found.sort([("updated_at", 1), ("seq", 1)]).limit(limit))
+            if state == "completed":
+                # finished_at is checked here, not in the filter: an $or there would keep
+                # some servers from reading the (state, updated_at) index.
+                docs = [d for d in docs if not _finished_after(d.get("finished_at"), cutoff)]
+            for doc in docs:
+                if doc.get("dependents_open"):
+                    self._resolve(doc["_id"], state, dead_dependency)
+            if not docs:
+                return 0
+            ids = [d["_id"] for d in docs]
+            result = self.jobs.delete_many({**query, "_id": {"$in": ids}})
+        return int(result.deleted_count)
 
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """Earliest run_at of a pending or failed job not blocked by a dependency (of those
@@ -756,10 +775,10 @@ class MongoStore:
         return counts
 
     def get_config(self) -> dict[str, Any]:
-        """Stored values."""
+        """Stored values (markers left out)."""
         with self._errors():
             docs = list(self.config.find())
-        return _config_values(docs)
+        return _config_values(d for d in docs if not _is_marker(d.get("_id")))
 
     def set_config(self, key: str, value: Any) -> None:
         """Upsert one value."""
@@ -770,6 +789,29 @@ class MongoStore:
         """Delete one value."""
         with self._errors():
             self.config.delete_one({"_id": key})
+
+    def take_turn(self, name: str, now: float, every: float) -> bool:
+        """A compare-and-set: an update conditioned on the marker's age, or, when there is
+        no marker yet, an insert that only one caller can win (the unique _id). A read
+        first, so the usual answer (not yet) costs one round trip."""
+        from pymongo.errors import DuplicateKeyError
+
+        key = MARKER_PREFIX + name
+        with self._errors():
+            found = self.config.find_one({"_id": key})
+            if found is not None:
+                value = found.get("value")
+                if isinstance(value, (int, float)) and value > now - every:
+                    return False
+                result = self.config.update_one(
+                    {"_id": key, "value": {"$lte": now - every}}, {"$set": {"value": now}}
+                )
+                return bool(result.matched_count == 1)
+            try:
+                self.config.insert_one({"_id": key, "value": now})
+            except DuplicateKeyError:
+                return False
+        return True
 
     # -- workers --------------------------------------------------------------------------
     def register_worker(self, worker: WorkerInfo) -> None:
@@ -893,6 +935,11 @@ class MongoStore:
         return _schedules(docs)
 
 
+def _is_marker(key: Any) -> bool:
+    """A fleet-wide turn marker (see Store.take_turn), kept beside config but not config."""
+    return isinstance(key, str) and key.startswith(MARKER_PREFIX)
+
+
 def _config_values(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """{key: value} of the config documents; one of another shape (no string key, or no
     value) is skipped with a warning."""
@@ -939,6 +986,18 @@ def _schedule(doc: dict[str, Any]) -> Schedule:
     doc = dict(doc)
     doc["name"] = doc.pop("_id")
     return Schedule.from_record(doc)
+
+
+def _purge_filter(state: str, cutoff: float, queue: str | None) -> dict[str, Any]:
+    """The jobs purge_batch may delete: queuectl's own, in `state`, aged by updated_at (a
+    completed job's finished_at is never later: its end is its last change; purge_batch
+    checks it too)."""
+    return {"state": state, **_of_queue(queue), "updated_at": {"$lte": cutoff}, **OURS}
+
+
+def _finished_after(finished_at: Any, cutoff: float) -> bool:
+    """Whether a job's finished_at is a time after `cutoff` (a missing one is not)."""
+    return isinstance(finished_at, (int, float)) and finished_at > cutoff
 
 
 def _of_queue(queue: str | None) -> dict[str, Any]:

@@ -24,7 +24,7 @@ from ..models import (
     Schedule,
     WorkerInfo,
 )
-from .base import warn_foreign
+from .base import MARKER_PREFIX, check_purgeable, warn_foreign
 from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
@@ -661,26 +661,34 @@ class SqliteStore:
         )
         return [r["id"] for r in rows]
 
-    def purge_batch(self, state: str, cutoff: float, queue: str | None, limit: int) -> int:
-        """The oldest matching ids through the state index, deleted in one transaction
-        that repeats the condition (a job retried out of the DLQ meanwhile stays), with
-        their rows in job_deps."""
-        if state not in ("completed", "dead"):
-            raise ValueError(f"only completed and dead jobs can be purged, not {state}")
-        ids = self.job_ids(state, queue, limit=limit, updated_until=cutoff)
-        if not ids:
+    def purge_batch(
+        self,
+        state: str,
+        cutoff: float,
+        queue: str | None,
+        limit: int,
+        dead_dependency: Callable[[str], dict[str, Any]],
+    ) -> int:
+        """One DELETE of the oldest matching rows, found through the (queue,) state,
+        updated_at index, in a short transaction; their rows in job_deps go with them
+        (found by primary key: as a dependency by dep_id, as a dependent from `after`).
+        A final state was passed on to dependents when it was stored (settle is one
+        transaction), so `dead_dependency` is never needed here."""
+        check_purgeable(state)
+        sql, params = _purge_pick(state, cutoff, queue)
+        # A read first: with nothing to purge, no write lock is taken (a retention sweep
+        # that finds nothing costs workers nothing) and a store not created yet stays so.
+        if not self._query(f"{sql} LIMIT 1", params):
             return 0
-        marks = ", ".join("?" for _ in ids)
         with self._tx() as conn:
-            gone = conn.execute(
-                f"DELETE FROM jobs WHERE id IN ({marks}) AND state = ? AND updated_at <= ?",
-                (*ids, state, cutoff),
-            ).rowcount
-            conn.execute(
-                f"DELETE FROM job_deps WHERE dep_id IN ({marks}) OR job_id IN ({marks})",
-                (*ids, *ids),
-            )
-        return int(gone)
+            rows = conn.execute(
+                f"DELETE FROM jobs WHERE rowid IN ({sql} LIMIT ?) RETURNING id, after",
+                (*params, limit),
+            ).fetchall()
+            conn.executemany("DELETE FROM job_deps WHERE dep_id = ?", [(r[0],) for r in rows])
+            pairs = [(dep, r[0]) for r in rows if r[1] for dep in _json_list(r[1])]
+            conn.executemany("DELETE FROM job_deps WHERE dep_id = ? AND job_id = ?", pairs)
+        return len(rows)
 
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """Earliest run_at of a pending or failed job not blocked by a dependency (of
@@ -770,8 +778,11 @@ class SqliteStore:
         return [int(row[n]) for n in range(minutes)]
 
     def get_config(self) -> dict[str, Any]:
-        """Stored values, JSON-decoded."""
-        return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM config")}
+        """Stored values, JSON-decoded (markers left out)."""
+        rows = self._query("SELECT * FROM config")
+        return {
+            r["key"]: json.loads(r["value"]) for r in rows if not r["key"].startswith(MARKER_PREFIX)
+        }
 
     def set_config(self, key: str, value: Any) -> None:
         """Upsert one value."""
@@ -786,6 +797,21 @@ class SqliteStore:
         """Delete one value."""
         with self._tx() as conn:
             conn.execute("DELETE FROM config WHERE key = ?", (key,))
+
+    def take_turn(self, name: str, now: float, every: float) -> bool:
+        """One upsert whose update is conditioned on the marker's age: a compare-and-set
+        (the write lock makes two callers meet one after the other). A read first, so the
+        usual answer (not yet) takes no write lock."""
+        rows = self._query("SELECT value FROM config WHERE key = ?", (MARKER_PREFIX + name,))
+        if rows and _number(rows[0]["value"]) > now - every:
+            return False
+        with self._tx() as conn:
+            cursor = conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE "
+                "SET value = excluded.value WHERE CAST(config.value AS REAL) <= ?",
+                (MARKER_PREFIX + name, json.dumps(now), now - every),
+            )
+        return cursor.rowcount == 1
 
     # -- workers --------------------------------------------------------------------------
     def register_worker(self, worker: WorkerInfo) -> None:
@@ -961,6 +987,46 @@ def _claim_pick(now: float, queues: Sequence[str]) -> tuple[str, tuple[Any, ...]
     )
     sql = f"SELECT id FROM ({heads}) ORDER BY {CLAIM_ORDER} LIMIT 1"
     return sql, tuple(value for q in queues for value in (q, now))
+
+
+def _purge_pick(state: str, cutoff: float, queue: str | None) -> tuple[str, tuple[Any, ...]]:
+    """The SELECT of the rowids purge_batch deletes, oldest first (a LIMIT is added by the
+    caller), and its parameters. Both states walk
+    the (queue,) state, updated_at index from its oldest end: a dead job's age is its
+    updated_at, and a completed job's finished_at is never later than its updated_at (its
+    end is its last change), so every completed job finished by `cutoff` lies in the range
+    updated_at <= cutoff too, and the range is walked only as far as the LIMIT."""
+    age = "" if state == "dead" else " AND (finished_at IS NULL OR finished_at <= ?)"
+    extra: tuple[Any, ...] = () if state == "dead" else (cutoff,)
+    if queue is None:
+        sql = (
+            "SELECT rowid FROM jobs INDEXED BY jobs_state_updated "
+            f"WHERE state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq"
+        )
+        return sql, (state, cutoff, *extra)
+    sql = (
+        "SELECT rowid FROM jobs INDEXED BY jobs_queue_state "
+        f"WHERE queue = ? AND state = ? AND updated_at <= ?{age} ORDER BY updated_at, seq"
+    )
+    return sql, (queue, state, cutoff, *extra)
+
+
+def _number(text: str) -> float:
+    """A marker's stored JSON number (anything else reads as 0: long ago)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return 0.0
+    return float(value) if isinstance(value, (int, float)) else 0.0
+
+
+def _json_list(text: str) -> list[str]:
+    """A JSON array of ids as stored in `after`; anything else reads as none."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return []
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
 
 
 def _states(conn: sqlite3.Connection, job_ids: Sequence[str]) -> dict[str, str]:
