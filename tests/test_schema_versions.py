@@ -429,3 +429,20 @@ def test_an_upgrade_cut_short_by_the_store_is_tried_again(mongo_lane, monkeypatc
     assert mongo_lane.recorded() == SCHEMA_VERSION - 1
     assert store.get_job("x") is None
     assert (len(calls), mongo_lane.recorded()) == (2, SCHEMA_VERSION)
+
+
+def test_a_newer_version_written_as_a_float_is_refused_too(lane):
+    # mongosh stores every number as a double (`db.meta.updateOne({_id: "schema"}, {$set:
+    # {version: 6}})` writes 6.0), and an SQLite hand edit may leave a REAL: still version 6,
+    # not a record of another shape to replace with this release's number.
+    lane.open().insert_jobs([a_job("kept")])
+    newer = float(SCHEMA_VERSION + 1)
+    if lane.kind == "sqlite":
+        with sqlite3.connect(lane.url) as conn:
+            conn.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (newer,))
+    else:
+        lane.open().db["meta"].update_one({"_id": "schema"}, {"$set": {"version": newer}})
+    with pytest.raises(SchemaTooNew) as caught:
+        lane.open().get_job("kept")
+    assert (caught.value.found, caught.value.supported) == (SCHEMA_VERSION + 1, SCHEMA_VERSION)
+    assert lane.recorded() == newer

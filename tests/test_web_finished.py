@@ -31,8 +31,8 @@ def finish(store, job_id: str, when: float, state: str = "completed", duration: 
     )
 
 
-def bars(tracker: FinishedJobs) -> list[tuple[int, int, bool]]:
-    return [(m.completed, m.dead, m.known) for m in tracker.minutes()]
+def bars(tracker: FinishedJobs) -> list[tuple[int, int]]:
+    return [(m.completed, m.dead) for m in tracker.minutes()]
 
 
 def test_the_past_hour_is_filled_at_the_first_read_and_counts_nothing(store, clock):
@@ -45,9 +45,9 @@ def test_the_past_hour_is_filled_at_the_first_read_and_counts_nothing(store, clo
     tracker.refresh()
     shown = bars(tracker)
     assert len(shown) == MINUTES
-    assert shown[-1] == (1, 0, True)  # this minute: c
-    assert shown[-11] == (1, 1, True)  # ten minutes ago: a and b
-    assert sum(c for c, _, _ in shown) == 2 and all(known for _, _, known in shown)
+    assert shown[-1] == (1, 0)  # this minute: c
+    assert shown[-11] == (1, 1)  # ten minutes ago: a and b
+    assert sum(c for c, _ in shown) == 2
     totals, buckets, seconds = tracker.counted()
     assert totals == {"completed": 0, "dead": 0} and sum(buckets) == 0 and seconds == 0
 
@@ -67,7 +67,7 @@ def test_jobs_finishing_later_are_counted_once(store, clock):
     totals, buckets, seconds = tracker.counted()
     assert totals == {"completed": 2, "dead": 1}
     assert (buckets[1], buckets[5], sum(buckets), seconds) == (1, 1, 2, 7.2)
-    assert bars(tracker)[-2:] == [(1, 1, True), (1, 0, True)]
+    assert bars(tracker)[-2:] == [(1, 1), (1, 0)]
 
 
 def test_a_job_stamped_a_moment_before_the_last_read_is_still_counted(store, clock):
@@ -92,9 +92,9 @@ def test_every_minute_of_the_hour_is_counted_by_the_store(store, clock):
     tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, backfill=3, min_interval=0)
     tracker.refresh()
     shown = bars(tracker)
-    assert shown[-6:] == [(1, 0, True)] * 5 + [(0, 0, True)]
+    assert shown[-6:] == [(1, 0)] * 5 + [(0, 0)]
     chart = build_chart(tracker.minutes())
-    assert chart.unknown == 0 and chart.total_completed == 5 and chart.peak == 1
+    assert chart.total_completed == 5 and chart.peak == 1
 
 
 def test_the_counters_take_at_most_a_cap_per_read_but_the_chart_has_every_job(store, clock):
@@ -106,103 +106,46 @@ def test_the_counters_take_at_most_a_cap_per_read_but_the_chart_has_every_job(st
     clock.advance(400)
     tracker.refresh()
     assert tracker.counted()[0]["completed"] == 4
-    assert sum(c for c, _, _ in bars(tracker)) == 6
+    assert sum(c for c, _ in bars(tracker)) == 6
 
 
 def test_the_minutes_are_read_at_most_once_per_interval(store, clock):
     clock.now = START
     tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, min_interval=3600)
-    assert sum(c for c, _, _ in bars(tracker)) == 0
+    assert sum(c for c, _ in bars(tracker)) == 0
     finish(store, "new", START - 1)
-    assert sum(c for c, _, _ in bars(tracker)) == 0  # the minutes read a moment ago
+    assert sum(c for c, _ in bars(tracker)) == 0  # the minutes read a moment ago
     assert sum(m.completed for m in tracker.minutes(force=True)) == 1
 
 
 def test_finished_by_minute_counts_each_outcome_by_its_own_time(store):
     start = START - 30  # a whole minute
+
+    def at(job_id: str, state: str, seq: int, updated: float, done: float | None) -> Job:
+        return Job(
+            id=job_id,
+            command="true",
+            state=state,
+            run_at=start,
+            created_at=start,
+            updated_at=start + updated,
+            finished_at=None if done is None else start + done,
+            seq=seq,
+        )
+
     store.insert_jobs(
         [
             # completed: by finished_at (a later update does not move it)
-            Job(
-                id="c0",
-                command="true",
-                state="completed",
-                run_at=start,
-                created_at=start,
-                updated_at=start + 500,
-                finished_at=start,
-                seq=1,
-            ),
-            Job(
-                id="c1",
-                command="true",
-                state="completed",
-                run_at=start,
-                created_at=start,
-                updated_at=start + 61,
-                finished_at=start + 119.9,
-                seq=2,
-            ),
-            Job(
-                id="c2",
-                command="true",
-                state="completed",
-                run_at=start,
-                created_at=start,
-                updated_at=start + 180,
-                finished_at=start + 180,
-                seq=3,
-            ),  # past the window
-            Job(
-                id="c3",
-                command="true",
-                state="completed",
-                run_at=start,
-                created_at=start,
-                updated_at=start - 1,
-                finished_at=start - 0.001,
-                seq=4,
-            ),  # before it
+            at("c0", "completed", 1, 500, 0),
+            at("c1", "completed", 2, 61, 119.9),
+            at("c2", "completed", 3, 180, 180),  # past the window
+            at("c3", "completed", 4, -1, -0.001),  # before it
             # dead: by updated_at (a job canceled while waiting has no finished_at)
-            Job(
-                id="d0",
-                command="true",
-                state="dead",
-                run_at=start,
-                created_at=start,
-                updated_at=start + 59.99,
-                seq=5,
-            ),
-            Job(
-                id="d1",
-                command="true",
-                state="dead",
-                run_at=start,
-                created_at=start,
-                updated_at=start + 120,
-                finished_at=start,
-                seq=6,
-            ),
+            at("d0", "dead", 5, 59.99, None),
+            at("d1", "dead", 6, 120, 0),
             # other states never count
-            Job(
-                id="p0",
-                command="true",
-                run_at=start,
-                created_at=start,
-                updated_at=start + 1,
-                finished_at=start + 1,
-                seq=7,
-            ),
-            Job(
-                id="f0",
-                command="true",
-                state="failed",
-                run_at=start,
-                created_at=start,
-                updated_at=start + 1,
-                finished_at=start + 1,
-                seq=8,
-            ),
+            at("p0", "pending", 7, 1, 1),
+            at("f0", "failed", 8, 1, 1),
         ]
     )
     assert store.finished_by_minute("completed", start, 3) == [1, 1, 0]
@@ -211,7 +154,7 @@ def test_finished_by_minute_counts_each_outcome_by_its_own_time(store):
     assert store.finished_by_minute("dead", start + 60, 1) == [0]
 
 
-def test_the_chart_scales_to_the_busiest_known_minute(store, clock):
+def test_the_chart_scales_to_the_busiest_minute(store, clock):
     clock.now = START
     for n in range(4):
         finish(store, f"c{n}", START - 61)

@@ -42,9 +42,10 @@ def supported_version() -> int:
 def stored_version(db: Any) -> int | None:
     """The version the database records, or None when it records none (or one of another
     shape, which an upgrade then replaces)."""
+    from .sqlite_file import version_number
+
     doc = db["meta"].find_one({"_id": SCHEMA_ID})
-    version = doc.get("version") if doc else None
-    return version if isinstance(version, int) and not isinstance(version, bool) else None
+    return version_number(doc.get("version") if doc else None)
 
 
 def ensure_schema(store: Any) -> None:

@@ -125,14 +125,22 @@ META_TABLE = "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value)"
 VERSION_KEY = "schema_version"
 
 
+def version_number(value: Any) -> int | None:
+    """A recorded schema version as a whole number, or None when it is not one. A whole
+    float counts: a hand edit (mongosh, which stores every number as a double; a REAL in
+    SQLite) of a newer version is still that version, never a record to replace."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def meta_version(conn: sqlite3.Connection) -> int | None:
     """The schema version the `meta` table records (None: no table, or no record)."""
     try:
         row = conn.execute("SELECT value FROM meta WHERE key = ?", (VERSION_KEY,)).fetchone()
     except sqlite3.OperationalError:  # no such table: written before `meta` existed
         return None
-    value = row[0] if row else None
-    return value if isinstance(value, int) and not isinstance(value, bool) else None
+    return version_number(row[0] if row else None)
 
 
 def record_version(conn: sqlite3.Connection, version: int) -> None:

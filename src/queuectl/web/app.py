@@ -65,7 +65,8 @@ def create_app(
 ) -> Starlette:
     """The web application over the App's store and managers. With `token`, every request
     must carry it; with `allowed_hosts`, other Host headers are refused; `follow` reads
-    finished jobs in the background so the chart and /metrics miss none while nobody looks."""
+    finished jobs in the background so /metrics misses none between scrapes (the chart is
+    counted by the store and needs no following)."""
     web = Web(queue, Guard(token, allowed_hosts), environment())
 
     @contextlib.asynccontextmanager

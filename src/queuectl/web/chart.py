@@ -15,7 +15,7 @@ BOTTOM = 18  # room below the bars for the time axis
 
 @dataclass(frozen=True)
 class Bar:
-    """One minute: a completed segment on top of a dead one, or an 'unknown' mark."""
+    """One minute: a completed segment on top of a dead one."""
 
     x: float
     width: float
@@ -23,7 +23,6 @@ class Bar:
     completed_h: float
     dead_y: float
     dead_h: float
-    known: bool
     title: str
 
 
@@ -38,26 +37,21 @@ class Chart:
     peak: int
     total_completed: int
     total_dead: int
-    unknown: int  # minutes that could not be seen whole
 
 
 def build_chart(minutes: Sequence[Minute], width: int = WIDTH, height: int = HEIGHT) -> Chart:
-    """Bars scaled to the busiest minute; unknown minutes drawn as a low grey mark."""
+    """Bars scaled to the busiest minute."""
     base = float(height - BOTTOM)
     room = base - TOP
-    peak = max((m.completed + m.dead for m in minutes if m.known), default=0)
+    peak = max((m.completed + m.dead for m in minutes), default=0)
     step = width / max(len(minutes), 1)
     bars = []
     for index, minute in enumerate(minutes):
         scale = room / peak if peak else 0.0
-        dead_h = minute.dead * scale if minute.known else 0.0
-        completed_h = minute.completed * scale if minute.known else 0.0
+        dead_h = minute.dead * scale
+        completed_h = minute.completed * scale
         when = datetime.fromtimestamp(minute.start, timezone.utc).strftime("%H:%M UTC")
-        title = (
-            f"{when}: {minute.completed} completed, {minute.dead} dead"
-            if minute.known
-            else f"{when}: not known (finished before the dashboard could see them all)"
-        )
+        title = f"{when}: {minute.completed} completed, {minute.dead} dead"
         bars.append(
             Bar(
                 x=round(index * step + 1, 2),
@@ -66,7 +60,6 @@ def build_chart(minutes: Sequence[Minute], width: int = WIDTH, height: int = HEI
                 completed_h=round(completed_h, 2),
                 dead_y=round(base - dead_h, 2),
                 dead_h=round(dead_h, 2),
-                known=minute.known,
                 title=title,
             )
         )
@@ -76,7 +69,6 @@ def build_chart(minutes: Sequence[Minute], width: int = WIDTH, height: int = HEI
         base=base,
         bars=bars,
         peak=peak,
-        total_completed=sum(m.completed for m in minutes if m.known),
-        total_dead=sum(m.dead for m in minutes if m.known),
-        unknown=sum(1 for m in minutes if not m.known),
+        total_completed=sum(m.completed for m in minutes),
+        total_dead=sum(m.dead for m in minutes),
     )

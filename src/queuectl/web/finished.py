@@ -36,7 +36,6 @@ class Minute:
     start: float
     completed: int
     dead: int
-    known: bool = True  # False: the minute could not be counted whole
 
 
 class FinishedJobs:

@@ -9,12 +9,13 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import RedirectResponse, Response
 
+from ..errors import QueuectlError
 from ..models import DEAD, FAILED, LIVE_WORKER_STATUSES, PUBLIC_FIELDS, Job, to_json_ready
 from ..render import schedule_json
 from .api import cancel_one, read_body, retry_one
 from .chart import build_chart
 from .context import web_of
-from .responses import error_response, login_page
+from .responses import login_page
 from .security import SESSION_COOKIE
 from .templating import page
 from .views import JobQuery, find_jobs, has_run, parse_query
@@ -129,6 +130,21 @@ async def read_form(request: Request) -> dict[str, str]:
     return {k: v[0] for k, v in fields.items()}
 
 
+class FormExpired(QueuectlError):
+    """A form without this browser's CSRF token (HTTP 403)."""
+
+    http_status = 403
+
+
+async def checked_form(request: Request) -> dict[str, str]:
+    """A form of these pages, read as read_form does, once its CSRF token is found to be
+    this browser's; else FormExpired."""
+    form = await read_form(request)
+    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
+        raise FormExpired("the form has expired; reload the page")
+    return form
+
+
 def _back(form: dict[str, str], default: str) -> str:
     """Where a form returns to: a path of this server only, never another site."""
     target = form.get("next", "")
@@ -138,36 +154,28 @@ def _back(form: dict[str, str], default: str) -> str:
 
 async def retry_form(request: Request) -> Response:
     """The DLQ's and the job page's retry button."""
-    form = await read_form(request)
-    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
-        return error_response(request, 403, "the form has expired; reload the page")
+    form = await checked_form(request)
     await run_in_threadpool(retry_one, web_of(request).jobs(), request.path_params["id"])
     return RedirectResponse(_back(form, "/dlq"), 303)
 
 
 async def cancel_form(request: Request) -> Response:
     """The cancel button of a pending, failed or running job (jobs list and job page)."""
-    form = await read_form(request)
-    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
-        return error_response(request, 403, "the form has expired; reload the page")
+    form = await checked_form(request)
     await run_in_threadpool(cancel_one, web_of(request).jobs(), request.path_params["id"])
     return RedirectResponse(_back(form, "/jobs"), 303)
 
 
 async def purge_dead_form(request: Request) -> Response:
     """The DLQ's purge button: `purge --state dead` (every dead job, for good)."""
-    form = await read_form(request)
-    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
-        return error_response(request, 403, "the form has expired; reload the page")
+    await checked_form(request)
     await run_in_threadpool(web_of(request).jobs().purge, DEAD)
     return RedirectResponse("/dlq", 303)
 
 
 async def retry_all_form(request: Request) -> Response:
     """The DLQ's retry-all button."""
-    form = await read_form(request)
-    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
-        return error_response(request, 403, "the form has expired; reload the page")
+    await checked_form(request)
     await run_in_threadpool(web_of(request).jobs().retry_dead, None)
     return RedirectResponse("/dlq", 303)
 
@@ -199,9 +207,7 @@ def login_done(request: Request) -> Response:
 
 async def logout(request: Request) -> Response:
     """Forget the login cookie in this browser."""
-    form = await read_form(request)
-    if not web_of(request).guard.csrf_ok(request, form.get("csrf")):
-        return error_response(request, 403, "the form has expired; reload the page")
+    await checked_form(request)
     response = RedirectResponse("/", 303)
     response.delete_cookie(SESSION_COOKIE, httponly=True, samesite="strict")
     return response
