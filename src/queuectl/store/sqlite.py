@@ -33,7 +33,7 @@ BUSY_TIMEOUT_MS = 10_000
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
 # Raised whenever a schema below gains a table, a column or an index: 3 added schedules,
 # 4 queues and dependencies (or, in another line of releases, lease deadlines), 5 both,
-# 6 the maintained counters (COUNTERS_SCHEMA, added by `add_counters`).
+# 6 the maintained counters (sqlite_counters, added by its `add_counters` step).
 SCHEMA_VERSION = 6
 
 SCHEMA = """

@@ -99,17 +99,49 @@ STATEMENTS: tuple[str, ...] = (
 # The same as one script (for a stand-in of a store that does not exist yet).
 SCHEMA = "".join(f"{statement};\n" for statement in STATEMENTS)
 
-# One full count: what the counters start from when a store gains them.
-FILL = (
+# One full count: what the counters start from when a store gains them. Each reads an
+# index in its own order (jobs per queue and state from a covering index, retried jobs from
+# their partial index, each queue's durations as one index range per bucket), so counting
+# ten million jobs takes seconds, not the minutes a GROUP BY over the rows would.
+FILL_COUNTS = (
     "DELETE FROM job_counts",
     "DELETE FROM job_durations",
-    "INSERT INTO job_counts (queue, state, n, retried, retried_attempts) "
-    f"SELECT queue, state, COUNT(*), SUM({_RETRIED.format('jobs')}), "
-    f"SUM({_RETRIED_ATTEMPTS.format('jobs')}) FROM jobs GROUP BY queue, state",
-    "INSERT INTO job_durations (queue, lo, n, total) "
-    f"SELECT queue, {_BUCKET.format('jobs')} AS bucket, COUNT(*), SUM(duration) FROM jobs "
-    "WHERE state = 'completed' AND duration IS NOT NULL GROUP BY queue, bucket",
+    "INSERT INTO job_counts (queue, state, n) "
+    "SELECT queue, state, COUNT(*) FROM jobs INDEXED BY jobs_queue_state GROUP BY queue, state",
+    "UPDATE job_counts SET retried = r.n, retried_attempts = r.a FROM "
+    "(SELECT queue, state, COUNT(*) AS n, SUM(attempts) AS a FROM jobs INDEXED BY jobs_retried "
+    "WHERE attempts > 1 GROUP BY queue, state) AS r "
+    "WHERE job_counts.queue = r.queue AND job_counts.state = r.state",
 )
+_DONE = "FROM jobs INDEXED BY jobs_queue_duration WHERE state = 'completed' AND queue = ?"
+
+
+def _fill_durations(conn: sqlite3.Connection) -> None:
+    """Each queue's completed durations, bucket by bucket between its shortest and longest."""
+    queues = conn.execute(
+        "SELECT queue FROM job_counts WHERE state = 'completed' AND n > 0"
+    ).fetchall()
+    for (queue,) in queues:
+        low = conn.execute(f"SELECT MIN(duration) {_DONE}", (queue,)).fetchone()[0]
+        high = conn.execute(f"SELECT MAX(duration) {_DONE}", (queue,)).fetchone()[0]
+        if low is None:
+            continue
+        first = bisect.bisect_right(BOUNDS, low) - 1
+        last = bisect.bisect_right(BOUNDS, high) - 1
+        for at in range(first, last + 1):
+            lo = BOUNDS[at]
+            if at + 1 < len(BOUNDS):
+                sql = f"SELECT COUNT(*), SUM(duration) {_DONE} AND duration >= ? AND duration < ?"
+                params: tuple[Any, ...] = (queue, lo, BOUNDS[at + 1])
+            else:
+                sql = f"SELECT COUNT(*), SUM(duration) {_DONE} AND duration >= ?"
+                params = (queue, lo)
+            n, total = conn.execute(sql, params).fetchone()
+            if n:
+                conn.execute(
+                    "INSERT INTO job_durations (queue, lo, n, total) VALUES (?, ?, ?, ?)",
+                    (queue, lo, n, total),
+                )
 
 
 def add_counters(conn: sqlite3.Connection) -> None:
@@ -128,8 +160,9 @@ def add_counters(conn: sqlite3.Connection) -> None:
             conn.executemany(
                 "INSERT OR IGNORE INTO duration_bounds (lo) VALUES (?)", [(lo,) for lo in BOUNDS]
             )
-            for statement in FILL:
+            for statement in FILL_COUNTS:
                 conn.execute(statement)
+            _fill_durations(conn)
     except BaseException:
         conn.execute("ROLLBACK")
         raise
