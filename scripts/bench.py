@@ -1001,34 +1001,38 @@ def claim_times(path: str, claims: int, queues: Sequence[str] = ()) -> list[floa
 
 # -- 6a. hot reads at ten million jobs (opt-in: `--only hot`) ----------------------------------
 # A long-lived store, written by SQLite itself (a recursive counter, one statement): ten
-# million rows in about a minute instead of many. The mix of history_rows (90 % completed,
-# 8 % pending, 1 % failed, 1 % dead), but only the first RECENT jobs finished within the
-# last two hours; the others over the 30 days before. So both sizes have the same recent
-# load (what `stats` throughput counts, through an index range) and differ in history only.
+# million rows in minutes instead of an hour. As in a store that has run for a month: the
+# oldest 92 % are history (90 of each 92 completed, 1 failed waiting for its retry, 1 dead),
+# finished in row order, the newest RECENT of them within the last two hours and the others
+# over the 30 days before; the newest 8 % are pending, enqueued 10 ms apart, every tenth
+# with a higher priority, all ready. Both sizes have the same recent load (what `stats`
+# throughput counts) and differ in history only.
 RECENT = 10_000
 HISTORY_SQL = """
-WITH RECURSIVE k(i) AS (SELECT :start UNION ALL SELECT i + 1 FROM k WHERE i < :stop - 1),
-r AS (SELECT i, i % 100 AS kind, (i * 7919 % 2000) / 1000.0 AS d,
-        :now - CASE WHEN i < :recent THEN i * 104729 % 7200
-            ELSE 7200 + i * 104729 % 2592000 END AS f FROM k)
+WITH RECURSIVE k(i) AS (SELECT 0 UNION ALL SELECT i + 1 FROM k WHERE i < :count - 1),
+r AS (SELECT i, CASE WHEN i >= :history THEN 'pending' WHEN i % 92 < 90 THEN 'completed'
+            WHEN i % 92 = 90 THEN 'failed' ELSE 'dead' END AS state,
+        (i * 7919 % 2000) / 1000.0 AS d,
+        :now - CASE WHEN :history - 1 - i < :recent THEN (:history - 1 - i) * 7200.0 / :recent
+            ELSE 7200 + (:history - 1 - i - :recent) * 2592000.0 / :older END AS f,
+        :now - (:count - i) * 0.01 AS enqueued
+    FROM k)
 INSERT INTO jobs (id, command, state, attempts, max_retries, priority, run_at, created_at,
     updated_at, started_at, finished_at, exit_code, last_error, stdout, stderr, duration, seq,
     queue, waiting, cancel_requested)
-SELECT printf('bench-%08d', i), 'echo job ' || i,
-    CASE WHEN kind < 90 THEN 'completed' WHEN kind < 98 THEN 'pending'
-        WHEN kind < 99 THEN 'failed' ELSE 'dead' END,
-    CASE WHEN kind < 90 THEN 1 WHEN kind < 98 THEN 0 WHEN kind < 99 THEN 2 ELSE 4 END,
+SELECT printf('bench-%08d', i), 'echo job ' || i, state,
+    CASE state WHEN 'completed' THEN 1 WHEN 'pending' THEN 0 WHEN 'failed' THEN 2 ELSE 4 END,
     3, CASE WHEN i % 10 = 0 THEN 5 ELSE 0 END,
-    CASE WHEN kind = 98 THEN :now + 3600 ELSE f - d - 1 END,
-    f - d - 1,
-    CASE WHEN kind >= 90 AND kind < 98 THEN f - d - 1 ELSE f END,
-    CASE WHEN kind < 90 THEN f - d END,
-    CASE WHEN kind < 90 OR kind >= 98 THEN f END,
-    CASE WHEN kind < 90 THEN 0 WHEN kind >= 98 THEN 1 END,
-    CASE WHEN kind >= 98 THEN 'exit status 1' END,
-    CASE WHEN kind < 90 THEN '' END, CASE WHEN kind < 90 THEN '' END,
-    CASE WHEN kind < 90 OR kind >= 98 THEN d END,
-    :seq + i, 'default', 0, 0
+    CASE state WHEN 'pending' THEN enqueued WHEN 'failed' THEN :now + 3600 ELSE f - d - 1 END,
+    CASE state WHEN 'pending' THEN enqueued ELSE f - d - 1 END,
+    CASE state WHEN 'pending' THEN enqueued ELSE f END,
+    CASE state WHEN 'completed' THEN f - d END,
+    CASE WHEN state != 'pending' THEN f END,
+    CASE state WHEN 'completed' THEN 0 WHEN 'pending' THEN NULL ELSE 1 END,
+    CASE WHEN state IN ('failed', 'dead') THEN 'exit status 1' END,
+    CASE state WHEN 'completed' THEN '' END, CASE state WHEN 'completed' THEN '' END,
+    CASE WHEN state != 'pending' THEN d END,
+    i, 'default', 0, 0
 FROM r
 """
 
@@ -1057,7 +1061,14 @@ def insert_history_sql(path: str, count: int) -> float:
         ).fetchall()
         for name, _ in indexes:
             conn.execute(f'DROP INDEX "{name}"')
-        params = {"start": 0, "stop": count, "now": time.time(), "seq": 0, "recent": RECENT}
+        history = count - count * 8 // 100
+        params = {
+            "count": count,
+            "history": history,
+            "recent": RECENT,
+            "older": max(1, history - RECENT),
+            "now": time.time(),
+        }
         conn.execute(HISTORY_SQL, params)
         for _, create in indexes:
             conn.execute(create)
