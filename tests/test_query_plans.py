@@ -198,7 +198,16 @@ def test_the_counter_triggers_search_by_key(sqlite_app, sql):
 # -- MongoDB ------------------------------------------------------------------------------
 
 JOB_COMMANDS = {"find", "aggregate", "count", "distinct", "findAndModify", "update", "delete"}
-NOT_EXPLAINED = {"$db", "lsid", "$clusterTime", "$readPreference", "txnNumber", "cursor"}
+NOT_EXPLAINED = {
+    "$db",
+    "lsid",
+    "$clusterTime",
+    "$readPreference",
+    "txnNumber",
+    "cursor",
+    "writeConcern",
+    "readConcern",
+}
 INDEX_STAGES = {"IXSCAN", "COUNT_SCAN", "DISTINCT_SCAN", "IDHACK", "EXPRESS_IXSCAN"}
 
 
