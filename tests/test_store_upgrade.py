@@ -138,4 +138,4 @@ def test_a_version_4_file_of_either_kind_gains_the_other_columns(tmp_path, added
     assert store.get_worker("w-old").jobs_done == 1
     store.close()
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 5
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION == 6

@@ -657,10 +657,7 @@ class JobManager:
         counts = self.counts(queue)
         now = self.clock()
         by = {} if queue is None else {"queue": queue}
-        n, mean = self.store.duration_summary(**by)
-        p50, p95 = (
-            (self.store.duration_at(quantile_rank(n, q), **by) if n else None) for q in (0.50, 0.95)
-        )
+        _, mean, (p50, p95) = self.store.duration_stats((0.50, 0.95), **by)
         retried_jobs, their_attempts = self.store.retried_totals(**by)
         finished = counts[COMPLETED] + counts[DEAD]
         data = {
@@ -687,11 +684,6 @@ class JobManager:
         completed = self.store.finished_by_minute(COMPLETED, start, minutes)
         dead = self.store.finished_by_minute(DEAD, start, minutes)
         return [(start + 60 * n, completed[n], dead[n]) for n in range(minutes)]
-
-
-def quantile_rank(n: int, q: float) -> int:
-    """Zero-based nearest-rank position of quantile q among n sorted values."""
-    return min(n - 1, max(0, math.ceil(q * n) - 1)) if n else 0
 
 
 def _outputs(result: Result | None, now: float) -> dict[str, Any]:

@@ -8,6 +8,7 @@ warning per record and process (`warn_foreign`).
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from typing import Any, Callable, Iterable, Protocol, Sequence
@@ -61,6 +62,11 @@ def check_purgeable(state: str) -> None:
     manager turns user input into InvalidInput first)."""
     if state not in PURGEABLE_STATES:
         raise ValueError(f"purge deletes only {' or '.join(PURGEABLE_STATES)} jobs, not {state!r}")
+
+
+def quantile_rank(n: int, q: float) -> int:
+    """Zero-based nearest-rank position of quantile q among n sorted values."""
+    return min(n - 1, max(0, math.ceil(q * n) - 1)) if n else 0
 
 
 # What a job becomes when its dependency (the argument) is dead: the manager decides the
@@ -237,11 +243,13 @@ class Store(Protocol):
         it as completed from then on. Returns how many were deleted."""
 
     # -- raw aggregates for stats (the manager turns them into figures) ------------------
-    def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
-        """How many completed jobs have a duration, and the mean of those durations."""
-
-    def duration_at(self, rank: int, queue: str | None = None) -> float | None:
-        """The duration at zero-based `rank` among completed jobs' durations, ascending."""
+    # None of them reads every job (SPEC §8): each store says how close its figures are.
+    def duration_stats(
+        self, quantiles: Sequence[float], queue: str | None = None
+    ) -> tuple[int, float | None, list[float | None]]:
+        """How many completed jobs have a duration, the mean of those durations, and the
+        nearest-rank duration at each quantile (`quantile_rank`); exact on a small store,
+        a documented approximation on a large one."""
 
     def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
         """How many jobs have more than one attempt, and the sum of their attempts."""

@@ -11,6 +11,7 @@ take a live lease. Only what users read (`list`, `status`, `stats`) follows the 
 
 from __future__ import annotations
 
+import math
 import os
 import time
 import warnings
@@ -28,7 +29,7 @@ from ..errors import (
 from ..models import DEFAULT_QUEUE, READY_STATES, STATES, Job, Schedule, WorkerInfo
 from ..models import shape_problem as shape_problem_of
 from . import url_password
-from .base import MARKER_PREFIX, DeadChanges, batches, check_purgeable, warn_foreign
+from .base import MARKER_PREFIX, DeadChanges, batches, check_purgeable, quantile_rank, warn_foreign
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
@@ -45,6 +46,8 @@ LIVE = {"$in": ["idle", "busy", "stopping"]}
 # A document written before dependencies existed has no `waiting`: it waits for nothing.
 NOT_BLOCKED = {"$in": [0, None]}
 BATCH = 1000  # ids per $in list
+# How many recently finished jobs `stats` reads for durations (SPEC §8: never all of them).
+DURATION_SAMPLE = 10_000
 
 
 def _waits_on(dep: str) -> dict[str, Any]:
@@ -224,6 +227,12 @@ class MongoStore:
                     name="queue_ready",
                 ),
                 IndexModel([("state", 1), ("queue", 1), ("duration", 1)], name="queue_duration"),
+                # Hot reads (SPEC §8): a count per state and queue, a queue's recent
+                # completions, and retried jobs as a range of attempts.
+                IndexModel(
+                    [("state", 1), ("queue", 1), ("finished_at", 1)], name="state_queue_finished"
+                ),
+                IndexModel([("attempts", 1), ("queue", 1)], name="attempts_queue"),
                 # Who waits on a job, and jobs whose dependents are not yet resolved.
                 IndexModel([("after", 1)], name="after", sparse=True),
                 IndexModel(
@@ -494,30 +503,24 @@ class MongoStore:
         return _jobs(docs)
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
-        """Number of jobs per state (of one queue, when given), counted by the server."""
-        pipeline: list[dict[str, Any]] = [{"$group": {"_id": "$state", "n": {"$sum": 1}}}]
-        if queue is not None:
-            pipeline.insert(0, {"$match": queue_filter([queue])})
-        with self._errors():
-            rows = self.jobs_view.aggregate(pipeline)
-            return {r["_id"]: r["n"] for r in rows if isinstance(r["_id"], str)}
-
-    def count_by_queue(self) -> dict[str, dict[str, int]]:
-        """Number of jobs per queue and state, counted by the server: one group by queue per
-        state, each over the state-prefixed index (a plain field as the group key means the
-        same on every server; a document key is not evaluated by some stand-ins)."""
-        counts: dict[str, dict[str, int]] = {}
+        """Number of jobs per state (of one queue, when given): one indexed count per state
+        (never a walk of every document; workers of earlier releases maintain no counters)."""
+        counts: dict[str, int] = {}
         with self._errors():
             for state in STATES:
-                pipeline = [
-                    {"$match": {"state": state}},
-                    {"$group": {"_id": "$queue", "n": {"$sum": 1}}},
-                ]
-                for row in self.jobs_view.aggregate(pipeline):
-                    queue = row["_id"] if isinstance(row["_id"], str) else DEFAULT_QUEUE
-                    by_state = counts.setdefault(queue, {})
-                    by_state[state] = by_state.get(state, 0) + row["n"]
+                n = self.jobs_view.count_documents({"state": state, **_of_queue(queue)})
+                if n:
+                    counts[state] = int(n)
         return counts
+
+    def count_by_queue(self) -> dict[str, dict[str, int]]:
+        """Number of jobs per queue and state: the queues from the queue index (a document
+        without `queue` is a `default` one), then one indexed count per queue and state."""
+        with self._errors():
+            named = self.jobs_view.distinct("queue")
+        queues = sorted({q for q in named if isinstance(q, str)} | {DEFAULT_QUEUE})
+        counts = {queue: self.count_by_state(queue) for queue in queues}
+        return {queue: by_state for queue, by_state in counts.items() if by_state}
 
     def claim(
         self,
@@ -716,29 +719,33 @@ class MongoStore:
         value = doc.get("run_at") if doc else None
         return float(value) if isinstance(value, (int, float)) else None
 
-    def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
-        """Count and mean of completed jobs' durations, computed by the server."""
-        pipeline = [
-            {"$match": {**DONE_WITH_DURATION, **_of_queue(queue)}},
-            {"$group": {"_id": None, "n": {"$sum": 1}, "mean": {"$avg": "$duration"}}},
-        ]
+    def duration_stats(
+        self, quantiles: Sequence[float], queue: str | None = None
+    ) -> tuple[int, float | None, list[float | None]]:
+        """The count of completed jobs with a duration (an indexed count), and their mean
+        and nearest-rank quantiles over the DURATION_SAMPLE most recently finished ones, read
+        through the finished_at index: exact while there are no more than that, else an
+        approximation over the recent ones (MongoDB workers keep no counters to read)."""
+        query = {**DONE_WITH_DURATION, **_of_queue(queue)}
         with self._errors():
-            agg = list(self.jobs_view.aggregate(pipeline))
-        return (int(agg[0]["n"]), agg[0]["mean"]) if agg else (0, None)
-
-    def duration_at(self, rank: int, queue: str | None = None) -> float | None:
-        """One duration by rank, sorted and skipped by the server."""
-        with self._errors():
-            docs = list(
-                self.jobs_view.find({**DONE_WITH_DURATION, **_of_queue(queue)}, {"duration": 1})
-                .sort("duration", 1)
-                .skip(rank)
-                .limit(1)
+            count = int(self.jobs_view.count_documents(query))
+            if not count:
+                return 0, None, [None for _ in quantiles]
+            docs = (
+                self.jobs_view.find(query, {"_id": 0, "duration": 1})
+                .sort("finished_at", -1)
+                .limit(DURATION_SAMPLE)
             )
-        return docs[0]["duration"] if docs else None
+            durations = sorted(float(d["duration"]) for d in docs)
+        if not durations:
+            return count, None, [None for _ in quantiles]
+        mean = math.fsum(durations) / len(durations)
+        ranks = [quantile_rank(len(durations), q) for q in quantiles]
+        return count, mean, [durations[rank] for rank in ranks]
 
     def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
-        """Jobs with more than one attempt, and their attempts summed."""
+        """Jobs with more than one attempt, and their attempts summed: a range of the
+        attempts_queue index (the retried jobs only, few while most jobs run once)."""
         pipeline = [
             {"$match": {"attempts": {"$gt": 1}, **_of_queue(queue)}},
             {"$group": {"_id": None, "n": {"$sum": 1}, "a": {"$sum": "$attempts"}}},
@@ -748,7 +755,7 @@ class MongoStore:
         return (int(agg[0]["n"]), int(agg[0]["a"])) if agg else (0, 0)
 
     def completed_since(self, since: float, queue: str | None = None) -> int:
-        """Completed jobs that finished at or after `since`."""
+        """Completed jobs that finished at or after `since`: an indexed range count."""
         query = {"state": "completed", "finished_at": {"$gte": since}, **_of_queue(queue)}
         with self._errors():
             return int(self.jobs_view.count_documents(query))

@@ -24,6 +24,7 @@ from ..models import (
     Schedule,
     WorkerInfo,
 )
+from . import sqlite_counters as counters
 from .base import MARKER_PREFIX, check_purgeable, warn_foreign
 from .sqlite_file import SqliteFile
 
@@ -31,8 +32,9 @@ BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
 # Raised whenever a schema below gains a table, a column or an index: 3 added schedules,
-# 4 queues and dependencies (or, in another line of releases, lease deadlines), 5 both.
-SCHEMA_VERSION = 5
+# 4 queues and dependencies (or, in another line of releases, lease deadlines), 5 both,
+# 6 the maintained counters (sqlite_counters, added by its `add_counters` step).
+SCHEMA_VERSION = 6
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
@@ -169,6 +171,9 @@ CREATE INDEX IF NOT EXISTS jobs_queue_duration ON jobs (queue, duration)
     WHERE state = 'completed';
 """
 
+# Every table and index but the counters, whose creation is a step of its own (add_counters).
+BASE_SCHEMA = SCHEMA + SCHEDULES_SCHEMA + CONTROL_SCHEMA
+
 CLAIMABLE = "state IN ('pending', 'failed') AND waiting = 0"
 BLOCKED = "state = 'pending' AND waiting > 0"
 CLAIM_ORDER = "priority DESC, run_at, seq"
@@ -207,11 +212,12 @@ class SqliteStore:
         self.url = f"sqlite:///{path}"
         self._file = SqliteFile(
             path,
-            SCHEMA + SCHEDULES_SCHEMA + CONTROL_SCHEMA,
+            BASE_SCHEMA + counters.SCHEMA,
             SCHEMA_VERSION,
             busy_timeout_ms(),
             make_directory,
             before_schema=add_columns,
+            upgrade=upgrade,
         )
         self._tx = self._file.transaction
         self._query = self._file.query
@@ -407,27 +413,12 @@ class SqliteStore:
         return self._jobs([*ready, *waiting])
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
-        """Number of jobs per state (of one queue, when given)."""
-        if queue is not None:
-            rows = self._query(
-                "SELECT state, COUNT(*) AS n FROM jobs INDEXED BY jobs_queue_state "
-                "WHERE queue = ? GROUP BY state",
-                (queue,),
-            )
-        else:
-            rows = self._query("SELECT state, COUNT(*) AS n FROM jobs GROUP BY state")
-        return {r["state"]: r["n"] for r in rows}
+        """Number of jobs per state (of one queue, when given), from the maintained counters."""
+        return counters.count_by_state(self._query, queue)
 
     def count_by_queue(self) -> dict[str, dict[str, int]]:
-        """Number of jobs per queue and state (read from the queue index alone)."""
-        rows = self._query(
-            "SELECT queue, state, COUNT(*) AS n FROM jobs INDEXED BY jobs_queue_state "
-            "GROUP BY queue, state"
-        )
-        counts: dict[str, dict[str, int]] = {}
-        for r in rows:
-            counts.setdefault(r["queue"], {})[r["state"]] = r["n"]
-        return counts
+        """Number of jobs per queue and state, from the maintained counters."""
+        return counters.count_by_queue(self._query)
 
     def job_states(self, job_ids: Sequence[str]) -> dict[str, str]:
         """The state of each of those jobs that exists, read in bounded batches."""
@@ -704,37 +695,16 @@ class SqliteStore:
         found = [r["t"] for q in queues for r in self._query(sql, (q,)) if r["t"] is not None]
         return min(found) if found else None
 
-    def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
-        """Count and mean of completed jobs' durations, computed by SQLite."""
-        index, where, params = _by_queue("jobs_done_duration", "jobs_queue_duration", queue)
-        agg = self._query(
-            f"SELECT COUNT(duration) AS n, AVG(duration) AS mean FROM jobs "
-            f"INDEXED BY {index} WHERE state = 'completed'{where}",
-            params,
-        )[0]
-        return int(agg["n"]), agg["mean"]
-
-    def duration_at(self, rank: int, queue: str | None = None) -> float | None:
-        """One duration by rank, read through the index (never by loading jobs)."""
-        index, where, params = _by_queue("jobs_done_duration", "jobs_queue_duration", queue)
-        rows = self._query(
-            f"SELECT duration FROM jobs INDEXED BY {index} "
-            f"WHERE state = 'completed' AND duration IS NOT NULL{where} "
-            "ORDER BY duration LIMIT 1 OFFSET ?",
-            (*params, rank),
-        )
-        return rows[0]["duration"] if rows else None
+    def duration_stats(
+        self, quantiles: Sequence[float], queue: str | None = None
+    ) -> tuple[int, float | None, list[float | None]]:
+        """Count, mean and nearest-rank quantiles of completed jobs' durations, from the
+        duration buckets (sqlite_counters says how exact)."""
+        return counters.duration_stats(self._query, quantiles, queue)
 
     def retried_totals(self, queue: str | None = None) -> tuple[int, int]:
-        """Jobs with more than one attempt, and their attempts summed."""
-        # Of one queue: the retried jobs of every queue are read (few: most jobs run once).
-        index, where, params = _by_queue("jobs_retried", "jobs_retried", queue)
-        row = self._query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(attempts), 0) AS a FROM jobs "
-            f"INDEXED BY {index} WHERE attempts > 1{where}",
-            params,
-        )[0]
-        return int(row["n"]), int(row["a"])
+        """Jobs with more than one attempt, and their attempts summed (maintained counters)."""
+        return counters.retried_totals(self._query, queue)
 
     def completed_since(self, since: float, queue: str | None = None) -> int:
         """Completed jobs that finished at or after `since`."""
@@ -946,6 +916,14 @@ class SqliteStore:
         return [_schedule(r) for r in rows]
 
 
+def upgrade(conn: sqlite3.Connection) -> None:
+    """Bring a new file, or one of an older version, to SCHEMA_VERSION: the tables and
+    indexes (all IF NOT EXISTS), then each later step, then the version."""
+    conn.executescript(BASE_SCHEMA)
+    counters.add_counters(conn)  # 6
+    conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
 def add_columns(conn: sqlite3.Connection) -> None:
     """Give the tables of a file written by an earlier release the columns added since
     (ADDED_COLUMNS), before the schema's indexes on them are created. Under the write lock,
@@ -1096,12 +1074,6 @@ def _resolve(
                 killed.append(dependent)
                 frontier.append(dependent)
     return killed
-
-
-def _by_queue(index: str, queue_index: str, queue: str | None) -> tuple[str, str, tuple[Any, ...]]:
-    if queue is None:
-        return index, "", ()
-    return queue_index, " AND queue = ?", (queue,)
 
 
 def _no_cascade(dep: str) -> dict[str, Any]:
