@@ -30,7 +30,7 @@ from .localproc import (
 )
 from .models import LIVE_WORKER_STATUSES, PROCESSING, WorkerInfo, WorkerStatus
 from .sight import Sight
-from .store.base import Store
+from .store.base import Poll, Store
 
 # Rows of stopped and lost workers are kept this long for `worker list --all`, then dropped.
 IDLE, BUSY, LOST = WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.LOST
@@ -110,6 +110,12 @@ class WorkerManager:
         """Write a worker's own row: status, heartbeat and its deadline, current job."""
         self.store.update_worker(worker_id, changes)
 
+    def poll(self, queues: Sequence[str] = ()) -> Poll:
+        """What an idle worker reads each poll_interval, in one store operation: the control
+        version (moved by config changes and stop requests), when the next job of those
+        queues is due and when the next schedule is."""
+        return self.store.poll(queues)
+
     def stop_requested(self, worker_id: str) -> bool:
         """Whether a stop was asked for that worker through the store (any machine)."""
         worker = self.store.get_worker(worker_id)
@@ -174,6 +180,8 @@ class WorkerManager:
         SIGTERM to the ones on this machine so they react at once."""
         workers = self.active()
         self.store.request_stop([w.id for w in workers])
+        # Idle workers elsewhere read only the control version each poll_interval.
+        self.store.bump_control()
         for worker in workers:
             # A second signal means "stop at once" to a worker, so one already stopping
             # is left to finish its job.

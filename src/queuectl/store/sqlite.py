@@ -24,7 +24,7 @@ from ..models import (
     Schedule,
     WorkerInfo,
 )
-from .base import warn_foreign
+from .base import CONTROL_KEY, Poll, warn_foreign
 from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
@@ -633,6 +633,43 @@ class SqliteStore:
         found = [r["t"] for q in queues for r in self._query(sql, (q,)) if r["t"] is not None]
         return min(found) if found else None
 
+    def poll(self, queues: Sequence[str] = ()) -> Poll:
+        """One statement: the control version, the next due job (the minimum of each
+        queue's jobs_next_queue range, or of jobs_next) and the next due schedule."""
+        if not queues:
+            due = f"SELECT MIN(run_at) FROM jobs INDEXED BY jobs_next WHERE {CLAIMABLE}"
+        else:
+            due = " UNION ALL ".join(
+                f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_next_queue "
+                f"WHERE {CLAIMABLE} AND queue = ?"
+                for _ in queues
+            )
+            due = f"SELECT MIN(t) FROM ({due})"
+        row = self._query(
+            f"SELECT (SELECT value FROM config WHERE key = ?) AS v, ({due}) AS t, "
+            "(SELECT MIN(next_run_at) FROM schedules INDEXED BY schedules_due "
+            "WHERE paused = 0) AS s",
+            (CONTROL_KEY, *queues),
+        )[0]
+        return Poll(_version(row["v"]), row["t"], row["s"])
+
+    def ensure_control(self) -> None:
+        """Insert the control version's row (0) unless it is there."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, '0') ON CONFLICT (key) DO NOTHING",
+                (CONTROL_KEY,),
+            )
+
+    def bump_control(self) -> None:
+        """Add 1 to the control version (a row of the config table)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, '1') ON CONFLICT (key) "
+                "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+                (CONTROL_KEY,),
+            )
+
     def duration_summary(self, queue: str | None = None) -> tuple[int, float | None]:
         """Count and mean of completed jobs' durations, computed by SQLite."""
         index, where, params = _by_queue("jobs_done_duration", "jobs_queue_duration", queue)
@@ -834,6 +871,14 @@ class SqliteStore:
             (now, limit),
         )
         return [_schedule(r) for r in rows]
+
+
+def _version(value: Any) -> int:
+    """The stored control version as a number (0: none yet, or not a number)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def add_columns(conn: sqlite3.Connection) -> None:
