@@ -39,6 +39,13 @@ HEARTBEAT_RETRY = 1.0
 # cancel flag read at least this often; a job that ends sooner costs neither.
 FLUSH_INTERVAL = 1.0
 NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still being sent
+# A worker reaps at most every stale_after / REAPS_PER_STALE_AFTER seconds (and never more often
+# than it heartbeats): a fleet of idle workers need not all reap every beat (SPEC §8), and a
+# lost worker's job is still released within 10 % of stale_after of it going stale.
+REAPS_PER_STALE_AFTER = 10
+# Forgetting long-gone worker rows and repairing dependents a crash left open are chores: an
+# hour between them is plenty.
+CHORES_EVERY = 3600.0
 
 
 class Worker:
@@ -89,6 +96,17 @@ class Worker:
         self._row_final = False
         self._beat_failed = False
         self._next_refresh = 0.0
+        # The idle poll (SPEC §8): one store read per poll_interval gives the control version
+        # (config changes and stop requests move it), when the next job is due and when the
+        # next schedule is. A claim is tried only when a job may be ready: the poll said so,
+        # a job just ran (more may follow), or a local enqueue woke us.
+        self._version: int | None = None
+        self._polled_at = float("-inf")  # time.monotonic() of the last poll
+        self._due: float | None = None  # run_at of the next claimable job, as last polled
+        self._claim_hint = True
+        self._control_lock = threading.Lock()
+        self._next_reap = float("-inf")  # by self.clock
+        self._next_chores = float("-inf")
         self._told: float | None = None  # the run_at a burst worker last said it waits for
         self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
         self.notifier = Notifier(jobs, lambda: self.config, self.log)
@@ -117,6 +135,9 @@ class Worker:
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
         """Register, read the config, and reap what dead local workers left behind."""
+        # The version first: a change stored after this read moves it, so the first poll
+        # sees it and reads the config again.
+        self._version = self.manager.first_poll(self.queues).version
         self.config = self.manager.settings()
         self.info = self.manager.register(
             self.index, self.queues, stale_after=self.config.stale_after
@@ -138,7 +159,15 @@ class Worker:
                     self._refresh(parent_pid)
                     if self.stopping:
                         break
-                    if not self.step() and not self._idle():
+                    if self._may_claim():
+                        # Cleared before the claim: a wake during it asks for another.
+                        self._claim_hint = False
+                        if self.step():
+                            self._claim_hint = True  # more may be ready: claim again at once
+                            failures = 0
+                            continue
+                        self._due = None  # nothing claimable now: wait for the next poll
+                    if not self._idle():
                         break
                     failures = 0
                 except StoreUnavailable as exc:
@@ -186,7 +215,8 @@ class Worker:
         return self._held is not None
 
     def wake(self) -> None:
-        """Interrupt an idle wait (safe from a signal handler)."""
+        """Interrupt an idle wait and claim at once (safe from a signal handler)."""
+        self._claim_hint = True
         _poke(self._wake_w)
 
     def check_cancel(self) -> None:
@@ -353,8 +383,23 @@ class Worker:
         return False
 
     # -- idle, refresh, heartbeat ---------------------------------------------------------
+    def _may_claim(self) -> bool:
+        """Whether a claim is worth its store call: always for a burst worker; otherwise
+        after a job ran, after a wake, or when the last poll saw a job due by now."""
+        if self.burst or self._claim_hint:
+            return True
+        return self._due is not None and self._due <= self.clock()
+
     def _idle(self) -> bool:
         """Wait for work. Returns False when a burst worker has nothing left to wait for."""
+        if not self.burst:
+            # Until the next poll, or until the job the last poll saw comes due: no store
+            # call here (the poll read when the next job is due).
+            timeout = max(self._next_refresh - time.monotonic(), 0.0)
+            if self._due is not None:
+                timeout = min(timeout, max(self._due - self.clock(), 0.0))
+            self._wait(timeout)
+            return True
         next_run = self.jobs.next_run_at(self.queues)
         if self.burst and next_run is None:
             return False
@@ -372,26 +417,50 @@ class Worker:
         _sleep_on(self._wake_r, timeout)
 
     def _refresh(self, parent_pid: int | None) -> None:
-        """At most once per poll_interval: reload config, look for a stop request. A new
-        heartbeat_interval or stale_after wakes the heartbeat, which renews at once with
-        the new values instead of at the end of a sleep begun under the old ones."""
+        """At most once per poll_interval, one store read (the poll): when the control
+        version moved, reload the config and look for a stop request; when a schedule is
+        due, enqueue its job; remember when the next job is due."""
         now = time.monotonic()
         if now < self._next_refresh:
             return
-        before = self.config
-        self.config = self.manager.settings()
+        poll = self.manager.poll(self.queues)
+        self._polled_at = now
+        self._due = poll.next_run_at
+        self._control(poll.version)
         self._next_refresh = now + float(self.config.poll_interval)
-        timing = ("heartbeat_interval", "stale_after")
-        if any(getattr(before, k) != getattr(self.config, k) for k in timing):
-            _poke(self._beat_w)
-        assert self.info is not None
-        if self.manager.stop_requested(self.info.id) and not self.stopping:
-            self.log("stop requested through the store")
-            self.request_stop()
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
             self.request_stop()
-        self._tick()
+        if poll.next_schedule_at is not None and poll.next_schedule_at <= self.clock():
+            self._tick()
+
+    def _control(self, version: int) -> None:
+        """Act on a control version read just now: if it moved, reload the config and look
+        for a stop request. A new heartbeat_interval or stale_after wakes the heartbeat,
+        which renews at once with the new values instead of at the end of a sleep begun
+        under the old ones."""
+        with self._control_lock:
+            if version == self._version:
+                return
+            before = self.config
+            self.config = self.manager.settings()
+            self._version = version  # after the read: a failed read is tried again
+            timing = ("heartbeat_interval", "stale_after")
+            if any(getattr(before, k) != getattr(self.config, k) for k in timing):
+                _poke(self._beat_w)
+            assert self.info is not None
+            stop = self.manager.stop_requested(self.info.id)
+        if stop and not self.stopping:
+            self.log("stop requested through the store")
+            self.request_stop()
+
+    def _fresh_config(self) -> Config:
+        """The config as stored now, give or take one poll_interval: the idle loop keeps it
+        so through the control version; when the loop has not polled for longer (a job is
+        running), the version is read here."""
+        if time.monotonic() - self._polled_at > 2 * float(self.config.poll_interval):
+            self._control(self.manager.poll(self.queues).version)
+        return self.config
 
     def _tick(self) -> None:
         """Enqueue the jobs of due schedules, at most once per poll_interval: from the loop
@@ -426,7 +495,7 @@ class Worker:
         workers' jobs. A store that cannot be reached raises StoreUnavailable: the lease
         stays ours until a reaper that sees the store finds it stale."""
         assert self.info is not None
-        config = self.config = self.manager.settings()
+        config = self._fresh_config()
         now = self.clock()
         with self._lock:
             current, held = self._current, self._held
@@ -447,8 +516,16 @@ class Worker:
                 self._lease_lost(held, current)
         if now <= self._orphans_until:
             self._hand_back_orphans()
-        self._reap(config)
-        self._tick()
+        if now >= self._next_reap:
+            self._next_reap = now + max(
+                config.heartbeat_interval, config.stale_after / REAPS_PER_STALE_AFTER
+            )
+            chores = now >= self._next_chores
+            if chores:
+                self._next_chores = now + CHORES_EVERY
+            self._reap(config, chores=chores)
+        if held:  # an idle loop ticks when its poll sees a schedule due
+            self._tick()
 
     def _lease_lost(self, held: Job, seen: tuple[Job, Execution] | None) -> None:
         """A renewal found the lease gone: kill the command if it is still the one that
@@ -481,10 +558,10 @@ class Worker:
             if self.jobs.hand_back(job, keep_place=True):
                 self.log(f"job {job.id}: claimed by a request whose reply was lost; handed back")
 
-    def _reap(self, config: Config) -> None:
+    def _reap(self, config: Config, chores: bool = True) -> None:
         # Fresh config (read by the caller): judging other workers' leases by a stale_after
         # read before a long job began would release healthy jobs after it was raised.
-        for job_id in self.manager.reap(config):
+        for job_id in self.manager.reap(config, chores=chores):
             self.log(f"job {job_id} released from a lost worker")
             self.notifier.job_finished(job_id)  # sent only if that made it dead
 

@@ -116,6 +116,12 @@ class WorkerManager:
         queues is due and when the next schedule is."""
         return self.store.poll(queues)
 
+    def first_poll(self, queues: Sequence[str] = ()) -> Poll:
+        """`poll`, for a worker that starts: the control version is created first if the
+        store has none yet (so every later poll finds the record it reads)."""
+        self.store.ensure_control()
+        return self.store.poll(queues)
+
     def stop_requested(self, worker_id: str) -> bool:
         """Whether a stop was asked for that worker through the store (any machine)."""
         worker = self.store.get_worker(worker_id)
@@ -201,9 +207,11 @@ class WorkerManager:
                 raise QueuectlError(f"workers still running after {timeout:g}s")
             time.sleep(poll)
 
-    def reap(self, config: Config) -> List[str]:
+    def reap(self, config: Config, chores: bool = True) -> List[str]:
         """Release jobs whose lease went silent, at once for workers on this machine whose
-        process is gone; mark silent workers lost. Returns the ids of released jobs.
+        process is gone; mark silent workers lost. Returns the ids of released jobs. With
+        `chores`, also forget long-gone worker rows and finish what a crash left undone
+        for dependents (a worker does those rarely).
 
         Silence is counted only over time this process saw the store: right after an
         outage or a freeze every lease looks old, so nothing is released until the store
@@ -220,7 +228,8 @@ class WorkerManager:
                 for job in self.store.jobs_locked_by(worker.id):
                     if self.jobs.release(job, f"worker {worker.id} exited", config, now=now):
                         released.append(job.id)
-        self.store.delete_workers(now - FORGET_WORKERS_AFTER)
+        if chores:
+            self.store.delete_workers(now - FORGET_WORKERS_AFTER)
         since = self.sight.since() if self.sight is not None else None
         if self.sight is not None and (since is None or since + config.stale_after >= now):
             return released  # not in sight for long enough to call anyone silent
@@ -229,5 +238,6 @@ class WorkerManager:
             reason = f"worker {job.locked_by} stopped heartbeating"
             if self.jobs.release(job, reason, config, now=now, stale_before=cutoff):
                 released.append(job.id)
-        self.jobs.repair_dependents()
+        if chores:
+            self.jobs.repair_dependents()
         return released

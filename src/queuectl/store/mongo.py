@@ -777,9 +777,9 @@ class MongoStore:
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """Stored values."""
+        """Stored values (not the control version kept beside them)."""
         with self._errors():
-            return {d["_id"]: d["value"] for d in self.config.find()}
+            return {d["_id"]: d["value"] for d in self.config.find({"_id": {"$ne": CONTROL_KEY}})}
 
     def set_config(self, key: str, value: Any) -> None:
         """Upsert one value."""

@@ -723,8 +723,9 @@ class SqliteStore:
 
     # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
-        """Stored values, JSON-decoded."""
-        return {r["key"]: json.loads(r["value"]) for r in self._query("SELECT * FROM config")}
+        """Stored values, JSON-decoded (not the control version kept beside them)."""
+        rows = self._query("SELECT * FROM config WHERE key != ?", (CONTROL_KEY,))
+        return {r["key"]: json.loads(r["value"]) for r in rows}
 
     def set_config(self, key: str, value: Any) -> None:
         """Upsert one value."""
