@@ -43,8 +43,9 @@ NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still be
 # than it heartbeats): a fleet of idle workers need not all reap every beat (SPEC §8), and a
 # lost worker's job is still released within 10 % of stale_after of it going stale.
 REAPS_PER_STALE_AFTER = 10
-# Forgetting long-gone worker rows and repairing dependents a crash left open are chores: an
-# hour between them is plenty.
+# Forgetting long-gone worker rows, repairing dependents a crash left open, and reading the
+# config and stop flag whatever the control version says (an older release's `config set` or
+# `worker stop` does not move it) are chores: an hour between them is plenty.
 CHORES_EVERY = 3600.0
 
 
@@ -106,6 +107,8 @@ class Worker:
         self._claim_hint = True
         self._control_lock = threading.Lock()
         self._next_reap = float("-inf")  # by self.clock
+        # The idle loop's interval clock (a test moves it with the wall clock it gives).
+        self.monotonic: Callable[[], float] = time.monotonic
         self._next_chores = float("-inf")
         self._told: float | None = None  # the run_at a burst worker last said it waits for
         self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
@@ -137,8 +140,12 @@ class Worker:
         """Register, read the config, and reap what dead local workers left behind."""
         # The version first: a change stored after this read moves it, so the first poll
         # sees it and reads the config again.
-        self._version = self.manager.first_poll(self.queues).version
+        poll = self.manager.first_poll(self.queues)
+        self._version, self._due = poll.version, poll.next_run_at
         self.config = self.manager.settings()
+        self._polled_at = self.monotonic()
+        self._next_refresh = self._polled_at + float(self.config.poll_interval)
+        self._claim_hint = False  # the poll said whether a job is due
         self.info = self.manager.register(
             self.index, self.queues, stale_after=self.config.stale_after
         )
@@ -395,7 +402,7 @@ class Worker:
         if not self.burst:
             # Until the next poll, or until the job the last poll saw comes due: no store
             # call here (the poll read when the next job is due).
-            timeout = max(self._next_refresh - time.monotonic(), 0.0)
+            timeout = max(self._next_refresh - self.monotonic(), 0.0)
             if self._due is not None:
                 timeout = min(timeout, max(self._due - self.clock(), 0.0))
             self._wait(timeout)
@@ -420,7 +427,7 @@ class Worker:
         """At most once per poll_interval, one store read (the poll): when the control
         version moved, reload the config and look for a stop request; when a schedule is
         due, enqueue its job; remember when the next job is due."""
-        now = time.monotonic()
+        now = self.monotonic()
         if now < self._next_refresh:
             return
         poll = self.manager.poll(self.queues)
@@ -434,17 +441,18 @@ class Worker:
         if poll.next_schedule_at is not None and poll.next_schedule_at <= self.clock():
             self._tick()
 
-    def _control(self, version: int) -> None:
-        """Act on a control version read just now: if it moved, reload the config and look
-        for a stop request. A new heartbeat_interval or stale_after wakes the heartbeat,
-        which renews at once with the new values instead of at the end of a sleep begun
-        under the old ones."""
+    def _control(self, version: int | None) -> None:
+        """Act on a control version read just now: if it moved (or with None, always),
+        reload the config and look for a stop request. A new heartbeat_interval or
+        stale_after wakes the heartbeat, which renews at once with the new values instead
+        of at the end of a sleep begun under the old ones."""
         with self._control_lock:
-            if version == self._version:
+            if version is not None and version == self._version:
                 return
             before = self.config
             self.config = self.manager.settings()
-            self._version = version  # after the read: a failed read is tried again
+            if version is not None:
+                self._version = version  # after the read: a failed read is tried again
             timing = ("heartbeat_interval", "stale_after")
             if any(getattr(before, k) != getattr(self.config, k) for k in timing):
                 _poke(self._beat_w)
@@ -458,14 +466,14 @@ class Worker:
         """The config as stored now, give or take one poll_interval: the idle loop keeps it
         so through the control version; when the loop has not polled for longer (a job is
         running), the version is read here."""
-        if time.monotonic() - self._polled_at > 2 * float(self.config.poll_interval):
+        if self.monotonic() - self._polled_at > 2 * float(self.config.poll_interval):
             self._control(self.manager.poll(self.queues).version)
         return self.config
 
     def _tick(self) -> None:
         """Enqueue the jobs of due schedules, at most once per poll_interval: from the loop
         when idle or between jobs, from the heartbeat while a long job runs."""
-        now = time.monotonic()
+        now = self.monotonic()
         with self._lock:
             if now < self._next_tick:
                 return
@@ -523,6 +531,9 @@ class Worker:
             chores = now >= self._next_chores
             if chores:
                 self._next_chores = now + CHORES_EVERY
+                # A change an older release wrote moved no version: read anyway, now and then.
+                self._control(None)
+                config = self.config
             self._reap(config, chores=chores)
         if held:  # an idle loop ticks when its poll sees a schedule due
             self._tick()

@@ -44,6 +44,9 @@ LIVE = {"$in": ["idle", "busy", "stopping"]}
 # A document written before dependencies existed has no `waiting`: it waits for nothing.
 NOT_BLOCKED = {"$in": [0, None]}
 BATCH = 1000  # ids per $in list
+# How long a command waits for a server it can use: what an unreachable server costs a
+# command before it fails (SPEC §3: about 5 s in all with start-up).
+SERVER_SELECTION_TIMEOUT_MS = 4000
 
 
 def queue_filter(queues: Sequence[str]) -> dict[str, Any]:
@@ -721,7 +724,9 @@ class MongoStore:
         docs = [
             self.jobs.find_one(due, {"_id": 0, "run_at": 1}, sort=[("run_at", 1)]),
             self.config.find_one(control, {"_id": 0, "value": 1}),
-            self.schedules.find_one(active, {"_id": 0, "next_run_at": 1}, sort=[("next_run_at", 1)]),
+            self.schedules.find_one(
+                active, {"_id": 0, "next_run_at": 1}, sort=[("next_run_at", 1)]
+            ),
         ]
         return [d for d in docs if d]
 
@@ -1006,7 +1011,7 @@ def connect(url: str, masked: str, secrets: Sequence[str] = ()) -> MongoStore:
     # Retryable writes and reads (the driver's defaults, stated so a URL must opt out
     # explicitly) let the driver re-send a claim or a result once after a failover.
     options: dict[str, Any] = {
-        "serverSelectionTimeoutMS": 4000,
+        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
         "connectTimeoutMS": 4000,
         "socketTimeoutMS": 30000,
         "retryWrites": True,
