@@ -143,9 +143,7 @@ class Worker:
         poll = self.manager.first_poll(self.queues)
         self._version, self._due = poll.version, poll.next_run_at
         self.config = self.manager.settings()
-        self._polled_at = self.monotonic()
-        self._next_refresh = self._polled_at + float(self.config.poll_interval)
-        self._claim_hint = False  # the poll said whether a job is due
+        self._claim_hint = False  # the poll says whether a job is due (run() polls first)
         self.info = self.manager.register(
             self.index, self.queues, stale_after=self.config.stale_after
         )
@@ -462,11 +460,12 @@ class Worker:
             self.log("stop requested through the store")
             self.request_stop()
 
-    def _fresh_config(self) -> Config:
+    def _fresh_config(self, busy: bool) -> Config:
         """The config as stored now, give or take one poll_interval: the idle loop keeps it
-        so through the control version; when the loop has not polled for longer (a job is
-        running), the version is read here."""
-        if self.monotonic() - self._polled_at > 2 * float(self.config.poll_interval):
+        so through the control version; while a job runs (the loop does not poll), or when
+        the loop has not polled for longer, the version is read here."""
+        quiet = self.monotonic() - self._polled_at > 2 * float(self.config.poll_interval)
+        if busy or quiet:
             self._control(self.manager.poll(self.queues).version)
         return self.config
 
@@ -503,10 +502,10 @@ class Worker:
         workers' jobs. A store that cannot be reached raises StoreUnavailable: the lease
         stays ours until a reaper that sees the store finds it stale."""
         assert self.info is not None
-        config = self._fresh_config()
-        now = self.clock()
         with self._lock:
             current, held = self._current, self._held
+        config = self._fresh_config(busy=held is not None)
+        now = self.clock()
         status = STOPPING if self.stopping else (BUSY if held else IDLE)
         self._update_row(
             {
