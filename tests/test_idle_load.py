@@ -10,78 +10,17 @@ count is the same on every run.
 from __future__ import annotations
 
 import collections
-import threading
-from typing import Any, Callable
 
 import pytest
+from idlesim import CountingStore, run_idle
 
 from queuectl.app import App
-from queuectl.worker import Worker
 
 # 1,000 idle workers may cost the store about 1,100 operations per second: 1.1 per worker.
 BUDGET_PER_WORKER_SECOND = 1.1
 # Long enough to cover the reaper's whole path: it counts staleness only after it has seen
 # the store for stale_after (600 s by default).
 SIMULATED = 1800.0
-
-
-class CountingStore:
-    """A store that counts its calls (by method name, with the clock's time of each)."""
-
-    def __init__(self, store: Any, clock: Callable[[], float]) -> None:
-        self._store = store
-        self._clock = clock
-        self.url = store.url
-        self.calls: list[tuple[float, str]] = []
-        self._lock = threading.Lock()
-
-    def __getattr__(self, name: str) -> Any:
-        attr = getattr(self._store, name)
-        if not callable(attr):
-            return attr
-
-        def call(*args: Any, **kwargs: Any) -> Any:
-            with self._lock:
-                self.calls.append((self._clock(), name))
-            return attr(*args, **kwargs)
-
-        return call
-
-    def names(self, since: float = float("-inf"), until: float = float("inf")) -> list[str]:
-        """The calls made in [since, until)."""
-        with self._lock:
-            return [name for at, name in self.calls if since <= at < until]
-
-
-def run_idle(worker: Worker, clock: Any, seconds: float, during: Callable[[float], None]) -> None:
-    """Run the worker's loop for `seconds` of simulated time: each idle wait moves the clock
-    by its timeout (and the loop's interval clock with it), heartbeating every
-    heartbeat_interval as the heartbeat thread would; `during(elapsed)` runs halfway through
-    each wait and at its end."""
-    start = clock()
-    worker.monotonic = clock
-    next_beat = start + float(worker.config.heartbeat_interval)
-
-    def advance_to(when: float) -> None:
-        nonlocal next_beat
-        while next_beat <= when:
-            clock.advance(next_beat - clock())
-            worker.heartbeat()
-            next_beat = clock() + float(worker.config.heartbeat_interval)
-        clock.advance(when - clock())
-        during(clock() - start)
-
-    def wait(timeout: float) -> None:
-        assert timeout > 0, "an idle wait of 0: the loop would spin"
-        end = clock() + timeout
-        advance_to(clock() + timeout / 2)
-        advance_to(end)
-        if clock() - start >= seconds:
-            worker.stopping = True
-
-    worker._wait = wait  # type: ignore[method-assign]
-    worker._heartbeat_loop = lambda: None  # type: ignore[method-assign]
-    assert worker.run() == 0
 
 
 @pytest.fixture

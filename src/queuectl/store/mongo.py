@@ -44,6 +44,8 @@ LIVE = {"$in": ["idle", "busy", "stopping"]}
 # A document written before dependencies existed has no `waiting`: it waits for nothing.
 NOT_BLOCKED = {"$in": [0, None]}
 BATCH = 1000  # ids per $in list
+# The server's error for a pipeline stage it does not know.
+UNKNOWN_STAGE = 40324
 # How long a command waits for a server it can use: what an unreachable server costs a
 # command before it fails (SPEC §3: about 5 s in all with start-up).
 SERVER_SELECTION_TIMEOUT_MS = 4000
@@ -138,8 +140,8 @@ class MongoStore:
         self.jobs_view = client[db_name]["jobs"]
         self.schedules = self.db["schedules"]
         self._indexed = False
-        # $unionWith (MongoDB 4.4+) makes the idle poll one command; mongomock, which lacks
-        # it, gets the same answer from three reads.
+        # $unionWith (MongoDB 4.4+) makes the idle poll one command; mongomock and servers
+        # that refuse the stage get the same answer from three reads.
         self._union = True
 
     @contextmanager
@@ -717,9 +719,16 @@ class MongoStore:
                     }
                 },
             ]
+            from pymongo.errors import OperationFailure
+
             try:
                 return list(self.jobs.aggregate(pipeline))
             except NotImplementedError:  # mongomock
+                self._union = False
+            except OperationFailure as exc:
+                # A server below 4.4, or one whose featureCompatibilityVersion is: three reads.
+                if exc.code != UNKNOWN_STAGE and "$unionWith" not in str(exc):
+                    raise
                 self._union = False
         docs = [
             self.jobs.find_one(due, {"_id": 0, "run_at": 1}, sort=[("run_at", 1)]),
