@@ -98,3 +98,36 @@ def test_an_idle_worker_claims_a_job_due_later_without_an_extra_read(counted, cl
     assert job_after.started_at == pytest.approx(start + 5.5, abs=0.01)  # at its run_at
     claims = [name for name in counting.names(start, start + 10) if name == "claim"]
     assert len(claims) == 2  # the job's, then one more after it ran (nothing left)
+
+
+def test_the_poll_answers_what_an_idle_worker_needs_in_one_read(store, clock):
+    from queuectl.models import Schedule
+
+    app = App(store=store, clock=clock)
+    store.ensure_control()
+    assert store.poll() == (0, None, None)
+    built = app.jobs.build(
+        [
+            (None, {"id": "later", "command": "true", "delay": 50}),
+            (None, {"id": "sooner", "command": "true", "delay": 20, "queue": "b"}),
+            (None, {"id": "blocked", "command": "true", "after": ["later"]}),
+        ]
+    )
+    store.insert_jobs(built)
+    for name, paused, at in (("active", False, clock() + 70), ("paused", True, clock() + 5)):
+        store.insert_schedule(Schedule(name, "* * * * *", "UTC", "true", next_run_at=at))
+        if paused:
+            store.update_schedule(name, {"paused": True})
+    poll = store.poll()
+    assert (poll.next_run_at, poll.next_schedule_at) == (clock() + 20, clock() + 70)
+    assert store.poll(["default"]).next_run_at == clock() + 50  # "blocked" waits on "later"
+    assert store.poll(["b", "c"]).next_run_at == clock() + 20
+    assert store.poll(["c"]).next_run_at is None
+
+    app.configs.set("poll_interval", "3")
+    app.workers.request_stop()
+    app.configs.unset("poll_interval")
+    assert store.poll().version == 3  # each change moved it once
+    store.ensure_control()  # a worker that starts never moves it
+    assert store.poll().version == 3
+    assert store.get_config() == {}  # the version is not a config key
