@@ -83,6 +83,9 @@ class Settings:
     memory_runs: int = 2
     idle_workers: int = 20  # idle worker processes whose store calls are counted
     idle_load_window: float = 60.0  # seconds counted (two heartbeats, one reap of each)
+    # Counting starts past each worker's first heartbeat, whose reap also does the hourly
+    # chores (a full re-read of the config and stop flag, forgetting long-gone workers).
+    idle_settle: float = 35.0
     mongo_claim_sizes: tuple[int, ...] = (10_000, 100_000)
 
     @classmethod
@@ -104,6 +107,7 @@ class Settings:
             memory_runs=1,
             idle_workers=5,
             idle_load_window=15.0,
+            idle_settle=3.0,
             mongo_claim_sizes=(10_000,),
         )
 
@@ -1140,8 +1144,8 @@ def memory(lab: Lab, cfg: Settings) -> list[Figure]:
 
 # -- MongoDB --------------------------------------------------------------------------------
 def mongodb(lab: Lab, cfg: Settings) -> list[Figure]:
-    """Throughput, pickup latency, claims at scale and the load of idle workers on MongoDB,
-    when a server is given (or the wire lane's stand-in, with --wire)."""
+    """Throughput, pickup latency and claims at scale on MongoDB, when a server is given (or
+    the wire lane's stand-in, with --wire); the `idle` step measures idle workers there."""
     uri = os.environ.get(MONGO_ENV)
     if not uri:
         return [
@@ -1156,7 +1160,6 @@ def mongodb(lab: Lab, cfg: Settings) -> list[Figure]:
         throughput(lab, cfg, mongo_uri=uri)
         + pickup_latency(lab, cfg, mongo_uri=uri)
         + mongo_claims(lab, cfg, uri)
-        + idle_load(lab, cfg, mongo_uri=uri)
     )
 
 
@@ -1340,7 +1343,7 @@ def idle_load(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> list[Fig
     proc = lab.start_workers(home, n)
     try:
         pids = worker_pids(lab, home, n, timeout=60)
-        time.sleep(3.0)  # past start-up: registration, the first poll
+        time.sleep(cfg.idle_settle)
         before = read_counts(count_dir, pids)
         time.sleep(cfg.idle_load_window)
         after = read_counts(count_dir, pids)
@@ -1439,10 +1442,12 @@ def idle_simulated(lab: Lab) -> list[Figure]:
     return figures
 
 
-def idle_sqlite(lab: Lab, cfg: Settings) -> list[Figure]:
-    """The idle load on the SQLite store (the MongoDB step measures its own), in real worker
-    processes and over a simulated hour."""
-    return idle_load(lab, cfg) + idle_simulated(lab)
+def idle_workers(lab: Lab, cfg: Settings) -> list[Figure]:
+    """The idle load on the SQLite store, in real worker processes and over a simulated
+    hour; and on MongoDB in real worker processes when a server is given (or with --wire)."""
+    figures = idle_load(lab, cfg) + idle_simulated(lab)
+    uri = os.environ.get(MONGO_ENV)
+    return figures + (idle_load(lab, cfg, mongo_uri=uri) if uri else [])
 
 
 STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
@@ -1455,7 +1460,7 @@ STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
     "blocked": blocked_claims,
     "memory": memory,
     "web": web,
-    "idle": idle_sqlite,
+    "idle": idle_workers,
     "mongodb": mongodb,
 }
 
