@@ -83,9 +83,7 @@ class Settings:
     memory_runs: int = 2
     idle_workers: int = 20  # idle worker processes whose store calls are counted
     idle_load_window: float = 60.0  # seconds counted (two heartbeats, one reap of each)
-    # Counting starts past each worker's first heartbeat, whose reap also does the hourly
-    # chores (a full re-read of the config and stop flag, forgetting long-gone workers).
-    idle_settle: float = 35.0
+    idle_settle: float = 3.0  # past start-up (registration, the first reap and poll)
     mongo_claim_sizes: tuple[int, ...] = (10_000, 100_000)
 
     @classmethod
@@ -107,7 +105,6 @@ class Settings:
             memory_runs=1,
             idle_workers=5,
             idle_load_window=15.0,
-            idle_settle=3.0,
             mongo_claim_sizes=(10_000,),
         )
 

@@ -147,7 +147,8 @@ class Worker:
         self.info = self.manager.register(
             self.index, self.queues, stale_after=self.config.stale_after
         )
-        self._reap(self.config)
+        self._reap(self.config)  # chores included
+        self._next_chores = self.clock() + CHORES_EVERY
         self.log(f"started (pid {os.getpid()})")
         return self.info
 
