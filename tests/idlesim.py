@@ -64,6 +64,8 @@ def run_idle(worker: Worker, clock: Any, seconds: float, during: Callable[[float
 
     def advance_to(when: float) -> None:
         nonlocal next_beat
+        if next_beat - clock() > float(worker.config.heartbeat_interval):
+            next_beat = clock()  # a shorter interval wakes the heartbeat thread at once
         while next_beat <= when:
             clock.advance(next_beat - clock())
             worker.heartbeat()

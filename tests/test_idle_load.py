@@ -84,6 +84,25 @@ def test_a_stop_and_a_config_change_still_reach_an_idle_worker_within_a_poll(cou
     assert app.store.get_worker(worker.info.id).status == "stopped"
 
 
+def test_the_reaper_keeps_pace_with_a_live_change_of_its_timing(counted, clock):
+    counting, app = counted
+    other = App(store=counting._store, clock=clock)
+    worker = app.worker(log=lambda line: None)
+    worker.start()
+    start = clock()
+
+    def during(elapsed: float) -> None:
+        if elapsed == 100.5:  # reaping every 60 s until now
+            other.configs.set("heartbeat_interval", "1")
+            other.configs.set("stale_after", "5")
+
+    run_idle(worker, clock, 130, during)
+    reaps = [at - start for at, name in counting.calls if name == "list_workers"]
+    assert [at for at in reaps if at < 100] == [0, 30, 90]  # at its start, then every 60 s
+    # From the next poll on, every heartbeat (1 s) reaps: stale_after / 10 is shorter.
+    assert len([at for at in reaps if 101 <= at < 130]) >= 28, reaps
+
+
 def test_an_idle_worker_claims_a_job_due_later_without_an_extra_read(counted, clock):
     counting, app = counted
     worker = app.worker(log=lambda line: None)

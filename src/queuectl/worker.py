@@ -106,10 +106,9 @@ class Worker:
         self._due: float | None = None  # run_at of the next claimable job, as last polled
         self._claim_hint = True
         self._control_lock = threading.Lock()
-        self._next_reap = float("-inf")  # by self.clock
+        self._next_reap = self._next_chores = float("-inf")  # by self.clock
         # The idle loop's interval clock (a test moves it with the wall clock it gives).
         self.monotonic: Callable[[], float] = time.monotonic
-        self._next_chores = float("-inf")
         self._told: float | None = None  # the run_at a burst worker last said it waits for
         self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
         self.notifier = Notifier(jobs, lambda: self.config, self.log)
@@ -454,6 +453,7 @@ class Worker:
                 self._version = version  # after the read: a failed read is tried again
             timing = ("heartbeat_interval", "stale_after")
             if any(getattr(before, k) != getattr(self.config, k) for k in timing):
+                self._next_reap = float("-inf")  # the reaper's pace follows the new values
                 _poke(self._beat_w)
             assert self.info is not None
             stop = self.manager.stop_requested(self.info.id)
