@@ -57,6 +57,8 @@ MONGO_ENV = "QUEUECTL_BENCH_MONGODB_URI"
 # thousand), and the smaller ones of its MongoDB stand-in (the wire lane).
 HOT_SIZES = (10_000, 10_000_000)
 HOT_MONGO_SIZES = (1_000, 10_000)
+# How MongoDB figures are labelled: `--wire` relabels them, its server being a stand-in.
+MONGO_TAG = {"tag": " [mongodb]", "what": "MongoDB"}
 MIB = 1024 * 1024
 # The first claims on a freshly built store are slower (the WAL file grows to its working
 # size, pages come into the cache): these are run untimed.
@@ -88,6 +90,10 @@ class Settings:
     memory_runs: int = 2
     hot_sizes: tuple[int, ...] = HOT_SIZES
     hot_mongo_sizes: tuple[int, ...] = HOT_MONGO_SIZES
+    idle_workers: int = 20  # idle worker processes whose store calls are counted
+    idle_load_window: float = 60.0  # seconds counted (two heartbeats, one reap of each)
+    idle_settle: float = 3.0  # past start-up (registration, the first reap and poll)
+    mongo_claim_sizes: tuple[int, ...] = (10_000, 100_000)
 
     @classmethod
     def shrunk(cls) -> Settings:
@@ -106,6 +112,9 @@ class Settings:
             scale_reps=3,
             claims=100,
             memory_runs=1,
+            idle_workers=5,
+            idle_load_window=15.0,
+            mongo_claim_sizes=(10_000,),
         )
 
 
@@ -602,7 +611,7 @@ def throughput(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> list[Fi
         first = min(j.started_at or ended for j in jobs)
         steady.append(n / (max(j.finished_at or 0 for j in jobs) - first))
         startup.append((first - began) * 1000)
-    tag = " [mongodb]" if mongo_uri else ""
+    tag = MONGO_TAG["tag"] if mongo_uri else ""
     return [
         measured(f"throughput{tag}", f"throughput, {n} jobs, 2 workers{tag}", rates, "/s"),
         measured(
@@ -667,7 +676,7 @@ def pickup_latency(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> lis
         library = sample_pickups(home, n, lambda c: lib_enqueue(home, c))
     finally:
         lab.stop(proc)
-    tag = " [mongodb]" if mongo_uri else ""
+    tag = MONGO_TAG["tag"] if mongo_uri else ""
     window = f"over {cfg.idle_window:g} s" + (" (--quick)" if cfg.quick else "")
     return [
         Figure(
@@ -1521,18 +1530,310 @@ def over(waits: list[float], bound: float) -> str:
 
 # -- MongoDB --------------------------------------------------------------------------------
 def mongodb(lab: Lab, cfg: Settings) -> list[Figure]:
-    """Throughput and pickup latency on a real MongoDB, when one is given."""
+    """Throughput, pickup latency and claims at scale on MongoDB, when a server is given (or
+    the wire lane's stand-in, with --wire); the `idle` step measures idle workers there."""
     uri = os.environ.get(MONGO_ENV)
     if not uri:
         return [
             Figure(
                 "mongodb",
-                "MongoDB throughput and latency",
+                "MongoDB throughput, latency, claims, idle load",
                 None,
-                note=f"skipped: {MONGO_ENV} is not set",
+                note=f"skipped: {MONGO_ENV} is not set (or use --wire)",
             )
         ]
-    return throughput(lab, cfg, mongo_uri=uri) + pickup_latency(lab, cfg, mongo_uri=uri)
+    return (
+        throughput(lab, cfg, mongo_uri=uri)
+        + pickup_latency(lab, cfg, mongo_uri=uri)
+        + mongo_claims(lab, cfg, uri)
+    )
+
+
+def mongo_claims(lab: Lab, cfg: Settings, uri: str) -> list[Figure]:
+    """MongoStore.claim timed in-process at each size: the store grown by insert_many of
+    the same mix as step 6 (90 % completed, 8 % pending, 1 % failed, 1 % dead)."""
+    tag = MONGO_TAG["tag"]
+    figures, medians = [], {}
+    for size in cfg.mongo_claim_sizes:
+        home = lab.home(f"mongo-claims-{size}", uri)
+        store: Any = open_store(home.url)
+        now = time.time()
+        docs = []
+        for row in history_rows(0, size, now):
+            doc = dict(zip(JOB_COLUMNS, row, strict=True))
+            doc["_id"] = doc.pop("id")
+            doc["after"] = []  # the store's own documents hold a list
+            docs.append(doc)
+            if len(docs) == 10_000:
+                store.jobs.insert_many(docs, ordered=False)
+                docs = []
+        if docs:
+            store.jobs.insert_many(docs, ordered=False)
+        times = []
+        # Fewer than step 6: a claim on a stand-in server may take a good part of a second.
+        warm_up, claims = 10, min(cfg.claims, 40)
+        for n in range(claims + warm_up):
+            started = time.perf_counter()
+            job = store.claim("bench-worker", time.time(), secrets.token_hex(8))
+            elapsed = (time.perf_counter() - started) * 1000
+            if job is None:
+                raise BenchError("no ready job left to claim")
+            if n >= warm_up:
+                times.append(elapsed)
+        store.close()
+        medians[size] = times
+        figures.append(
+            measured(f"mongo_claim_{size}{tag}", f"claim, {label(size)} jobs{tag}", times, "ms")
+        )
+    sizes = sorted(medians)
+    if len(sizes) > 1:
+        low, high = sizes[0], sizes[-1]
+        ratios = [
+            statistics.median(b) / statistics.median(a)
+            for a, b in zip(chunks(medians[low], 5), chunks(medians[high], 5), strict=True)
+        ]
+        figures.append(
+            measured(
+                f"mongo_claim_ratio{tag}",
+                f"claim {label(high)} / claim {label(low)}{tag}",
+                ratios,
+                "x",
+                ("<=", 2.0, f"<= 2 ({label(high)} / {label(low)})"),
+            )
+        )
+    return figures
+
+
+# -- 9. the store load of idle workers --------------------------------------------------------
+# Loaded by every Python process of the idle step's home (PYTHONPATH): counts the store calls
+# of the process (each public method of SqliteStore and MongoStore) and, on MongoDB, the
+# commands its client sends and the driver's own monitoring checks, and writes the counts
+# with the time to COUNT_DIR/<pid>.json twice a second.
+COUNTING_SITECUSTOMIZE = """
+import collections, json, os, threading, time
+
+_dir = os.environ.get("QUEUECTL_BENCH_COUNT")
+if _dir:
+    _counts = collections.Counter()
+    _lock = threading.Lock()
+
+    def _count(key):
+        with _lock:
+            _counts[key] += 1
+
+    def _wrap(cls):
+        for name in [n for n in vars(cls) if not n.startswith("_") and n != "close"]:
+            method = vars(cls)[name]
+            if not callable(method):
+                continue
+
+            def counted(self, *args, _name=name, _method=method, **kwargs):
+                _count("store." + _name)
+                return _method(self, *args, **kwargs)
+
+            setattr(cls, name, counted)
+
+    from queuectl.store import mongo, sqlite
+
+    _wrap(sqlite.SqliteStore)
+    _wrap(mongo.MongoStore)
+    try:
+        from pymongo import monitoring
+
+        class _Commands(monitoring.CommandListener):
+            def started(self, event):
+                _count("command." + event.command_name)
+
+            def succeeded(self, event):
+                pass
+
+            def failed(self, event):
+                pass
+
+        class _Checks(monitoring.ServerHeartbeatListener):
+            def started(self, event):
+                _count("monitor.check")
+
+            def succeeded(self, event):
+                pass
+
+            def failed(self, event):
+                pass
+
+        monitoring.register(_Commands())
+        monitoring.register(_Checks())
+    except ImportError:
+        pass
+
+    def _dump():
+        path = os.path.join(_dir, f"{os.getpid()}.json")
+        while True:
+            with _lock:
+                doc = {"time": time.monotonic(), "counts": dict(_counts)}
+            with open(path + ".tmp", "w") as out:
+                json.dump(doc, out)
+            os.replace(path + ".tmp", path)
+            time.sleep(0.5)
+
+    threading.Thread(target=_dump, daemon=True).start()
+"""
+IDLE_GOAL_WORKERS = 1000
+IDLE_GOAL_OPS = 1100.0
+
+
+def read_counts(count_dir: Path, pids: Sequence[int]) -> dict[int, dict[str, Any]]:
+    """The last counts each of those processes wrote."""
+    found = {}
+    for pid in pids:
+        try:
+            found[pid] = json.loads((count_dir / f"{pid}.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise BenchError(f"no store-call counts from worker pid {pid}: {exc}") from None
+    return found
+
+
+def idle_rates(
+    before: dict[int, dict[str, Any]], after: dict[int, dict[str, Any]]
+) -> dict[str, list[float]]:
+    """Per worker: its store calls, client commands and driver checks per second between two
+    readings of its counts."""
+    rates: dict[str, list[float]] = {"store": [], "command": [], "monitor": []}
+    for pid, end in after.items():
+        start = before[pid]
+        seconds = end["time"] - start["time"]
+        for kind in rates:
+            count = sum(
+                n - start["counts"].get(key, 0)
+                for key, n in end["counts"].items()
+                if key.startswith(kind + ".")
+            )
+            rates[kind].append(count / seconds)
+    return rates
+
+
+def idle_load(lab: Lab, cfg: Settings, mongo_uri: str | None = None) -> list[Figure]:
+    """N idle worker processes with the default settings (`worker start --count N`): every
+    store call of each is counted over a window, and on MongoDB every command its client
+    sends; the projection to 1,000 workers is held against SPEC §8's ~1,100 operations/s."""
+    home = lab.home("idle-load", mongo_uri)
+    site = lab.root / "counting-site"
+    site.mkdir(exist_ok=True)
+    (site / "sitecustomize.py").write_text(COUNTING_SITECUSTOMIZE)
+    count_dir = home.path / "counts"
+    count_dir.mkdir()
+    home.env["PYTHONPATH"] = os.pathsep.join(
+        filter(None, [str(site), str(REPO / "src"), home.env.get("PYTHONPATH", "")])
+    )
+    home.env["QUEUECTL_BENCH_COUNT"] = str(count_dir)
+    n = cfg.idle_workers
+    proc = lab.start_workers(home, n)
+    try:
+        pids = worker_pids(lab, home, n, timeout=60)
+        time.sleep(cfg.idle_settle)
+        before = read_counts(count_dir, pids)
+        time.sleep(cfg.idle_load_window)
+        after = read_counts(count_dir, pids)
+    finally:
+        lab.stop(proc)
+    rates = idle_rates(before, after)
+    tag = MONGO_TAG["tag"] if mongo_uri else ""
+    window = f"{n} workers over {cfg.idle_load_window:g} s" + (" (--quick)" if cfg.quick else "")
+    # On MongoDB the store's load is what the server receives: the client's commands. On
+    # SQLite, the store calls (each one statement or one short transaction).
+    # On MongoDB the driver's own checks of the server count too (one client per process).
+    # The driver's own checks of the server are shown apart: they are pymongo's, one client
+    # per process, whatever queuectl does (the URL's heartbeatFrequencyMS sets their pace).
+    load = rates["command"] if mongo_uri else rates["store"]
+    projected = [IDLE_GOAL_WORKERS * rate for rate in load]
+    figures = [
+        measured(
+            f"idle_store_calls{tag}",
+            f"store calls per idle worker per second, {window}{tag}",
+            rates["store"],
+            "",
+            note="poll_interval 1 s, heartbeat_interval 30 s, stale_after 600 s (defaults)",
+        )
+    ]
+    if mongo_uri:
+        figures += [
+            measured(
+                f"idle_commands{tag}",
+                f"  {MONGO_TAG['what']} commands per idle worker per second{tag}",
+                rates["command"],
+                "",
+            ),
+            measured(
+                f"idle_monitor{tag}",
+                f"  the driver's server checks per worker process per second{tag}",
+                rates["monitor"],
+                "",
+                note="pymongo's own monitoring (hello), apart from queuectl's commands",
+            ),
+        ]
+    figures.append(
+        measured(
+            f"idle_projected{tag}",
+            f"store operations of {IDLE_GOAL_WORKERS:,} idle workers, projected{tag}",
+            projected,
+            "/s",
+            ("<=", IDLE_GOAL_OPS, f"<= ~{IDLE_GOAL_OPS:,.0f}/s"),
+            note="per-worker rate x 1,000"
+            + (" (queuectl's commands; the driver's checks are above)" if mongo_uri else "")
+            + "; the reaper's stale checks begin only after stale_after in sight: the "
+            "simulated hour below counts the whole cycle",
+        )
+    )
+    return figures
+
+
+SIMULATED_HOUR = 3600.0
+
+
+def idle_simulated(lab: Lab) -> list[Figure]:
+    """One idle worker in-process over an hour of simulated time (tests/idlesim.py: the clock
+    moves by each wait), every store call counted: the whole cycle, the reaper's stale
+    checks included, at poll_interval 1 s (the default) and 5 s."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from idlesim import idle_calls
+
+    figures = []
+    for poll in (1, 5):
+        store = SqliteStore(str(lab.root / f"idle-simulated-{poll}.db"))
+        config = {} if poll == 1 else {"poll_interval": str(poll)}
+        calls = idle_calls(store, SIMULATED_HOUR, config)
+        store.close()
+        rate = sum(calls.values()) / SIMULATED_HOUR
+        detail = ", ".join(f"{name} {n}" for name, n in calls.most_common())
+        figures.append(
+            Figure(
+                f"idle_simulated_{poll}s",
+                f"  the same, 1 h simulated in-process, poll_interval {poll} s",
+                rate,
+                "",
+                note=f"store calls in the hour: {detail}",
+            )
+        )
+        if poll == 1:
+            projected = IDLE_GOAL_WORKERS * rate
+            figures.append(
+                Figure(
+                    "idle_simulated_projected",
+                    f"  store operations of {IDLE_GOAL_WORKERS:,} idle workers, whole cycle",
+                    projected,
+                    "/s",
+                    goal=f"<= ~{IDLE_GOAL_OPS:,.0f}/s",
+                    met=projected <= IDLE_GOAL_OPS,
+                )
+            )
+    return figures
+
+
+def idle_workers(lab: Lab, cfg: Settings) -> list[Figure]:
+    """The idle load on the SQLite store, in real worker processes and over a simulated
+    hour; and on MongoDB in real worker processes when a server is given (or with --wire)."""
+    figures = idle_load(lab, cfg) + idle_simulated(lab)
+    uri = os.environ.get(MONGO_ENV)
+    return figures + (idle_load(lab, cfg, mongo_uri=uri) if uri else [])
 
 
 STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
@@ -1546,6 +1847,7 @@ STEPS: dict[str, Callable[[Lab, Settings], list[Figure]]] = {
     "memory": memory,
     "purge": purge,
     "web": web,
+    "idle": idle_workers,
     "mongodb": mongodb,
     "hot": hot,
 }
@@ -1568,6 +1870,8 @@ def fmt(value: float | None, unit: str) -> str:
         return f"{value:.2f} %"
     if unit == "MiB":
         return f"{value:.1f} MiB"
+    if not unit:
+        return f"{value:.3g}"
     return f"{value:g}"
 
 
@@ -1634,6 +1938,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         f"({', '.join(ON_REQUEST)} only when named here)",
     )
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory")
+    parser.add_argument(
+        "--wire",
+        action="store_true",
+        help="run the MongoDB step on a local nx-27017 (a wire-protocol stand-in, not "
+        "MongoDB: its figures are labelled [wire lane])",
+    )
     args = parser.parse_args(argv)
     wanted = args.only.split(",") if args.only else [s for s in STEPS if s not in ON_REQUEST]
     unknown = [s for s in wanted if s not in STEPS]
@@ -1664,6 +1974,20 @@ def run_steps(lab: Lab, cfg: Settings, steps: list[str]) -> list[Figure]:
     return results
 
 
+def start_wire_lane(lab: Lab) -> Any:
+    """Start the test suite's wire lane (nx-27017 on a free loopback port) and point the
+    MongoDB step at it, its figures labelled as the stand-in's."""
+    sys.path.insert(0, str(REPO / "tests"))
+    from wirelane import WireServer
+
+    server = WireServer(lab.root / "wirelane")
+    server.start()
+    os.environ[MONGO_ENV] = server.url("queuectl_bench")
+    MONGO_TAG.update(tag=" [wire lane]", what="nx-27017")
+    print(f"wire lane: nx-27017 at {server.url()} (a stand-in, not MongoDB)", flush=True)
+    return server
+
+
 def _terminate(signum: int, _frame: Any) -> None:
     raise KeyboardInterrupt  # the same clean-up path as Ctrl+C
 
@@ -1680,7 +2004,10 @@ def main(argv: list[str] | None = None) -> int:
         flush=True,
     )
     lab = Lab(keep=args.keep)
+    wire = None
     try:
+        if args.wire:
+            wire = start_wire_lane(lab)
         results = run_steps(lab, cfg, args.steps)
     except KeyboardInterrupt:
         print("interrupted: stopping every process started", file=sys.stderr)
@@ -1689,6 +2016,8 @@ def main(argv: list[str] | None = None) -> int:
         # Clean-up is bounded (a few seconds); a second Ctrl+C must not cut it short.
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         lab.close()
+        if wire is not None:
+            wire.stop()
     elapsed = time.monotonic() - started
     print()
     print(table(results))

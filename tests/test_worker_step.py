@@ -393,6 +393,7 @@ def test_a_stop_requested_through_the_store_is_noticed(store, clock, make_worker
     [job_id] = add(store, clock, {"command": "true"})
     worker = make_worker(burst=True)
     store.request_stop([worker.info.id])
+    store.bump_control()  # as `worker stop` does: idle workers read only the version
     assert worker.run() == 0
     assert store.get_job(job_id).state == "pending"
     assert store.get_worker(worker.info.id).status == "stopped"

@@ -291,6 +291,7 @@ class ConfigManager:
         candidate = {**self.all(), key: value}
         _check_pair(candidate)
         self.store.set_config(key, value)
+        self.store.bump_control()  # idle workers read only the version (SPEC §8)
         return key, value
 
     def unset(self, name: str) -> str:
@@ -299,4 +300,5 @@ class ConfigManager:
         candidate = {**self.all(), key: KEYS[key].default}
         _check_pair(candidate)
         self.store.unset_config(key)
+        self.store.bump_control()
         return key

@@ -41,6 +41,14 @@ HEARTBEAT_RETRY = 1.0
 # cancel flag read at least this often; a job that ends sooner costs neither.
 FLUSH_INTERVAL = 1.0
 NOTIFY_DRAIN = 5.0  # seconds a stopping worker waits for notifications still being sent
+# A worker reaps at most every stale_after / REAPS_PER_STALE_AFTER seconds (and never more often
+# than it heartbeats): a fleet of idle workers need not all reap every beat (SPEC §8), and a
+# lost worker's job is still released within 10 % of stale_after of it going stale.
+REAPS_PER_STALE_AFTER = 10
+# Forgetting long-gone worker rows, repairing dependents a crash left open, and reading the
+# config and stop flag whatever the control version says (an older release's `config set` or
+# `worker stop` does not move it) are chores: an hour between them is plenty.
+CHORES_EVERY = 3600.0
 
 
 class Worker:
@@ -91,6 +99,18 @@ class Worker:
         self._row_final = False
         self._beat_failed = False
         self._next_refresh = 0.0
+        # The idle poll (SPEC §8): one store read per poll_interval gives the control version
+        # (config changes and stop requests move it), when the next job is due and when the
+        # next schedule is. A claim is tried only when a job may be ready: the poll said so,
+        # a job just ran (more may follow), or a local enqueue woke us.
+        self._version: int | None = None
+        self._polled_at = float("-inf")  # time.monotonic() of the last poll
+        self._due: float | None = None  # run_at of the next claimable job, as last polled
+        self._claim_hint = True
+        self._control_lock = threading.Lock()
+        self._next_reap = self._next_chores = float("-inf")  # by self.clock
+        # The idle loop's interval clock (a test moves it with the wall clock it gives).
+        self.monotonic: Callable[[], float] = time.monotonic
         self._told: float | None = None  # the run_at a burst worker last said it waits for
         self.schedules = ScheduleManager(jobs, clock=clock, log=self.log)
         self.notifier = Notifier(jobs, lambda: self.config, self.log)
@@ -120,11 +140,17 @@ class Worker:
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
         """Register, read the config, and reap what dead local workers left behind."""
+        # The version first: a change stored after this read moves it, so the first poll
+        # sees it and reads the config again.
+        poll = self.manager.first_poll(self.queues)
+        self._version, self._due = poll.version, poll.next_run_at
         self.config = self.manager.settings()
+        self._claim_hint = False  # the poll says whether a job is due (run() polls first)
         self.info = self.manager.register(
             self.index, self.queues, stale_after=self.config.stale_after
         )
-        self._reap(self.config)
+        self._reap(self.config)  # chores included
+        self._next_chores = self.clock() + CHORES_EVERY
         self.log(f"started (pid {os.getpid()})")
         return self.info
 
@@ -141,7 +167,15 @@ class Worker:
                     self._refresh(parent_pid)
                     if self.stopping:
                         break
-                    if not self.step() and not self._idle():
+                    if self._may_claim():
+                        # Cleared before the claim: a wake during it asks for another.
+                        self._claim_hint = False
+                        if self.step():
+                            self._claim_hint = True  # more may be ready: claim again at once
+                            failures = 0
+                            continue
+                        self._due = None  # nothing claimable now: wait for the next poll
+                    if not self._idle():
                         break
                     failures = 0
                 except StoreUnavailable as exc:
@@ -189,7 +223,8 @@ class Worker:
         return self._held is not None
 
     def wake(self) -> None:
-        """Interrupt an idle wait (safe from a signal handler)."""
+        """Interrupt an idle wait and claim at once (safe from a signal handler)."""
+        self._claim_hint = True
         _poke(self._wake_w)
 
     def check_cancel(self) -> None:
@@ -356,8 +391,23 @@ class Worker:
         return False
 
     # -- idle, refresh, heartbeat ---------------------------------------------------------
+    def _may_claim(self) -> bool:
+        """Whether a claim is worth its store call: always for a burst worker; otherwise
+        after a job ran, after a wake, or when the last poll saw a job due by now."""
+        if self.burst or self._claim_hint:
+            return True
+        return self._due is not None and self._due <= self.clock()
+
     def _idle(self) -> bool:
         """Wait for work. Returns False when a burst worker has nothing left to wait for."""
+        if not self.burst:
+            # Until the next poll, or until the job the last poll saw comes due: no store
+            # call here (the poll read when the next job is due).
+            timeout = max(self._next_refresh - self.monotonic(), 0.0)
+            if self._due is not None:
+                timeout = min(timeout, max(self._due - self.clock(), 0.0))
+            self._wait(timeout)
+            return True
         next_run = self.jobs.next_run_at(self.queues)
         if self.burst and next_run is None:
             return False
@@ -375,31 +425,58 @@ class Worker:
         _sleep_on(self._wake_r, timeout)
 
     def _refresh(self, parent_pid: int | None) -> None:
-        """At most once per poll_interval: reload config, look for a stop request. A new
-        heartbeat_interval or stale_after wakes the heartbeat, which renews at once with
-        the new values instead of at the end of a sleep begun under the old ones."""
-        now = time.monotonic()
+        """At most once per poll_interval, one store read (the poll): when the control
+        version moved, reload the config and look for a stop request; when a schedule is
+        due, enqueue its job; remember when the next job is due."""
+        now = self.monotonic()
         if now < self._next_refresh:
             return
-        before = self.config
-        self.config = self.manager.settings()
+        poll = self.manager.poll(self.queues)
+        self._polled_at = now
+        self._due = poll.next_run_at
+        self._control(poll.version)
         self._next_refresh = now + float(self.config.poll_interval)
-        timing = ("heartbeat_interval", "stale_after")
-        if any(getattr(before, k) != getattr(self.config, k) for k in timing):
-            _poke(self._beat_w)
-        assert self.info is not None
-        if self.manager.stop_requested(self.info.id) and not self.stopping:
-            self.log("stop requested through the store")
-            self.request_stop()
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
             self.request_stop()
-        self._tick()
+        if poll.next_schedule_at is not None and poll.next_schedule_at <= self.clock():
+            self._tick()
+
+    def _control(self, version: int | None) -> None:
+        """Act on a control version read just now: if it moved (or with None, always),
+        reload the config and look for a stop request. A new heartbeat_interval or
+        stale_after wakes the heartbeat, which renews at once with the new values instead
+        of at the end of a sleep begun under the old ones."""
+        with self._control_lock:
+            if version is not None and version == self._version:
+                return
+            before = self.config
+            self.config = self.manager.settings()
+            if version is not None:
+                self._version = version  # after the read: a failed read is tried again
+            timing = ("heartbeat_interval", "stale_after")
+            if any(getattr(before, k) != getattr(self.config, k) for k in timing):
+                self._next_reap = float("-inf")  # the reaper's pace follows the new values
+                _poke(self._beat_w)
+            assert self.info is not None
+            stop = self.manager.stop_requested(self.info.id)
+        if stop and not self.stopping:
+            self.log("stop requested through the store")
+            self.request_stop()
+
+    def _fresh_config(self, busy: bool) -> Config:
+        """The config as stored now, give or take one poll_interval: the idle loop keeps it
+        so through the control version; while a job runs (the loop does not poll), or when
+        the loop has not polled for longer, the version is read here."""
+        quiet = self.monotonic() - self._polled_at > 2 * float(self.config.poll_interval)
+        if busy or quiet:
+            self._control(self.manager.poll(self.queues).version)
+        return self.config
 
     def _tick(self) -> None:
         """Enqueue the jobs of due schedules, at most once per poll_interval: from the loop
         when idle or between jobs, from the heartbeat while a long job runs."""
-        now = time.monotonic()
+        now = self.monotonic()
         with self._lock:
             if now < self._next_tick:
                 return
@@ -429,10 +506,10 @@ class Worker:
         workers' jobs. A store that cannot be reached raises StoreUnavailable: the lease
         stays ours until a reaper that sees the store finds it stale."""
         assert self.info is not None
-        config = self.config = self.manager.settings()
-        now = self.clock()
         with self._lock:
             current, held = self._current, self._held
+        config = self._fresh_config(busy=held is not None)
+        now = self.clock()
         status = STOPPING if self.stopping else (BUSY if held else IDLE)
         self._update_row(
             {
@@ -450,10 +527,22 @@ class Worker:
                 self._lease_lost(held, current)
         if now <= self._orphans_until:
             self._hand_back_orphans()
-        self._reap(config)
-        # In a thread of its own: a long sweep never delays the next renewal.
-        self.retention.kick(config)
-        self._tick()
+        if now >= self._next_reap:
+            self._next_reap = now + max(
+                config.heartbeat_interval, config.stale_after / REAPS_PER_STALE_AFTER
+            )
+            chores = now >= self._next_chores
+            if chores:
+                self._next_chores = now + CHORES_EVERY
+                # A change an older release wrote moved no version: read anyway, now and then.
+                self._control(None)
+                config = self.config
+            self._reap(config, chores=chores)
+            # In a thread of its own: a long sweep never delays the next renewal. At the
+            # reaper's pace, so an idle worker's heartbeat costs the store no extra read.
+            self.retention.kick(config)
+        if held:  # an idle loop ticks when its poll sees a schedule due
+            self._tick()
 
     def _lease_lost(self, held: Job, seen: tuple[Job, Execution] | None) -> None:
         """A renewal found the lease gone: kill the command if it is still the one that
@@ -486,10 +575,10 @@ class Worker:
             if self.jobs.hand_back(job, keep_place=True):
                 self.log(f"job {job.id}: claimed by a request whose reply was lost; handed back")
 
-    def _reap(self, config: Config) -> None:
+    def _reap(self, config: Config, chores: bool = True) -> None:
         # Fresh config (read by the caller): judging other workers' leases by a stale_after
         # read before a long job began would release healthy jobs after it was raised.
-        for job_id in self.manager.reap(config):
+        for job_id in self.manager.reap(config, chores=chores):
             self.log(f"job {job_id} released from a lost worker")
             self.notifier.job_finished(job_id)  # sent only if that made it dead
 

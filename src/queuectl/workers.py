@@ -30,7 +30,7 @@ from .localproc import (
 )
 from .models import LIVE_WORKER_STATUSES, PROCESSING, WorkerInfo, WorkerStatus
 from .sight import Sight
-from .store.base import Store
+from .store.base import Poll, Store
 
 # Rows of stopped and lost workers are kept this long for `worker list --all`, then dropped.
 IDLE, BUSY, LOST = WorkerStatus.IDLE, WorkerStatus.BUSY, WorkerStatus.LOST
@@ -110,6 +110,18 @@ class WorkerManager:
         """Write a worker's own row: status, heartbeat and its deadline, current job."""
         self.store.update_worker(worker_id, changes)
 
+    def poll(self, queues: Sequence[str] = ()) -> Poll:
+        """What an idle worker reads each poll_interval, in one store operation: the control
+        version (moved by config changes and stop requests), when the next job of those
+        queues is due and when the next schedule is."""
+        return self.store.poll(queues)
+
+    def first_poll(self, queues: Sequence[str] = ()) -> Poll:
+        """`poll`, for a worker that starts: the control version is created first if the
+        store has none yet (so every later poll finds the record it reads)."""
+        self.store.ensure_control()
+        return self.store.poll(queues)
+
     def stop_requested(self, worker_id: str) -> bool:
         """Whether a stop was asked for that worker through the store (any machine)."""
         worker = self.store.get_worker(worker_id)
@@ -174,6 +186,8 @@ class WorkerManager:
         SIGTERM to the ones on this machine so they react at once."""
         workers = self.active()
         self.store.request_stop([w.id for w in workers])
+        # Idle workers elsewhere read only the control version each poll_interval.
+        self.store.bump_control()
         for worker in workers:
             # A second signal means "stop at once" to a worker, so one already stopping
             # is left to finish its job.
@@ -193,9 +207,11 @@ class WorkerManager:
                 raise QueuectlError(f"workers still running after {timeout:g}s")
             time.sleep(poll)
 
-    def reap(self, config: Config) -> List[str]:
+    def reap(self, config: Config, chores: bool = True) -> List[str]:
         """Release jobs whose lease went silent, at once for workers on this machine whose
-        process is gone; mark silent workers lost. Returns the ids of released jobs.
+        process is gone; mark silent workers lost. Returns the ids of released jobs. With
+        `chores`, also forget long-gone worker rows and finish what a crash left undone
+        for dependents (a worker does those rarely).
 
         Silence is counted only over time this process saw the store: right after an
         outage or a freeze every lease looks old, so nothing is released until the store
@@ -212,7 +228,8 @@ class WorkerManager:
                 for job in self.store.jobs_locked_by(worker.id):
                     if self.jobs.release(job, f"worker {worker.id} exited", config, now=now):
                         released.append(job.id)
-        self.store.delete_workers(now - FORGET_WORKERS_AFTER)
+        if chores:
+            self.store.delete_workers(now - FORGET_WORKERS_AFTER)
         since = self.sight.since() if self.sight is not None else None
         if self.sight is not None and (since is None or since + config.stale_after >= now):
             return released  # not in sight for long enough to call anyone silent
@@ -221,5 +238,6 @@ class WorkerManager:
             reason = f"worker {job.locked_by} stopped heartbeating"
             if self.jobs.release(job, reason, config, now=now, stale_before=cutoff):
                 released.append(job.id)
-        self.jobs.repair_dependents()
+        if chores:
+            self.jobs.repair_dependents()
         return released

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from typing import Any, Callable, Iterable, Protocol, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
 
 from ..models import Job, Schedule, WorkerInfo
 
@@ -67,6 +67,19 @@ def check_purgeable(state: str) -> None:
 def quantile_rank(n: int, q: float) -> int:
     """Zero-based nearest-rank position of quantile q among n sorted values."""
     return min(n - 1, max(0, math.ceil(q * n) - 1)) if n else 0
+
+
+# The control version lives in the config table/collection under this key, which no config key
+# can take (keys are lower-case words): readers of the config see only the keys they know.
+CONTROL_KEY = "_control"
+
+
+class Poll(NamedTuple):
+    """What an idle worker reads once per poll_interval, in one store operation (SPEC §8)."""
+
+    version: int  # the control version: moved by every config change and stop request
+    next_run_at: float | None  # earliest run_at of a claimable job (of the queues asked)
+    next_schedule_at: float | None  # earliest next_run_at of an active schedule
 
 
 # What a job becomes when its dependency (the argument) is dead: the manager decides the
@@ -224,6 +237,18 @@ class Store(Protocol):
     def next_run_at(self, queues: Sequence[str] = ()) -> float | None:
         """The earliest run_at among pending and failed jobs not blocked by a dependency
         (of those queues; every queue when empty)."""
+
+    def poll(self, queues: Sequence[str] = ()) -> Poll:
+        """One indexed read for an idle worker: the control version, `next_run_at(queues)`
+        (queuectl's own jobs only) and the earliest next_run_at of an active schedule."""
+
+    def ensure_control(self) -> None:
+        """Create the control version (0) if it is not stored yet; never moves it. A worker
+        calls it as it starts, so the poll always finds the record it reads."""
+
+    def bump_control(self) -> None:
+        """Move the control version on (after a config change or a stop request), so that
+        idle workers, which read only the version, look at the config and their rows."""
 
     def purge_batch(
         self,

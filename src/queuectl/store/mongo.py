@@ -29,7 +29,16 @@ from ..errors import (
 from ..models import DEFAULT_QUEUE, READY_STATES, STATES, Job, Schedule, WorkerInfo
 from ..models import shape_problem as shape_problem_of
 from . import url_password
-from .base import MARKER_PREFIX, DeadChanges, batches, check_purgeable, quantile_rank, warn_foreign
+from .base import (
+    CONTROL_KEY,
+    MARKER_PREFIX,
+    DeadChanges,
+    Poll,
+    batches,
+    check_purgeable,
+    quantile_rank,
+    warn_foreign,
+)
 
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
@@ -56,6 +65,13 @@ def _waits_on(dep: str) -> dict[str, Any]:
     and the wire-protocol stand-in the tests use, on an indexed field, compares a bare value
     with the whole array instead of its elements."""
     return {"after": {"$in": [dep]}}
+
+
+# The server's error for a pipeline stage it does not know.
+UNKNOWN_STAGE = 40324
+# How long a command waits for a server it can use: what an unreachable server costs a
+# command before it fails (SPEC §3: about 5 s in all with start-up).
+SERVER_SELECTION_TIMEOUT_MS = 4000
 
 
 def queue_filter(queues: Sequence[str]) -> dict[str, Any]:
@@ -147,6 +163,9 @@ class MongoStore:
         self.jobs_view = client[db_name]["jobs"]
         self.schedules = self.db["schedules"]
         self._indexed = False
+        # $unionWith (MongoDB 4.4+) makes the idle poll one command; mongomock and servers
+        # that refuse the stage get the same answer from three reads.
+        self._union = True
 
     @contextmanager
     def _errors(self) -> Iterator[None]:
@@ -719,6 +738,93 @@ class MongoStore:
         value = doc.get("run_at") if doc else None
         return float(value) if isinstance(value, (int, float)) else None
 
+    def poll(self, queues: Sequence[str] = ()) -> Poll:
+        """One aggregate command on the primary: the first claimable job by run_at (the
+        next_ready/next_queue index), with the control document (by _id) and the first
+        active schedule (the due index) unioned in."""
+        due = {
+            "state": READY,
+            "waiting": NOT_BLOCKED,
+            **queue_filter(queues),
+            "run_at": {"$gte": 0},
+            **OURS,
+        }
+        control = {"_id": CONTROL_KEY}
+        active = {"paused": False, "next_run_at": {"$gte": 0}}
+        with self._errors():
+            docs = self._poll_docs(due, control, active)
+        poll = Poll(0, None, None)
+        for doc in docs:
+            if "value" in doc:
+                value = doc["value"]
+                version = int(value) if isinstance(value, (int, float)) else 0
+                poll = poll._replace(version=version)
+            elif isinstance(doc.get("run_at"), (int, float)):
+                poll = poll._replace(next_run_at=float(doc["run_at"]))
+            elif isinstance(doc.get("next_run_at"), (int, float)):
+                poll = poll._replace(next_schedule_at=float(doc["next_run_at"]))
+        return poll
+
+    def _poll_docs(
+        self, due: dict[str, Any], control: dict[str, Any], active: dict[str, Any]
+    ) -> list[dict[str, Any]]:
+        if self._union:
+            pipeline = [
+                {"$match": due},
+                {"$sort": {"run_at": 1}},
+                {"$limit": 1},
+                {"$project": {"_id": 0, "run_at": 1}},
+                {
+                    "$unionWith": {
+                        "coll": self.config.name,
+                        "pipeline": [{"$match": control}, {"$project": {"_id": 0, "value": 1}}],
+                    }
+                },
+                {
+                    "$unionWith": {
+                        "coll": self.schedules.name,
+                        "pipeline": [
+                            {"$match": active},
+                            {"$sort": {"next_run_at": 1}},
+                            {"$limit": 1},
+                            {"$project": {"_id": 0, "next_run_at": 1}},
+                        ],
+                    }
+                },
+            ]
+            from pymongo.errors import OperationFailure
+
+            try:
+                return list(self.jobs.aggregate(pipeline))
+            except NotImplementedError:  # mongomock
+                self._union = False
+            except OperationFailure as exc:
+                # A server below 4.4, or one whose featureCompatibilityVersion is: three reads.
+                if exc.code != UNKNOWN_STAGE and "$unionWith" not in str(exc):
+                    raise
+                self._union = False
+        docs = [
+            self.jobs.find_one(due, {"_id": 0, "run_at": 1}, sort=[("run_at", 1)]),
+            self.config.find_one(control, {"_id": 0, "value": 1}),
+            self.schedules.find_one(
+                active, {"_id": 0, "next_run_at": 1}, sort=[("next_run_at", 1)]
+            ),
+        ]
+        return [d for d in docs if d]
+
+    def ensure_control(self) -> None:
+        """Upsert the control document with $setOnInsert: it (and its collection) exist
+        from the first worker on, so the poll's $unionWith always has them to read."""
+        with self._errors():
+            self.config.update_one(
+                {"_id": CONTROL_KEY}, {"$setOnInsert": {"value": 0}}, upsert=True
+            )
+
+    def bump_control(self) -> None:
+        """$inc the control document (created by the first bump)."""
+        with self._errors():
+            self.config.update_one({"_id": CONTROL_KEY}, {"$inc": {"value": 1}}, upsert=True)
+
     def duration_stats(
         self, quantiles: Sequence[float], queue: str | None = None
     ) -> tuple[int, float | None, list[float | None]]:
@@ -943,8 +1049,9 @@ class MongoStore:
 
 
 def _is_marker(key: Any) -> bool:
-    """A fleet-wide turn marker (see Store.take_turn), kept beside config but not config."""
-    return isinstance(key, str) and key.startswith(MARKER_PREFIX)
+    """A fleet-wide turn marker (see Store.take_turn) or the control version (see
+    Store.bump_control): kept beside config, but not config."""
+    return key == CONTROL_KEY or (isinstance(key, str) and key.startswith(MARKER_PREFIX))
 
 
 def _config_values(docs: Iterable[dict[str, Any]]) -> dict[str, Any]:
@@ -1113,7 +1220,7 @@ def connect(url: str, masked: str, secrets: Sequence[str] = ()) -> MongoStore:
     # Retryable writes and reads (the driver's defaults, stated so a URL must opt out
     # explicitly) let the driver re-send a claim or a result once after a failover.
     options: dict[str, Any] = {
-        "serverSelectionTimeoutMS": 4000,
+        "serverSelectionTimeoutMS": SERVER_SELECTION_TIMEOUT_MS,
         "connectTimeoutMS": 4000,
         "socketTimeoutMS": 30000,
         "retryWrites": True,

@@ -25,7 +25,7 @@ from ..models import (
     WorkerInfo,
 )
 from . import sqlite_counters as counters
-from .base import MARKER_PREFIX, check_purgeable, warn_foreign
+from .base import CONTROL_KEY, MARKER_PREFIX, Poll, check_purgeable, warn_foreign
 from .sqlite_file import SqliteFile
 
 BUSY_TIMEOUT_MS = 10_000
@@ -695,6 +695,43 @@ class SqliteStore:
         found = [r["t"] for q in queues for r in self._query(sql, (q,)) if r["t"] is not None]
         return min(found) if found else None
 
+    def poll(self, queues: Sequence[str] = ()) -> Poll:
+        """One statement: the control version, the next due job (the minimum of each
+        queue's jobs_next_queue range, or of jobs_next) and the next due schedule."""
+        if not queues:
+            due = f"SELECT MIN(run_at) FROM jobs INDEXED BY jobs_next WHERE {CLAIMABLE}"
+        else:
+            due = " UNION ALL ".join(
+                f"SELECT MIN(run_at) AS t FROM jobs INDEXED BY jobs_next_queue "
+                f"WHERE {CLAIMABLE} AND queue = ?"
+                for _ in queues
+            )
+            due = f"SELECT MIN(t) FROM ({due})"
+        row = self._query(
+            f"SELECT (SELECT value FROM config WHERE key = ?) AS v, ({due}) AS t, "
+            "(SELECT MIN(next_run_at) FROM schedules INDEXED BY schedules_due "
+            "WHERE paused = 0) AS s",
+            (CONTROL_KEY, *queues),
+        )[0]
+        return Poll(_version(row["v"]), row["t"], row["s"])
+
+    def ensure_control(self) -> None:
+        """Insert the control version's row (0) unless it is there."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, '0') ON CONFLICT (key) DO NOTHING",
+                (CONTROL_KEY,),
+            )
+
+    def bump_control(self) -> None:
+        """Add 1 to the control version (a row of the config table)."""
+        with self._tx() as conn:
+            conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, '1') ON CONFLICT (key) "
+                "DO UPDATE SET value = CAST(CAST(value AS INTEGER) + 1 AS TEXT)",
+                (CONTROL_KEY,),
+            )
+
     def duration_stats(
         self, quantiles: Sequence[float], queue: str | None = None
     ) -> tuple[int, float | None, list[float | None]]:
@@ -748,8 +785,8 @@ class SqliteStore:
         return [int(row[n]) for n in range(minutes)]
 
     def get_config(self) -> dict[str, Any]:
-        """Stored values, JSON-decoded (markers left out)."""
-        rows = self._query("SELECT * FROM config")
+        """Stored values, JSON-decoded (markers and the control version left out)."""
+        rows = self._query("SELECT * FROM config WHERE key != ?", (CONTROL_KEY,))
         return {
             r["key"]: json.loads(r["value"]) for r in rows if not r["key"].startswith(MARKER_PREFIX)
         }
@@ -922,6 +959,14 @@ def upgrade(conn: sqlite3.Connection) -> None:
     conn.executescript(BASE_SCHEMA)
     counters.add_counters(conn)  # 6
     conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+
+def _version(value: Any) -> int:
+    """The stored control version as a number (0: none yet, or not a number)."""
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return 0
 
 
 def add_columns(conn: sqlite3.Connection) -> None:
