@@ -185,12 +185,13 @@ def test_a_worker_heartbeat_sweeps_in_a_thread_and_logs_what_it_deleted(store, c
         return real(config, **kwargs)
 
     app.jobs.sweep_retention = sweep  # type: ignore[method-assign]
+    clock.advance(worker.config.stale_after)  # past the reaper's pace: sweeps go with it
     worker.heartbeat()
     assert worker.retention.wait(10)
     assert seen and seen[0] is not heartbeat  # never on the thread that renews leases
     assert ids(store) == {"young"}
     assert any("retention: deleted 1 completed job(s) older than 86400s" in line for line in lines)
-    worker.heartbeat()  # within the interval: no second sweep
+    assert worker.retention.kick(worker.config)  # within the interval: no second sweep
     assert worker.retention.wait(10)
     assert len(seen) == 2 and sum("retention:" in line for line in lines) == 1
     worker.retention.stop()
