@@ -1432,8 +1432,8 @@ PURGE_JOBS = 1_000_000
 def purge(lab: Lab, cfg: Settings) -> list[Figure]:
     """`queuectl purge` of a million completed jobs (100,000 with --quick) while two workers
     run `true` jobs: their throughput during the purge against before and after it, and the
-    longest claim wait while it runs (scripts/bench_purge.py says how)."""
-    from bench_purge import WINDOW, purge_under_load
+    longest claim wait while it runs (scripts/benchsteps/purge.py says how)."""
+    from benchsteps.purge import WINDOW, purge_under_load
 
     size = PURGE_JOBS // 10 if cfg.quick else PURGE_JOBS
     home = lab.home("purge")

@@ -1,0 +1,1 @@
+"""Steps of scripts/bench.py kept in modules of their own (not launchers: bench.py imports them)."""
