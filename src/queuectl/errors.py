@@ -45,6 +45,16 @@ class StoreUnavailable(QueuectlError):
     """The store could not be reached or used. The message never holds a password."""
 
 
+class ClaimUnanswered(StoreUnavailable):
+    """A store without transactions applied the end of an attempt (`written` is what that
+    write returned) but the claim sent after it in `finish_and_claim` failed: that claim may
+    or may not have been applied."""
+
+    def __init__(self, written: object, reason: str) -> None:
+        super().__init__(reason)
+        self.written = written
+
+
 class ForeignRecord(QueuectlError):
     """A stored record of another shape than queuectl writes (e.g. a document the Node version
     left in a shared database). Stores skip such records; asked for by id, it is this error."""
