@@ -450,3 +450,56 @@ def test_close_releases_the_pipes_a_worker_opens(store, clock):
     assert open_fds() - before == set()
     worker.wake()  # a late wake-up after close is harmless
     worker.close()  # and so is a second close
+
+
+# -- chained steps: a result and the next claim in one store operation ------------------------
+
+
+def test_a_chained_step_claims_the_next_job_with_its_result(store, clock, make_worker, lines):
+    first, second = add(store, clock, {"command": "true", "id": "j1"}, {"command": "true"})
+    worker = make_worker()
+    wid = worker.info.id
+    assert worker.step(chain=True) is True
+    assert store.get_job(first).state == "completed"
+    held = store.get_job(second)
+    assert (held.state, held.attempts, held.locked_by) == ("processing", 1, wid)
+    assert worker.busy  # held, so the heartbeat renews its lease
+    clock.advance(5)
+    worker.heartbeat()
+    assert store.get_job(second).lease_renewed_at == clock()
+    assert worker.step(chain=True) is True  # runs the held job, claims nothing more
+    assert store.get_job(second).state == "completed"
+    assert not worker.busy
+    assert worker.step(chain=True) is False
+    assert store.get_worker(wid).jobs_done == 2
+    assert sum("started (attempt 1/4)" in line for line in lines) == 2
+
+
+def test_a_job_claimed_with_the_last_result_is_handed_back_at_a_stop(
+    store, clock, make_worker, lines
+):
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+    worker = make_worker()
+    run_at = store.get_job(second).run_at
+    assert worker.step(chain=True) is True
+    assert store.get_job(second).state == "processing"
+    worker.request_stop()
+    assert worker.run() == 0
+    job = store.get_job(second)
+    assert (job.state, job.attempts, job.run_at, job.locked_by) == ("pending", 0, run_at, None)
+    handed = f"[{worker.info.id}] job {second}: claimed but not started before the stop; "
+    assert any(line.startswith(handed) for line in lines), lines
+
+
+def test_a_stopping_worker_claims_nothing_with_its_result(store, clock, make_worker):
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+
+    def log(line: str) -> None:
+        if "started (attempt" in line:
+            worker.request_stop()  # Ctrl+C while the first job runs
+
+    worker = make_worker(log=log)
+    assert worker.step(chain=True) is True
+    assert store.get_job(first).state == "completed"
+    assert store.get_job(second).state == "pending"
+    assert not worker.busy
