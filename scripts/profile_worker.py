@@ -32,6 +32,11 @@ def cpu(who: int) -> float:
     return usage.ru_utime + usage.ru_stime
 
 
+def switched() -> tuple[int, int]:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_nvcsw, usage.ru_nivcsw
+
+
 def bare_spawns(n: int) -> tuple[float, float]:
     """CPU ms per `/bin/sh -c true` spawned as the executor spawns it, this process and its
     children apart: the floor a worker's per-job cost is compared with."""
@@ -65,12 +70,14 @@ def main(argv: list[str] | None = None) -> int:
         worker.start()
         profiler = cProfile.Profile() if args.profile else None
         own, kids, wall = cpu(resource.RUSAGE_SELF), cpu(resource.RUSAGE_CHILDREN), time.time()
+        switches = switched()
         if profiler:
             profiler.enable()
         worker.run()
         if profiler:
             profiler.disable()
         wall = time.time() - wall
+        switches = tuple(b - a for a, b in zip(switches, switched(), strict=True))
         own = cpu(resource.RUSAGE_SELF) - own
         kids = cpu(resource.RUSAGE_CHILDREN) - kids
         worker.close()
@@ -81,6 +88,10 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{done}/{n} jobs completed in {wall:.2f} s ({n / wall:,.0f}/s, one worker)")
     print(f"worker process CPU per job: {own * 1000 / n:.3f} ms")
     print(f"job shells' CPU per job:    {kids * 1000 / n:.3f} ms")
+    print(
+        f"worker context switches per job: {switches[0] / n:.1f} voluntary, "
+        f"{switches[1] / n:.1f} involuntary"
+    )
     if profiler:
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).sort_stats(args.sort).print_stats(args.lines)

@@ -86,8 +86,9 @@ class Worker:
         self._lost_claim: str | None = None
         # A job claimed with the last result (one store operation) and held, not yet run.
         self._next: Job | None = None
-        # The environment of every job, built once: each job adds only its own variables.
-        self._env: dict[str, str] | None = None
+        # The environment of every job, built (and encoded) once: each job adds only its own
+        # variables.
+        self._env: dict[bytes, bytes] | None = None
         # Until when the heartbeat looks for jobs held in our name but not in our hands (a
         # claim applied after we gave up on it).
         self._orphans_until = float("-inf")
@@ -258,16 +259,18 @@ class Worker:
             with self._lock:
                 self._claiming = False
 
-    def _job_env(self, job: Job) -> dict[str, str]:
+    def _job_env(self, job: Job) -> dict[bytes, bytes]:
         """The command's environment: this worker's, built on its first job, plus the
         job's own variables."""
         assert self.info is not None
         if self._env is None:
-            self._env = {**os.environ, "QUEUECTL_WORKER_ID": self.info.id}
+            base = {**os.environ, "QUEUECTL_WORKER_ID": self.info.id}
+            # Encoded once, as subprocess would encode it for every job.
+            self._env = {os.fsencode(k): os.fsencode(v) for k, v in base.items()}
         return {
             **self._env,
-            "QUEUECTL_JOB_ID": job.id,
-            "QUEUECTL_ATTEMPT": str(job.attempts),
+            b"QUEUECTL_JOB_ID": os.fsencode(job.id),
+            b"QUEUECTL_ATTEMPT": b"%d" % job.attempts,
         }
 
     def _claim(self, worker_id: str) -> Job | None:
