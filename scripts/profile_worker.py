@@ -56,13 +56,45 @@ def bare_spawns(n: int) -> tuple[float, float]:
     return own * 1000 / n, kids * 1000 / n
 
 
+def store_only(n: int) -> None:
+    """CPU per job of the store calls alone (no command run): a result then a claim, and
+    the two as one `complete_and_claim`, alternated so both see the same load."""
+    from queuectl.executor import Result
+    from queuectl.jobs import NextClaim
+
+    result = Result(0, "", "", 0.001, None)
+    for mode in ("apart", "together", "apart", "together"):
+        with tempfile.TemporaryDirectory(prefix="queuectl-profile-") as root:
+            app = App(str(Path(root) / "queue.db"))
+            app.jobs.enqueue([(None, {"command": "true"}) for _ in range(n + 1)])
+            worker = app.workers.register(1)
+            job = app.jobs.claim(worker.id, (), app.jobs.new_token(), lease_seconds=600)
+            before = cpu(resource.RUSAGE_SELF)
+            while job is not None:
+                token = app.jobs.new_token()
+                if mode == "apart":
+                    app.jobs.complete(job, result)
+                    job = app.jobs.claim(worker.id, (), token, lease_seconds=600)
+                else:
+                    claim = NextClaim(worker.id, (), token, 600.0)
+                    _, job = app.jobs.complete_and_claim(job, result, claim)
+            used = cpu(resource.RUSAGE_SELF) - before
+            print(f"store calls, {mode}: {used * 1000 / n:.3f} ms CPU per job")
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=1000)
     parser.add_argument("--profile", action="store_true", help="print a cProfile of the loop")
     parser.add_argument("--sort", default="tottime", help="pstats sort key (default tottime)")
     parser.add_argument("--lines", type=int, default=35)
+    parser.add_argument(
+        "--store-only", action="store_true", help="time the store calls alone, apart and as one"
+    )
     args = parser.parse_args(argv)
+    if args.store_only:
+        store_only(args.jobs)
+        return 0
     with tempfile.TemporaryDirectory(prefix="queuectl-profile-") as root:
         app = App(str(Path(root) / "queue.db"))
         app.jobs.enqueue([(None, {"command": "true"}) for _ in range(args.jobs)])
