@@ -32,5 +32,5 @@ def test_pickup_is_measured_from_the_start_of_the_enqueue(tmp_path):
         assert "returns" not in fig["name"], fig["name"]
         assert fig["value"] > 0 and all(s > 0 for s in fig["samples"]), (key, fig)
     # The goal is on the worker's part: from an in-process enqueue call to the command.
-    assert figures["pickup_library_p50"]["goal"] == "<= 20 ms"
+    assert figures["pickup_library_p50"]["goal"] == "<= 10 ms"
     assert figures["pickup_cli_p50"]["goal"] == ""

@@ -15,6 +15,7 @@ from conftest import watch
 
 from queuectl.app import App
 from queuectl.config import ConfigManager
+from queuectl.errors import ClaimUnanswered
 from queuectl.localproc import hostname, machine_key, pid_alive
 from queuectl.models import WorkerInfo, format_time
 from queuectl.worker import Worker
@@ -451,3 +452,97 @@ def test_close_releases_the_pipes_a_worker_opens(store, clock):
     assert open_fds() - before == set()
     worker.wake()  # a late wake-up after close is harmless
     worker.close()  # and so is a second close
+
+
+# -- chained steps: a result and the next claim in one store operation ------------------------
+
+
+def test_a_chained_step_claims_the_next_job_with_its_result(store, clock, make_worker, lines):
+    first, second = add(store, clock, {"command": "true", "id": "j1"}, {"command": "true"})
+    worker = make_worker()
+    wid = worker.info.id
+    assert worker.step(chain=True) is True
+    assert store.get_job(first).state == "completed"
+    held = store.get_job(second)
+    assert (held.state, held.attempts, held.locked_by) == ("processing", 1, wid)
+    assert worker.busy  # held, so the heartbeat renews its lease
+    clock.advance(5)
+    worker.heartbeat()
+    assert store.get_job(second).lease_renewed_at == clock()
+    assert worker.step(chain=True) is True  # runs the held job, claims nothing more
+    assert store.get_job(second).state == "completed"
+    assert not worker.busy
+    assert worker.step(chain=True) is False
+    assert store.get_worker(wid).jobs_done == 2
+    assert sum("started (attempt 1/4)" in line for line in lines) == 2
+
+
+def test_a_job_claimed_with_the_last_result_is_handed_back_at_a_stop(
+    store, clock, make_worker, lines
+):
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+    worker = make_worker()
+    run_at = store.get_job(second).run_at
+    assert worker.step(chain=True) is True
+    assert store.get_job(second).state == "processing"
+    worker.request_stop()
+    assert worker.run() == 0
+    job = store.get_job(second)
+    assert (job.state, job.attempts, job.run_at, job.locked_by) == ("pending", 0, run_at, None)
+    handed = f"[{worker.info.id}] job {second}: claimed but not started before the stop; "
+    assert any(line.startswith(handed) for line in lines), lines
+
+
+def test_a_stopping_worker_claims_nothing_with_its_result(store, clock, make_worker):
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+
+    def log(line: str) -> None:
+        if "started (attempt" in line:
+            worker.request_stop()  # Ctrl+C while the first job runs
+
+    worker = make_worker(log=log)
+    assert worker.step(chain=True) is True
+    assert store.get_job(first).state == "completed"
+    assert store.get_job(second).state == "pending"
+    assert not worker.busy
+
+
+class LostChainedClaimReply:
+    """A store whose first `finish_and_claim` writes the result and applies the claim, then
+    loses the claim's reply (as a MongoDB connection cut after the server applied it does)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.lost = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def finish_and_claim(self, end, worker_id, now, lease_token, queues=(), lease_expires_at=None):
+        if self.lost:
+            return self.inner.finish_and_claim(
+                end, worker_id, now, lease_token, queues, lease_expires_at
+            )
+        self.lost += 1
+        written = end()
+        self.inner.claim(worker_id, now, lease_token, queues, lease_expires_at)
+        raise ClaimUnanswered(written, "connection closed")
+
+
+def test_a_lost_reply_of_a_chained_claim_keeps_the_result_and_runs_the_job(store, clock, lines):
+    first, second = add(store, clock, {"command": "true"}, {"command": "echo second"})
+    flaky = LostChainedClaimReply(store)
+    worker = App(store=flaky, clock=clock).worker(log=lines.append)
+    worker.start()
+    assert worker.step(chain=True) is True
+    assert flaky.lost == 1
+    assert store.get_job(first).state == "completed"
+    assert any(f"job {first} completed" in line for line in lines), lines
+    assert any("while claiming the next job" in line for line in lines), lines
+    # The claim was applied: the next step finds it under its token and runs it, its
+    # attempt counted once.
+    assert worker.step(chain=True) is True
+    job = store.get_job(second)
+    assert (job.state, job.attempts, job.stdout) == ("completed", 1, "second\n")
+    assert any("the claim's reply was lost; running it as claimed" in line for line in lines)
+    assert store.get_worker(worker.info.id).jobs_done == 2

@@ -59,6 +59,16 @@ class SchemaTooNew(QueuectlError):
         self.supported = supported
 
 
+class ClaimUnanswered(StoreUnavailable):
+    """A store without transactions applied the end of an attempt (`written` is what that
+    write returned) but the claim sent after it in `finish_and_claim` failed: that claim may
+    or may not have been applied."""
+
+    def __init__(self, written: object, reason: str) -> None:
+        super().__init__(reason)
+        self.written = written
+
+
 class ForeignRecord(QueuectlError):
     """A stored record of another shape than queuectl writes (e.g. a document the Node version
     left in a shared database). Stores skip such records; asked for by id, it is this error."""

@@ -106,7 +106,9 @@ def _fitting_start(data: bytes, limit: int) -> int:
 class Execution:
     """One running command. `kill()` may be called from any thread or a signal handler."""
 
-    def __init__(self, command: str, timeout: float | None, env: Mapping[str, str]) -> None:
+    def __init__(
+        self, command: str, timeout: float | None, env: Mapping[str, str] | Mapping[bytes, bytes]
+    ) -> None:
         self.command = command
         self.timeout = timeout
         self.env = env

@@ -14,7 +14,8 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Callable, List, Sequence, TypeVar
 
 from .backoff import Outcome, after_failure
 from .config import Config, ConfigManager
@@ -39,6 +40,7 @@ if TYPE_CHECKING:  # the executor (subprocess, selectors) is loaded only where j
     from .executor import Result
 
 Clock = Callable[[], float]
+T = TypeVar("T")
 
 # What a worker's own end of an attempt clears: the claim and its lease times (the token
 # stays, see above).
@@ -73,6 +75,18 @@ PURGE_MIN_PAUSE = 0.002
 # many batches, within half a heartbeat_interval.
 RETENTION_BATCHES = 100
 RETENTION_MARKER = "retention_swept_at"
+
+
+@dataclass(frozen=True)
+class NextClaim:
+    """The claim a worker makes in the same store operation as the end of its attempt:
+    for `worker_id`, of those queues (every queue when empty), under `token` (chosen by the
+    worker, so a lost reply can be looked for), its lease good for `lease_seconds`."""
+
+    worker_id: str
+    queues: tuple[str, ...]
+    token: str
+    lease_seconds: float
 
 
 class JobManager:
@@ -284,6 +298,52 @@ class JobManager:
             **SETTLE,
         }
         return self._settle_attempt(job, changes, tally=_tally(job, COMPLETED))
+
+    # -- the end of an attempt and the next claim, as one store operation ---------------------
+    def complete_and_claim(
+        self, job: Job, result: Result, claim: NextClaim
+    ) -> tuple[bool, Job | None]:
+        """`complete`, then `claim` of the next job in the same store operation
+        (`Store.finish_and_claim`): whether the result was applied, and the job claimed (or
+        None). The claim is made even when the result was refused."""
+        now = self.clock()
+        return self._and_claim(lambda: self.complete(job, result, now=now), claim, now)
+
+    def fail_and_claim(
+        self,
+        job: Job,
+        error: str,
+        result: Result | None,
+        claim: NextClaim,
+        *,
+        config: Config | None = None,
+    ) -> tuple[tuple[bool, Outcome], Job | None]:
+        """`fail`, then `claim` of the next job in the same store operation: fail's
+        (applied, outcome), and the job claimed (or None)."""
+        now = self.clock()
+        return self._and_claim(
+            lambda: self.fail(job, error, result, now=now, config=config), claim, now
+        )
+
+    def cancel_running_and_claim(
+        self, job: Job, result: Result, claim: NextClaim
+    ) -> tuple[bool, Job | None]:
+        """`cancel_running` (by its worker), then `claim` of the next job in the same store
+        operation."""
+        now = self.clock()
+        return self._and_claim(lambda: self.cancel_running(job, result, now=now), claim, now)
+
+    def _and_claim(
+        self, end: Callable[[], T], claim: NextClaim, now: float
+    ) -> tuple[T, Job | None]:
+        return self.store.finish_and_claim(
+            end,
+            claim.worker_id,
+            now,
+            claim.token,
+            queues=claim.queues,
+            lease_expires_at=now + claim.lease_seconds,
+        )
 
     def _settle_attempt(
         self,

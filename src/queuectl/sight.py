@@ -73,6 +73,9 @@ class SightedStore:
             sight.saw()
             return result
 
+        # Kept, so the next call finds it without coming back here (a worker calls the
+        # same few methods for every job).
+        self.__dict__[name] = call
         return call
 
 

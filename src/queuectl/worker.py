@@ -15,13 +15,13 @@ import select
 import sys
 import threading
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 from .backoff import Outcome
 from .config import Config
-from .errors import StoreUnavailable
+from .errors import ClaimUnanswered, StoreUnavailable
 from .executor import Execution, Result
-from .jobs import CANCELED_RUNNING, JobManager
+from .jobs import CANCELED_RUNNING, JobManager, NextClaim
 from .models import DEAD, Job, WorkerInfo, WorkerStatus, format_time
 from .notify import JOB_COMPLETED, JOB_DEAD, Notifier
 from .retention import RetentionSweeper
@@ -49,6 +49,10 @@ REAPS_PER_STALE_AFTER = 10
 # config and stop flag whatever the control version says (an older release's `config set` or
 # `worker stop` does not move it) are chores: an hour between them is plenty.
 CHORES_EVERY = 3600.0
+
+# A write that ends an attempt: given a NextClaim, it also claims the next job in the same
+# store operation. Returns whether the end was applied, and the job claimed (if any).
+Ending = Callable[[NextClaim | None], "tuple[bool, Job | None]"]
 
 
 class Worker:
@@ -90,6 +94,11 @@ class Worker:
         self._claims = 0
         # The token of a claim that raised: the store may have applied it anyway.
         self._lost_claim: str | None = None
+        # A job claimed with the last result (one store operation) and held, not yet run.
+        self._next: Job | None = None
+        # The environment of every job, built (and encoded) once: each job adds only its own
+        # variables.
+        self._env: dict[bytes, bytes] | None = None
         # Until when the heartbeat looks for jobs held in our name but not in our hands (a
         # claim applied after we gave up on it).
         self._orphans_until = float("-inf")
@@ -170,7 +179,7 @@ class Worker:
                     if self._may_claim():
                         # Cleared before the claim: a wake during it asks for another.
                         self._claim_hint = False
-                        if self.step():
+                        if self.step(chain=True):
                             self._claim_hint = True  # more may be ready: claim again at once
                             failures = 0
                             continue
@@ -232,34 +241,25 @@ class Worker:
         _poke(self._watch_w)
 
     # -- one job --------------------------------------------------------------------------
-    def step(self) -> bool:
-        """Claim one ready job, run it, record the result. False when none was ready."""
+    def step(self, chain: bool = False) -> bool:
+        """Claim one ready job, run it, record the result. False when none was ready. With
+        `chain`, the result and the claim of the next job are one store operation
+        (`Store.finish_and_claim`), and that job is held for the next step; a step first runs
+        a job so held."""
         assert self.info is not None, "call start() first"
         with self._lock:
-            self._claiming = True
-            self._claims += 1
-        try:
-            job = self._claim(self.info.id)
+            job, self._next = self._next, None
+        if job is None:
+            job = self._claim_held(self.info.id)
             if job is None:
                 return False
-            self.log(
-                f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1}): "
-                f"{printable(job.command, 120)}"
-            )
-            env = {
-                **os.environ,
-                "QUEUECTL_JOB_ID": job.id,
-                "QUEUECTL_WORKER_ID": self.info.id,
-                "QUEUECTL_ATTEMPT": str(job.attempts),
-            }
-            execution = Execution(job.command, job.timeout, env)
-            with self._lock:
-                self._current, self._held = (job, execution), job
-        finally:
-            # Only now that the job is held (or none was taken) may the heartbeat look for
-            # jobs in our name that we do not hold.
-            with self._lock:
-                self._claiming = False
+        self.log(
+            f"job {job.id} started (attempt {job.attempts}/{job.max_retries + 1}): "
+            f"{printable(job.command, 120)}"
+        )
+        execution = Execution(job.command, job.timeout, self._job_env(job))
+        with self._lock:
+            self._current = (job, execution)
         if self.abort:
             execution.kill(INTERRUPTED)
         ended = threading.Event()
@@ -274,11 +274,42 @@ class Worker:
                 watcher.join()
                 with self._lock:
                     self._current = None
-            self._settle(job, result, execution)
+            self._settle(job, result, execution, chain)
         finally:
             with self._lock:
-                self._held = None
+                if self._held is job:
+                    self._held = None
         return True
+
+    def _claim_held(self, worker_id: str) -> Job | None:
+        """Claim the next job and hold it (its lease renewed from then on)."""
+        with self._lock:
+            self._claiming = True
+            self._claims += 1
+        try:
+            job = self._claim(worker_id)
+            with self._lock:
+                self._held = job
+            return job
+        finally:
+            # Only now that the job is held (or none was taken) may the heartbeat look for
+            # jobs in our name that we do not hold.
+            with self._lock:
+                self._claiming = False
+
+    def _job_env(self, job: Job) -> dict[bytes, bytes]:
+        """The command's environment: this worker's, built on its first job, plus the
+        job's own variables."""
+        assert self.info is not None
+        if self._env is None:
+            base = {**os.environ, "QUEUECTL_WORKER_ID": self.info.id}
+            # Encoded once, as subprocess would encode it for every job.
+            self._env = {os.fsencode(k): os.fsencode(v) for k, v in base.items()}
+        return {
+            **self._env,
+            b"QUEUECTL_JOB_ID": os.fsencode(job.id),
+            b"QUEUECTL_ATTEMPT": b"%d" % job.attempts,
+        }
 
     def _claim(self, worker_id: str) -> Job | None:
         """The next job, under a token chosen here. A claim that raised may still have been
@@ -296,10 +327,9 @@ class Worker:
                 worker_id, self.queues, token, lease_seconds=self.config.stale_after
             )
         except StoreUnavailable:
-            self._lost_claim = token
             # Should the claim reach the store only after we looked for it, the heartbeat
-            # hands the job back; a request cannot linger longer than this.
-            self._orphans_until = self.clock() + self.config.stale_after
+            # hands the job back; a request cannot linger longer than stale_after.
+            self._claim_lost(token)
             raise
 
     def _watch(self, job: Job, execution: Execution, ended: threading.Event) -> None:
@@ -327,31 +357,54 @@ class Worker:
                 self.log(f"job {job.id}: cancel requested; killing its command")
                 execution.kill(CANCELED_RUNNING)
 
-    def _settle(self, job: Job, result: Result, execution: Execution) -> None:
+    def _settle(self, job: Job, result: Result, execution: Execution, chain: bool = False) -> None:
+        """Record how the attempt ended (with `chain`, claiming the next job in the same
+        store operation), then log it and send its notification."""
         if execution.kill_reason == INTERRUPTED:
-            if self._write(job, lambda: self.jobs.hand_back(job)):
+            if self._write(job, lambda _claim: (self.jobs.hand_back(job), None)):
                 self.log(f"job {job.id} interrupted; returned to pending")
             return
         if execution.kill_reason == CANCELED_RUNNING:
-            if self._write(job, lambda: self.jobs.cancel_running(job, result)):
+
+            def cancel(claim: NextClaim | None) -> tuple[bool, Job | None]:
+                if claim is None:
+                    return self.jobs.cancel_running(job, result), None
+                return self.jobs.cancel_running_and_claim(job, result, claim)
+
+            if self._write(job, cancel, chain):
                 self.log(f"job {job.id} canceled while running; moved to DLQ")
                 self.notifier.job_finished(job.id, JOB_DEAD)
             return
         if result.ok:
-            if self._write(job, lambda: self.jobs.complete(job, result)):
+
+            def complete(claim: NextClaim | None) -> tuple[bool, Job | None]:
+                if claim is None:
+                    return self.jobs.complete(job, result), None
+                return self.jobs.complete_and_claim(job, result, claim)
+
+            if self._write(job, complete, chain):
                 self.log(f"job {job.id} completed in {result.duration:.2f}s")
                 self.notifier.job_finished(job.id, JOB_COMPLETED)
             return
         error = result.error or "failed"
         outcome: Outcome | None = None
 
-        def record() -> bool:
+        def record(claim: NextClaim | None) -> tuple[bool, Job | None]:
             nonlocal outcome
             self.config = self.manager.settings()  # the job may have run for long
-            applied, outcome = self.jobs.fail(job, error, result, config=self.config)
-            return applied
+            if claim is None:
+                applied, outcome = self.jobs.fail(job, error, result, config=self.config)
+                return applied, None
+            try:
+                (applied, outcome), following = self.jobs.fail_and_claim(
+                    job, error, result, claim, config=self.config
+                )
+            except ClaimUnanswered as exc:  # the result was written: keep what it was
+                applied, outcome = cast("tuple[bool, Outcome]", exc.written)
+                raise ClaimUnanswered(applied, str(exc)) from None
+            return applied, following
 
-        written = self._write(job, record)
+        written = self._write(job, record, chain)
         if not isinstance(written, bool):  # a try whose reply was lost: say what it stored
             outcome = Outcome(written.state, written.run_at, written.run_at - written.updated_at)
         if not written or outcome is None:
@@ -363,17 +416,22 @@ class Worker:
             delay = round(outcome.delay or 0.0, 3)
             self.log(f"job {job.id} failed: {printable(error, 200)}; retry in {delay:g}s")
 
-    def _write(self, job: Job, write: Callable[[], bool]) -> bool | Job:
+    def _write(self, job: Job, write: Ending, chain: bool = False) -> bool | Job:
         """Apply a fenced write that ends `job`'s attempt, retrying through store outages.
         True when applied; False when refused (the lease was taken by the reaper: logged,
         not applied). A refusal after a try that raised is checked, as the store may have
         applied that try and lost only its reply: then the job as stored is returned (and
-        its end counted, once)."""
+        its end counted, once). With `chain`, the first try also claims the next job (see
+        `_write_and_claim`); a retry writes the result alone."""
         delay = 0.5
         raised = False
         while True:
             try:
-                if write():
+                if chain and not raised and not self.stopping:
+                    applied = self._write_and_claim(write)
+                else:
+                    applied, _ = write(None)
+                if applied:
                     return True
                 if raised and (stored := self.jobs.settled(job)) is not None:
                     self.jobs.count_end(job, stored)
@@ -389,6 +447,50 @@ class Worker:
                 delay = min(delay * 2, MAX_WRITE_BACKOFF)
         self.log("result refused: the job's lease was lost (it was reclaimed)")
         return False
+
+    def _write_and_claim(self, write: Ending) -> bool:
+        """One try of `write` with the claim of the next job in the same store operation,
+        under a token chosen here; the job claimed is held for the next step. A claim that
+        raised may still have been applied: it is looked for as any lost claim is (the next
+        claim first, the heartbeat's hand-back of orphans after)."""
+        assert self.info is not None
+        token = self.jobs.new_token()
+        claim = NextClaim(self.info.id, tuple(self.queues), token, float(self.config.stale_after))
+        following: Job | None = None
+        with self._lock:
+            self._claiming = True
+            self._claims += 1
+        try:
+            applied, following = write(claim)
+            return applied
+        except ClaimUnanswered as exc:  # the result was written; the claim is unknown
+            self._claim_lost(token)
+            self.log(f"store unavailable ({exc}) while claiming the next job")
+            return bool(exc.written)
+        except StoreUnavailable:
+            self._claim_lost(token)
+            raise
+        finally:
+            with self._lock:
+                if following is not None:
+                    self._held = self._next = following
+                self._claiming = False
+
+    def _claim_lost(self, token: str) -> None:
+        """A claim under `token` raised: the next claim looks for it first, and the heartbeat
+        hands back what it may have taken for as long as such a request can linger."""
+        self._lost_claim = token
+        self._orphans_until = self.clock() + self.config.stale_after
+
+    def _release_next(self) -> None:
+        """Hand back (attempt unspent, place kept) a job claimed with the last result that
+        was never started: the worker stopped first."""
+        with self._lock:
+            job, self._next = self._next, None
+            if job is not None and self._held is job:
+                self._held = None
+        if job is not None and self.jobs.hand_back(job, keep_place=True):
+            self.log(f"job {job.id}: claimed but not started before the stop; handed back")
 
     # -- idle, refresh, heartbeat ---------------------------------------------------------
     def _may_claim(self) -> bool:
@@ -587,6 +689,10 @@ class Worker:
             return
         self.retention.stop()
         self.notifier.close(0 if self.abort else NOTIFY_DRAIN)
+        try:
+            self._release_next()
+        except StoreUnavailable as exc:
+            self.log(f"could not hand back the job claimed for the next step: {exc}")
         try:
             # Whatever is processing in our name now is not ours to run (a claim whose
             # reply was lost): back to pending with its attempt unspent.

@@ -11,13 +11,15 @@ from __future__ import annotations
 import math
 import sys
 import threading
-from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence
+from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, TypeVar
 
 from ..models import Job, Schedule, WorkerInfo
 
 # Ids handed to one statement or command at most: a MongoDB command is limited to 16 MiB and
 # an SQLite statement to 32,766 parameters, and a short transaction never blocks workers long.
 ID_BATCH = 500
+
+T = TypeVar("T")
 
 _warned: set[str] = set()
 _warned_lock = threading.Lock()
@@ -152,6 +154,22 @@ class Store(Protocol):
         (the fence). Returns whether they were applied. With `tally` (worker id, counter),
         an applied end also counts in that worker's row, as `count_job_end` does: in the
         same transaction where the store has them."""
+
+    def finish_and_claim(
+        self,
+        end: Callable[[], T],
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
+    ) -> tuple[T, Job | None]:
+        """Run `end()` (one attempt's end written through this store's own fenced writes:
+        `finish`, `settle`), then `claim(worker_id, now, lease_token, queues,
+        lease_expires_at)` whether or not `end` applied; returns both results. The same
+        outcome as the two calls one after the other, in one write transaction where the
+        store has them (all or nothing), else back to back with no read between. A claim
+        that fails after `end` was applied raises ClaimUnanswered carrying `end`'s result."""
 
     def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
         """Add 1 to a worker's `jobs_done` or `jobs_failed` for the attempt of that lease,

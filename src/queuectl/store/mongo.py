@@ -16,9 +16,10 @@ import os
 import time
 import warnings
 from contextlib import contextmanager
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 from ..errors import (
+    ClaimUnanswered,
     DependencyNotFound,
     DuplicateJob,
     DuplicateSchedule,
@@ -40,6 +41,7 @@ from .base import (
     warn_foreign,
 )
 
+T = TypeVar("T")
 CLAIM_SORT = [("priority", -1), ("run_at", 1), ("seq", 1)]
 # Waiting jobs become ready in run_at order; among equal run_at, claim order decides.
 WAITING_SORT = [("run_at", 1), ("priority", -1), ("seq", 1)]
@@ -598,6 +600,29 @@ class MongoStore:
         if applied and tally is not None:
             self.count_job_end(tally[0], tally[1], lease_token)
         return applied
+
+    def finish_and_claim(
+        self,
+        end: Callable[[], T],
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
+    ) -> tuple[T, Job | None]:
+        """`end()` (this store's own fenced writes that end an attempt: finish, settle), then
+        the claim's findAndModify right behind it, with no read between. Not atomic: MongoDB
+        has no transaction across documents without a replica set, so these stay the same
+        single-document operations as apart (each fenced on its own), only sent back to back.
+        A claim that fails after `end` returned raises ClaimUnanswered with what `end`
+        returned: the caller keeps the result, and treats the claim as one whose reply was
+        lost (it may have been applied)."""
+        ended = end()
+        try:
+            job = self.claim(worker_id, now, lease_token, queues, lease_expires_at)
+        except StoreUnavailable as exc:
+            raise ClaimUnanswered(ended, str(exc)) from None
+        return ended, job
 
     def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
         """Count one attempt's end in the worker's document, once per lease."""

@@ -12,7 +12,7 @@ import operator
 import os
 import sqlite3
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, TypeVar
 
 from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, ForeignRecord
 from ..models import (
@@ -28,6 +28,7 @@ from . import sqlite_counters as counters
 from .base import CONTROL_KEY, MARKER_PREFIX, Poll, check_purgeable, warn_foreign
 from .sqlite_file import SqliteFile
 
+T = TypeVar("T")
 BUSY_TIMEOUT_MS = 10_000
 # Lowered by the reliability tests to reach the store-outage path without a 10 s wait.
 BUSY_TIMEOUT_ENV = "QUEUECTL_SQLITE_BUSY_TIMEOUT_MS"
@@ -474,6 +475,24 @@ class SqliteStore:
             if applied and tally is not None:
                 self._count(conn, tally[0], tally[1], lease_token)
         return applied
+
+    def finish_and_claim(
+        self,
+        end: Callable[[], T],
+        worker_id: str,
+        now: float,
+        lease_token: str,
+        queues: Sequence[str] = (),
+        lease_expires_at: float | None = None,
+    ) -> tuple[T, Job | None]:
+        """`end()` (this store's own fenced writes that end an attempt: finish, settle) and
+        then `claim(...)` in one BEGIN IMMEDIATE ... COMMIT: the write lock is taken once per
+        job instead of twice, and the claim sees what `end` released (dependents it made
+        ready). All or nothing: if either raises, neither is stored."""
+        with self._tx():
+            ended = end()
+            job = self.claim(worker_id, now, lease_token, queues, lease_expires_at)
+        return ended, job
 
     def count_job_end(self, worker_id: str, counter: str, lease_token: str) -> None:
         """Count one attempt's end in the worker's row, once per lease."""

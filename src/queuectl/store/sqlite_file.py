@@ -372,7 +372,15 @@ class SqliteFile:
         """A write transaction that holds the write lock from its start (BEGIN IMMEDIATE),
         so its reads are never of a snapshot another writer has moved past. The first one
         on each connection runs SQLite's quick_check: a damaged file is never written.
-        IntegrityError passes through (a duplicate id is the caller's to report)."""
+        IntegrityError passes through (a duplicate id is the caller's to report).
+
+        One begun while this thread's connection is already inside one joins it: its
+        statements commit, or roll back, with the outer transaction (how a store runs two of
+        its own writes as one, e.g. a result and the next claim)."""
+        joined: sqlite3.Connection | None = getattr(self._local, "open_tx", None)
+        if joined is not None:
+            yield joined
+            return
         conn = self.connection(write=True)
         if conn.read_only is not None:
             raise cannot_write(self.path, conn.read_only)
@@ -384,11 +392,14 @@ class SqliteFile:
                     raise self._damage
                 conn.checked = True
             conn.execute("BEGIN IMMEDIATE")
+            self._local.open_tx = conn
             try:
                 yield conn
             except BaseException:
                 conn.execute("ROLLBACK")
                 raise
+            finally:
+                self._local.open_tx = None
             conn.execute("COMMIT")
         except sqlite3.IntegrityError:
             raise
