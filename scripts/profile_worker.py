@@ -24,6 +24,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "src"))
 
+from queuectl.deps import require_dependencies  # noqa: E402
+
+require_dependencies("scripts/profile_worker.py")
+
 from queuectl.app import App  # noqa: E402
 
 
