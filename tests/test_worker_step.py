@@ -546,3 +546,22 @@ def test_a_lost_reply_of_a_chained_claim_keeps_the_result_and_runs_the_job(store
     assert (job.state, job.attempts, job.stdout) == ("completed", 1, "second\n")
     assert any("the claim's reply was lost; running it as claimed" in line for line in lines)
     assert store.get_worker(worker.info.id).jobs_done == 2
+
+
+def test_a_worker_sleeps_on_a_pipe_numbered_past_1024():
+    """A process holding many files gives a worker's pipes high numbers: select() refuses
+    any from 1024 on, so the worker must wait another way."""
+    from queuectl.worker import _sleep_on
+
+    read_end, write_end = os.pipe()
+    high = 1500
+    try:
+        os.dup2(read_end, high)
+        os.set_blocking(high, False)
+        os.write(write_end, b"x")
+        _sleep_on(high, 5.0)  # poked already: returns at once, having drained the pipe
+        with pytest.raises(BlockingIOError):
+            os.read(high, 1)
+    finally:
+        for fd in (read_end, write_end, high):
+            os.close(fd)

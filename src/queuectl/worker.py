@@ -10,11 +10,13 @@ lost lease (SPEC §8).
 
 from __future__ import annotations
 
+import math
 import os
 import select
 import sys
 import threading
 import time
+import weakref
 from typing import Any, Callable, Sequence, cast
 
 from .backoff import Outcome
@@ -145,6 +147,9 @@ class Worker:
             self._watch_r,
             self._watch_w,
         )
+        # A worker dropped without close() (a test's, an embedding program's) still gives its
+        # descriptors back when it is collected; close() runs the same finalizer, once.
+        self._close_pipes = weakref.finalize(self, _close_all, self._pipes)
 
     # -- life cycle -----------------------------------------------------------------------
     def start(self) -> WorkerInfo:
@@ -217,14 +222,10 @@ class Worker:
     def close(self) -> None:
         """Close the wake and heartbeat pipes. Call once the worker is done and no signal
         handler can reach it any more (a closed pipe's number may be reused by a new file)."""
-        fds, self._pipes = self._pipes, ()
+        self._pipes = ()
         # -1: a late poke fails harmlessly instead of writing to a reused descriptor.
         self._wake_w = self._beat_w = self._watch_w = -1
-        for fd in fds:
-            try:
-                os.close(fd)
-            except OSError:
-                pass
+        self._close_pipes()
 
     @property
     def busy(self) -> bool:
@@ -732,10 +733,22 @@ def _poke(fd: int) -> None:
         pass
 
 
+def _close_all(fds: tuple[int, ...]) -> None:
+    """Close each descriptor, ignoring those already closed."""
+    for fd in fds:
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+
+
 def _sleep_on(fd: int, timeout: float) -> None:
-    """Sleep up to `timeout` seconds, or until the pipe whose read end is `fd` is poked."""
-    readable, _, _ = select.select([fd], [], [], timeout)
-    if readable:
+    """Sleep up to `timeout` seconds, or until the pipe whose read end is `fd` is poked.
+    poll, not select: select refuses a descriptor numbered 1024 or more, which a process
+    holding many files (a web server, a test run) may well give a worker's pipe."""
+    poller = select.poll()
+    poller.register(fd, select.POLLIN)
+    if poller.poll(max(0, math.ceil(timeout * 1000))):
         try:
             while os.read(fd, 4096):
                 pass
