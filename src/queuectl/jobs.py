@@ -33,7 +33,7 @@ from .models import (
     shown,
     validate_queue,
 )
-from .store.base import ID_BATCH, PURGEABLE_STATES, Store
+from .store.base import ID_BATCH, PURGEABLE_STATES, FinishedRow, Store
 
 if TYPE_CHECKING:  # the executor (subprocess, selectors) is loaded only where jobs run
     from .executor import Result
@@ -177,6 +177,15 @@ class JobManager:
         return self.store.list_jobs(
             state, limit, now=when, queue=queue, offset=offset, text=text or None
         )
+
+    def finished_after(
+        self, state: str, updated_at: float, seq: int, limit: int
+    ) -> List[FinishedRow]:
+        """At most `limit` jobs of `state` (completed or dead) updated after (updated_at,
+        seq), oldest first, as ids, times and durations only (never commands or outputs)."""
+        if state not in PURGEABLE_STATES:
+            raise InvalidInput(f"only completed and dead jobs have finished, not {state!r}")
+        return self.store.finished_after(state, updated_at, seq, limit)
 
     def counts(self, queue: str | None = None) -> dict[str, int]:
         """Every state with its count (in one queue, when given), zeros included."""
