@@ -13,6 +13,7 @@ from ..schedules import ScheduleManager
 from ..store.base import Store
 from ..workers import WorkerManager
 from .finished import FinishedJobs
+from .purge import DeadPurge
 from .security import Guard
 
 
@@ -24,9 +25,11 @@ class Web:
     guard: Guard
     templates: jinja2.Environment
     finished: FinishedJobs = field(init=False)
+    purge: DeadPurge = field(init=False)
 
     def __post_init__(self) -> None:
         self.finished = FinishedJobs(self.queue.jobs, self.queue.clock)
+        self.purge = DeadPurge(self.queue.jobs)
 
     @property
     def store(self) -> Store:

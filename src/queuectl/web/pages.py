@@ -24,6 +24,7 @@ RECENT = 10
 RETRYING = 10  # failed jobs shown on the DLQ page
 MAX_FORM = 64 * 1024
 FINAL_STATES = ("completed", DEAD)
+PURGE_BUSY = "purge_busy"  # the DLQ page's parameter: a click found a purge running
 
 
 def overview(request: Request) -> Response:
@@ -60,6 +61,8 @@ def dlq_page(request: Request) -> Response:
     # The jobs on their way here (failed, waiting for a retry), which cancel sends at once.
     retrying = jobs.list(FAILED, RETRYING + 1) if not query.offset else []
     context.update(retrying=retrying[:RETRYING], more_retrying=len(retrying) > RETRYING)
+    purge = web_of(request).purge.status()
+    context.update(purge=purge, purge_busy=purge.running and PURGE_BUSY in request.query_params)
     return page(request, "dlq.html", context)
 
 
@@ -167,10 +170,12 @@ async def cancel_form(request: Request) -> Response:
 
 
 async def purge_dead_form(request: Request) -> Response:
-    """The DLQ's purge button: `purge --state dead` (every dead job, for good)."""
+    """The DLQ's purge button: `purge --state dead` (every dead job, for good), started in
+    the background (web/purge.py); the DLQ page follows it. While one runs, another click
+    starts nothing and the page says so."""
     await checked_form(request)
-    await run_in_threadpool(web_of(request).jobs().purge, DEAD)
-    return RedirectResponse("/dlq", 303)
+    started = web_of(request).purge.start()
+    return RedirectResponse("/dlq" if started else f"/dlq?{PURGE_BUSY}=1", 303)
 
 
 async def retry_all_form(request: Request) -> Response:
