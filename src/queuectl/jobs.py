@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from typing import TYPE_CHECKING, Any, Callable, List, Sequence
+from typing import TYPE_CHECKING, Any, Callable, List, NamedTuple, Sequence
 
 from .backoff import Outcome, after_failure
 from .config import Config, ConfigManager
@@ -23,6 +23,7 @@ from .models import (
     COMPLETED,
     DEAD,
     FAILED,
+    ID_PATTERN,
     PENDING,
     PROCESSING,
     READY_STATES,
@@ -60,6 +61,8 @@ CANCELED_RUNNING = "canceled while running"
 NO_SUCH_JOB = "does not exist"  # why `cancel` could not cancel an unknown id
 # The deepest page `list` reads (an offset beyond what SQLite and MongoDB take as an integer).
 MAX_OFFSET = 10**12
+# Jobs a text search reads (ids and commands only) beyond an exact id: about 0.1 s on SQLite.
+SEARCH_SCAN = 10_000
 # Purge (SPEC §7.2): jobs deleted per store write. Each write holds SQLite's write lock for
 # about 10 ms, and after each one the purge pauses PURGE_YIELD times as long as the write
 # took, so a worker's claim waiting for the lock gets it within about one write, however many
@@ -186,6 +189,50 @@ class JobManager:
         if state not in PURGEABLE_STATES:
             raise InvalidInput(f"only completed and dead jobs have finished, not {state!r}")
         return self.store.finished_after(state, updated_at, seq, limit)
+
+    def search(
+        self,
+        text: str,
+        state: str | None = None,
+        queue: str | None = None,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        scan: int | None = None,
+        now: float | None = None,
+    ) -> Found:
+        """Jobs whose id or command contains `text` (ASCII letters in either case), of one
+        state and queue when given, a page from `offset` on. A `text` that is a job id finds
+        that job first, wherever it is; the others come from the first `scan` (default
+        SEARCH_SCAN) jobs of `list` order only (no index holds the text inside commands),
+        and `Found.complete` says whether that was every job there is. Reads ids and
+        commands, then the page's jobs."""
+        check_state(state)
+        if queue is not None:
+            validate_queue(queue)
+        if limit < 1:
+            raise InvalidInput(f"--limit must be at least 1, got {limit}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+        if not text or "\x00" in text or not _is_text(text):
+            return Found([], False, True, 0)  # no id or command holds a NUL or a lone surrogate
+        exact: Job | None = None
+        if ID_PATTERN.fullmatch(text):
+            try:
+                exact = self.store.get_job(text)
+            except ForeignRecord:
+                exact = None
+            other_state = state is not None and exact is not None and exact.state != state
+            other_queue = queue is not None and exact is not None and exact.queue != queue
+            if other_state or other_queue:
+                exact = None
+        when = self.clock() if now is None else now
+        scan = SEARCH_SCAN if scan is None else scan
+        ids, complete = self.store.search_job_ids(state, text, scan, now=when, queue=queue)
+        if exact is not None:
+            ids = [exact.id, *(i for i in ids if i != exact.id)]
+        page = ids[offset : offset + limit + 1]
+        return Found(self.store.get_jobs(page[:limit]), len(page) > limit, complete, scan)
 
     def counts(self, queue: str | None = None) -> dict[str, int]:
         """Every state with its count (in one queue, when given), zeros included."""
@@ -723,6 +770,15 @@ def _token(job: Job) -> str:
     if not job.lease_token:
         raise ValueError(f"job {job.id} has no lease token: it was not claimed")
     return job.lease_token
+
+
+class Found(NamedTuple):
+    """A page of a text search (JobManager.search)."""
+
+    jobs: List[Job]
+    has_more: bool  # more matches follow this page
+    complete: bool  # every job of the state and queue was searched (else more may match)
+    scanned: int  # how many jobs of the order the search read at most
 
 
 def _is_text(value: str) -> bool:

@@ -509,13 +509,14 @@ class MongoStore:
     ) -> tuple[list[str], bool]:
         """The first `scan` documents of list_jobs' order with only their ids and commands
         (a projection), matched in Python (text_matches, as the SQLite store does)."""
-        docs = self._list_docs(state, scan, now, queue, 0, None, {"_id": 1, "command": 1})
+        # One document past the scan tells whether any job lies beyond it.
+        docs = self._list_docs(state, scan + 1, now, queue, 0, None, {"_id": 1, "command": 1})
         ids = [
             d["_id"]
-            for d in docs
+            for d in docs[:scan]
             if isinstance(d["_id"], str) and text_matches(text, d["_id"], d.get("command"))
         ]
-        return ids, len(docs) < scan
+        return ids, len(docs) <= scan
 
     def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
         """The jobs with those ids that exist, in the order asked (bounded batches)."""

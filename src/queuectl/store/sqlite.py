@@ -351,9 +351,10 @@ class SqliteStore:
     ) -> tuple[list[str], bool]:
         """The first `scan` jobs of list_jobs' order read as ids, commands and the order's
         columns only, matched in Python (text_matches, as the MongoDB store does)."""
-        rows = self._list_rows(state, scan, now, queue, 0, ("", ()), SEARCH_COLUMNS)
-        ids = [r["id"] for r in rows if text_matches(text, r["id"], r["command"])]
-        return ids, len(rows) < scan
+        # One row past the scan tells whether any job lies beyond it.
+        rows = self._list_rows(state, scan + 1, now, queue, 0, ("", ()), SEARCH_COLUMNS)
+        ids = [r["id"] for r in rows[:scan] if text_matches(text, r["id"], r["command"])]
+        return ids, len(rows) <= scan
 
     def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
         """The jobs with those ids that exist, in the order asked (bounded batches)."""

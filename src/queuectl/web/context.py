@@ -14,6 +14,7 @@ from ..store.base import Store
 from ..workers import WorkerManager
 from .finished import FinishedJobs
 from .purge import DeadPurge
+from .searches import RecentSearches
 from .security import Guard
 
 
@@ -26,6 +27,7 @@ class Web:
     templates: jinja2.Environment
     finished: FinishedJobs = field(init=False)
     purge: DeadPurge = field(init=False)
+    searches: RecentSearches = field(default_factory=RecentSearches)
 
     def __post_init__(self) -> None:
         self.finished = FinishedJobs(self.queue.jobs, self.queue.clock)

@@ -18,7 +18,7 @@ from .context import web_of
 from .responses import login_page
 from .security import SESSION_COOKIE
 from .templating import page
-from .views import JobQuery, find_jobs, has_run, parse_query
+from .views import JobPage, JobQuery, find_jobs, has_run, parse_query
 
 RECENT = 10
 RETRYING = 10  # failed jobs shown on the DLQ page
@@ -46,8 +46,19 @@ def overview(request: Request) -> Response:
 def jobs_page(request: Request) -> Response:
     """Jobs filtered by state, queue and id or command text, a page at a time."""
     query = parse_query(request.query_params)
-    found = find_jobs(web_of(request).jobs(), query)
-    return page(request, "jobs.html", _listing(request, query, found.has_more, found.jobs))
+    found = _found(request, query)
+    context = _listing(request, query, found.has_more, found.jobs)
+    context.update(complete=found.complete, scanned=found.scanned)
+    return page(request, "jobs.html", context)
+
+
+def _found(request: Request, query: JobQuery) -> JobPage:
+    """The page's jobs; a live refresh of a text search shows the answer of a few seconds
+    ago when there is one (web/searches.py)."""
+    web = web_of(request)
+    if query.q and request.query_params.get("partial") == "1":
+        return web.searches.answer(query, lambda: find_jobs(web.jobs(), query))
+    return find_jobs(web.jobs(), query)
 
 
 def dlq_page(request: Request) -> Response:
@@ -56,8 +67,9 @@ def dlq_page(request: Request) -> Response:
     params["state"] = DEAD
     query = parse_query(params)
     jobs = web_of(request).jobs()
-    found = find_jobs(jobs, query)
+    found = _found(request, query)
     context = _listing(request, query, found.has_more, found.jobs)
+    context.update(complete=found.complete, scanned=found.scanned)
     # The jobs on their way here (failed, waiting for a retry), which cancel sends at once.
     retrying = jobs.list(FAILED, RETRYING + 1) if not query.offset else []
     context.update(retrying=retrying[:RETRYING], more_retrying=len(retrying) > RETRYING)
