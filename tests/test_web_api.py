@@ -41,6 +41,7 @@ def web(cli: Cli) -> Iterator[TestClient]:
     """The web application on the CLI's store."""
     app = create_app(App(store=cli.store))
     app.state.web.finished.min_interval = 0  # every scrape reads: no throttling in tests
+    app.state.web.counts.min_interval = 0
     with TestClient(app) as client:
         yield client
 
@@ -535,3 +536,16 @@ def test_the_dlq_purge_runs_apart_from_the_request_and_one_at_a_time(cli, web):
     assert again.headers["location"] == "/dlq"
     assert web.app.state.web.purge.wait(timeout=30)
     assert cli.json("dlq", "list") == []
+
+
+def test_the_overview_and_metrics_share_one_count_per_interval(cli, web, monkeypatch):
+    seed_mix(cli)
+    state = web.app.state.web
+    state.counts.min_interval = 3600
+    reads = []
+    count_by_queue = state.store.count_by_queue
+    monkeypatch.setattr(state.store, "count_by_queue", lambda: reads.append(1) or count_by_queue())
+    for path in ("/", "/?partial=1", "/metrics", "/?partial=1"):
+        assert web.get(path).status_code == 200
+    assert len(reads) == 1
+    assert 'data-count="pending">2<' in web.get("/").text

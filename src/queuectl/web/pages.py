@@ -32,9 +32,10 @@ def overview(request: Request) -> Response:
     web = web_of(request)
     jobs = web.jobs()
     workers = web.workers().list()
+    counts, queues = web.counts.read()  # shared by every open page: once a second at most
     context = {
-        "counts": jobs.counts(),
-        "queues": jobs.queue_counts(),
+        "counts": counts,
+        "queues": queues,
         "active": sum(1 for w in workers if w.status in LIVE_WORKER_STATUSES),
         "workers": workers,
         "recent": jobs.list(None, RECENT),
