@@ -492,12 +492,35 @@ def web(lab: Lab, cfg: Settings) -> list[Figure]:
                         "ms",
                     )
                 )
+                # `job 999999` is a dead job's command: among completed jobs the search
+                # finds nothing and reads as far as it ever does (SEARCH_SCAN jobs).
                 _, search = http_times(url, "/api/jobs?state=completed&q=job%20999999", few)
                 figures.append(
                     measured(
                         f"web_jobs_search_{size}",
-                        "GET /api/jobs, completed, q matching one job, p50",
+                        "GET /api/jobs, completed, q matching none (10,000 read), p50",
                         search,
+                        "ms",
+                    )
+                )
+                # A pasted job id, far down the order: looked up first, then the scan.
+                exact = f"bench-{size // 2:08d}"
+                _, found = http_times(url, f"/api/jobs?q={exact}", few)
+                figures.append(
+                    measured(
+                        f"web_jobs_exact_{size}",
+                        "GET /api/jobs, q = a job id deep in the list, p50",
+                        found,
+                        "ms",
+                    )
+                )
+                # The open jobs page refreshing a search: answered from memory for 5 s.
+                _, live_search = http_times(url, "/jobs?q=job%20999999&partial=1", few)
+                figures.append(
+                    measured(
+                        f"web_jobs_search_live_{size}",
+                        "  its live refresh (/jobs?q=…&partial=1) p50",
+                        live_search,
                         "ms",
                     )
                 )

@@ -177,6 +177,35 @@ def test_stats_reads_no_job_table_but_through_an_index(sqlite_app):
     assert all(n < EXACT_WALK for n in walks), walks
 
 
+def test_counts_by_state_and_queue_read_the_counters_only(sqlite_app):
+    """The overview, /metrics and `status` read the maintained counters: no statement of
+    theirs touches the jobs table, however many jobs there are."""
+    app, _ = sqlite_app
+    for read in (
+        lambda: app.jobs.counts(),
+        lambda: app.jobs.counts("mail"),
+        lambda: app.jobs.queue_counts(),
+    ):
+        statements = traced(app.store, read)
+        assert statements and all("job_counts" in sql for sql in statements), statements
+        assert not [sql for sql in statements if re.search(r"\bjobs\b", sql)], statements
+
+
+def test_the_web_follower_and_search_read_index_ranges(sqlite_app):
+    """/metrics' follower reads one range of (state, updated_at, seq); a text search reads
+    a bounded walk of the list's order."""
+    app, clock = sqlite_app
+    for read in (
+        lambda: app.jobs.finished_after("completed", clock() - 60, 0, 1000),
+        lambda: app.jobs.search("echo", "completed", scan=100),
+        lambda: app.jobs.search("echo", None, "mail", scan=100),
+        lambda: app.jobs.search("echo", "pending", scan=100),
+        lambda: app.jobs.search("echo", scan=100),
+    ):
+        for sql in traced(app.store, read):
+            assert not full_scans(app.store, sql), " ".join(sql.split())
+
+
 # What the triggers do on every job write: searches of counter tables by their keys.
 TRIGGER_STEPS = [
     "UPDATE job_counts SET n = n - 1 WHERE queue = 'a' AND state = 'pending'",

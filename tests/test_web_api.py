@@ -41,6 +41,7 @@ def web(cli: Cli) -> Iterator[TestClient]:
     """The web application on the CLI's store."""
     app = create_app(App(store=cli.store))
     app.state.web.finished.min_interval = 0  # every scrape reads: no throttling in tests
+    app.state.web.counts.min_interval = 0
     with TestClient(app) as client:
         yield client
 
@@ -474,18 +475,77 @@ def test_the_overview_counts_by_queue(cli, web):
     assert '<a href="/jobs?queue=mail&amp;state=pending" data-queue-count="pending">2</a>' in row
 
 
-def test_the_dlq_purge_button_deletes_the_dead_jobs_only(cli, web):
+def purge_csrf(web: TestClient) -> str:
     import re
 
-    seed_mix(cli)
-    cli.seed("d2", "dead", last_error="canceled")
     page = web.get("/dlq").text
     csrf = re.search(
         r'action="/dlq/purge"[^>]*>\s*<input type="hidden" name="csrf" value="(\w+)"', page
     )
     assert csrf, page
-    response = web.post("/dlq/purge", data={"csrf": csrf.group(1)}, follow_redirects=False)
+    return csrf.group(1)
+
+
+def test_the_dlq_purge_button_deletes_the_dead_jobs_only(cli, web):
+    seed_mix(cli)
+    cli.seed("d2", "dead", last_error="canceled")
+    response = web.post("/dlq/purge", data={"csrf": purge_csrf(web)}, follow_redirects=False)
     assert (response.status_code, response.headers["location"]) == (303, "/dlq")
+    assert web.app.state.web.purge.wait(timeout=30)
     assert cli.json("dlq", "list") == []
     assert sorted(j["id"] for j in cli.json("list")) == ["c1", "f1", "p1", "p2", "r1"]
     assert "The DLQ is empty." in web.get("/dlq").text
+
+
+def test_the_dlq_purge_runs_apart_from_the_request_and_one_at_a_time(cli, web):
+    import threading
+
+    for n in range(3):
+        cli.seed(f"dead{n}", "dead", last_error="exit status 1")
+    jobs = web.app.state.web.jobs()
+    jobs.purge_batch_size = 1  # a pause after each job: the purge is held in its first pause
+    held, release = threading.Event(), threading.Event()
+
+    def pause(_seconds: float) -> None:
+        held.set()
+        assert release.wait(30), "the test never released the purge"
+
+    jobs.pause = pause
+    csrf = purge_csrf(web)
+    try:
+        first = web.post("/dlq/purge", data={"csrf": csrf}, follow_redirects=False)
+        # The request has answered while the purge is still held in its first pause.
+        assert (first.status_code, first.headers["location"]) == (303, "/dlq")
+        assert held.wait(30)
+        page = web.get("/dlq?partial=1").text
+        assert "Purging the dead jobs: 1 deleted so far." in page
+        second = web.post("/dlq/purge", data={"csrf": csrf}, follow_redirects=False)
+        assert second.status_code == 303
+        busy = web.get(second.headers["location"]).text
+        assert "A purge is already running" in busy and "1 deleted so far" in busy
+        assert len(cli.json("dlq", "list")) == 2
+    finally:
+        release.set()
+    assert web.app.state.web.purge.wait(timeout=30)
+    assert cli.json("dlq", "list") == []
+    done = web.get("/dlq").text
+    assert "The purge deleted 3 dead jobs." in done and "already running" not in done
+    # Once it is over, the button starts a new one.
+    cli.seed("dead-later", "dead")
+    again = web.post("/dlq/purge", data={"csrf": csrf}, follow_redirects=False)
+    assert again.headers["location"] == "/dlq"
+    assert web.app.state.web.purge.wait(timeout=30)
+    assert cli.json("dlq", "list") == []
+
+
+def test_the_overview_and_metrics_share_one_count_per_interval(cli, web, monkeypatch):
+    seed_mix(cli)
+    state = web.app.state.web
+    state.counts.min_interval = 3600
+    reads = []
+    count_by_queue = state.store.count_by_queue
+    monkeypatch.setattr(state.store, "count_by_queue", lambda: reads.append(1) or count_by_queue())
+    for path in ("/", "/?partial=1", "/metrics", "/?partial=1"):
+        assert web.get(path).status_code == 200
+    assert len(reads) == 1
+    assert 'data-count="pending">2<' in web.get("/").text

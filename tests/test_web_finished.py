@@ -89,7 +89,7 @@ def test_every_minute_of_the_hour_is_counted_by_the_store(store, clock):
     clock.now = START
     for n in range(5):
         finish(store, f"j{n}", START - 60 * (n + 1))  # one per minute, 1..5 minutes ago
-    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, backfill=3, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, min_interval=0)
     tracker.refresh()
     shown = bars(tracker)
     assert shown[-6:] == [(1, 0)] * 5 + [(0, 0)]
@@ -97,16 +97,62 @@ def test_every_minute_of_the_hour_is_counted_by_the_store(store, clock):
     assert chart.total_completed == 5 and chart.peak == 1
 
 
-def test_the_counters_take_at_most_a_cap_per_read_but_the_chart_has_every_job(store, clock):
+def test_every_job_finishing_between_reads_is_counted_however_many(store, clock):
+    # More jobs than one page of the follower's reads: it pages on until it has caught up.
     clock.now = START
-    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, cap=4, min_interval=0)
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, page=4, min_interval=0)
     tracker.refresh()
-    for n in range(6):  # 2 to 5 minutes after START; a read takes only the newest 4
-        finish(store, f"k{n}", START + 120 + 30 * n)
-    clock.advance(400)
+    for n in range(10):  # 2 to 6.5 minutes after START
+        finish(store, f"k{n}", START + 120 + 30 * n, duration=0.3)
+    finish(store, "d", START + 200, state="dead")
+    clock.advance(500)
     tracker.refresh()
-    assert tracker.counted()[0]["completed"] == 4
-    assert sum(c for c, _ in bars(tracker)) == 6
+    totals, buckets, seconds = tracker.counted()
+    assert totals == {"completed": 10, "dead": 1}
+    assert (buckets[1], sum(buckets)) == (10, 10) and abs(seconds - 3.0) < 1e-9
+    assert sum(c for c, _ in bars(tracker)) == 10
+
+
+def test_jobs_with_the_same_time_are_paged_through_by_seq(store, clock):
+    clock.now = START
+    tracker = FinishedJobs(App(store=store, clock=clock).jobs, clock, page=2, min_interval=0)
+    tracker.refresh()
+    for n in range(5):
+        store.insert_jobs(
+            [
+                Job(
+                    id=f"same{n}",
+                    command="true",
+                    state="completed",
+                    updated_at=START + 10,
+                    finished_at=START + 10,
+                    duration=1.0,
+                    seq=n,
+                )
+            ]
+        )
+    clock.advance(20)
+    tracker.refresh()
+    tracker.refresh()
+    assert tracker.counted()[0] == {"completed": 5, "dead": 0}
+
+
+def test_the_follower_never_reads_commands_or_outputs(store, clock, monkeypatch):
+    clock.now = START
+    finish(store, "before", START - 1)
+    jobs = App(store=store, clock=clock).jobs
+
+    def refused(*_args, **_kwargs):
+        raise AssertionError("read whole jobs")
+
+    for name in ("list_jobs", "get_job", "get_jobs"):
+        monkeypatch.setattr(store, name, refused, raising=False)
+    tracker = FinishedJobs(jobs, clock, min_interval=0)
+    tracker.refresh()
+    finish(store, "after", START + 1, duration=2.0)
+    clock.advance(5)
+    tracker.refresh()
+    assert tracker.counted()[0] == {"completed": 1, "dead": 0}
 
 
 def test_the_minutes_are_read_at_most_once_per_interval(store, clock):
@@ -167,3 +213,32 @@ def test_the_chart_scales_to_the_busiest_minute(store, clock):
     assert tallest.completed_h == chart.base - 16 and tallest.dead_h == 0
     assert last.dead_h == (chart.base - 16) / 4 and last.completed_h == 0
     assert "4 completed, 0 dead" in tallest.title
+
+
+def test_finished_after_pages_by_update_then_seq_with_ids_times_and_durations(store):
+    for n, (when, seq) in enumerate([(START + 5, 2), (START + 1, 9), (START + 5, 1)]):
+        store.insert_jobs(
+            [
+                Job(
+                    id=f"f{n}",
+                    command="echo big",
+                    state="completed",
+                    updated_at=when,
+                    finished_at=when,
+                    duration=0.5 * n,
+                    stdout="x" * 1000,
+                    seq=seq,
+                )
+            ]
+        )
+    finish(store, "dead-one", START + 3, state="dead")
+    rows = store.finished_after("completed", START, -1, 10)
+    assert [(r.id, r.updated_at, r.seq, r.duration) for r in rows] == [
+        ("f1", START + 1, 9, 0.5),
+        ("f2", START + 5, 1, 1.0),
+        ("f0", START + 5, 2, 0.0),
+    ]
+    assert [r.id for r in store.finished_after("completed", START + 5, 1, 10)] == ["f0"]
+    assert [r.id for r in store.finished_after("completed", START, -1, 2)] == ["f1", "f2"]
+    assert [r.id for r in store.finished_after("dead", 0.0, -1, 10)] == ["dead-one"]
+    assert set(rows[0]._fields) == {"id", "updated_at", "seq", "duration"}

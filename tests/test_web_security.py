@@ -279,6 +279,7 @@ def test_forms_need_the_csrf_token_of_this_browser(open_app, sqlite_store):
     assert refused.status_code == 409 and "is already dead" in refused.text
     purged = open_app.post("/dlq/purge", data={"csrf": csrf}, follow_redirects=False)
     assert (purged.status_code, purged.headers["location"]) == (303, "/dlq")
+    assert open_app.app.state.web.purge.wait(timeout=30)  # it runs apart from the request
     assert sqlite_store.get_job("p1") is None
     assert {j.id for j in sqlite_store.list_jobs(None, 10)} == {"d1", "d2"}  # pending now
 

@@ -15,7 +15,7 @@ import math
 import os
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Callable, List, Sequence, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, List, NamedTuple, Sequence, TypeVar
 
 from .backoff import Outcome, after_failure
 from .config import Config, ConfigManager
@@ -24,6 +24,7 @@ from .models import (
     COMPLETED,
     DEAD,
     FAILED,
+    ID_PATTERN,
     PENDING,
     PROCESSING,
     READY_STATES,
@@ -34,7 +35,7 @@ from .models import (
     shown,
     validate_queue,
 )
-from .store.base import ID_BATCH, PURGEABLE_STATES, Store
+from .store.base import ID_BATCH, PURGEABLE_STATES, FinishedRow, Store
 
 if TYPE_CHECKING:  # the executor (subprocess, selectors) is loaded only where jobs run
     from .executor import Result
@@ -62,6 +63,8 @@ CANCELED_RUNNING = "canceled while running"
 NO_SUCH_JOB = "does not exist"  # why `cancel` could not cancel an unknown id
 # The deepest page `list` reads (an offset beyond what SQLite and MongoDB take as an integer).
 MAX_OFFSET = 10**12
+# Jobs a text search reads (ids and commands only) beyond an exact id: about 0.1 s on SQLite.
+SEARCH_SCAN = 10_000
 # Purge (SPEC §7.2): jobs deleted per store write. Each write holds SQLite's write lock for
 # about 10 ms, and after each one the purge pauses PURGE_YIELD times as long as the write
 # took, so a worker's claim waiting for the lock gets it within about one write, however many
@@ -191,6 +194,59 @@ class JobManager:
         return self.store.list_jobs(
             state, limit, now=when, queue=queue, offset=offset, text=text or None
         )
+
+    def finished_after(
+        self, state: str, updated_at: float, seq: int, limit: int
+    ) -> List[FinishedRow]:
+        """At most `limit` jobs of `state` (completed or dead) updated after (updated_at,
+        seq), oldest first, as ids, times and durations only (never commands or outputs)."""
+        if state not in PURGEABLE_STATES:
+            raise InvalidInput(f"only completed and dead jobs have finished, not {state!r}")
+        return self.store.finished_after(state, updated_at, seq, limit)
+
+    def search(
+        self,
+        text: str,
+        state: str | None = None,
+        queue: str | None = None,
+        *,
+        limit: int = 50,
+        offset: int = 0,
+        scan: int | None = None,
+        now: float | None = None,
+    ) -> Found:
+        """Jobs whose id or command contains `text` (ASCII letters in either case), of one
+        state and queue when given, a page from `offset` on. A `text` that is a job id finds
+        that job first, wherever it is; the others come from the first `scan` (default
+        SEARCH_SCAN) jobs of `list` order only (no index holds the text inside commands),
+        and `Found.complete` says whether that was every job there is. Reads ids and
+        commands, then the page's jobs."""
+        check_state(state)
+        if queue is not None:
+            validate_queue(queue)
+        if limit < 1:
+            raise InvalidInput(f"--limit must be at least 1, got {limit}")
+        if not 0 <= offset <= MAX_OFFSET:
+            raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+        if not text or "\x00" in text or not _is_text(text):
+            return Found([], False, True, 0)  # no id or command holds a NUL or a lone surrogate
+        exact: Job | None = None
+        if ID_PATTERN.fullmatch(text):
+            try:
+                exact = self.store.get_job(text)
+            except ForeignRecord:
+                exact = None
+            other_state = state is not None and exact is not None and exact.state != state
+            other_queue = queue is not None and exact is not None and exact.queue != queue
+            if other_state or other_queue:
+                exact = None
+        when = self.clock() if now is None else now
+        scan = SEARCH_SCAN if scan is None else scan
+        ids, complete = self.store.search_job_ids(state, text, scan, now=when, queue=queue)
+        if exact is not None:
+            ids = [exact.id, *(i for i in ids if i != exact.id)]
+        page = ids[offset : offset + limit + 1]
+        return Found(self.store.get_jobs(page[:limit]), len(page) > limit, complete, scan)
 
     def counts(self, queue: str | None = None) -> dict[str, int]:
         """Every state with its count (in one queue, when given), zeros included."""
@@ -774,6 +830,15 @@ def _token(job: Job) -> str:
     if not job.lease_token:
         raise ValueError(f"job {job.id} has no lease token: it was not claimed")
     return job.lease_token
+
+
+class Found(NamedTuple):
+    """A page of a text search (JobManager.search)."""
+
+    jobs: List[Job]
+    has_more: bool  # more matches follow this page
+    complete: bool  # every job of the state and queue was searched (else more may match)
+    scanned: int  # how many jobs of the order the search read at most
 
 
 def _is_text(value: str) -> bool:

@@ -84,6 +84,26 @@ class Poll(NamedTuple):
     next_schedule_at: float | None  # earliest next_run_at of an active schedule
 
 
+class FinishedRow(NamedTuple):
+    """What /metrics needs of a finished job: never its command or output."""
+
+    id: str
+    updated_at: float
+    seq: int
+    duration: float | None
+
+
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def text_matches(text: str, *values: Any) -> bool:
+    """Whether any of `values` (strings; others never match) contains `text`, ASCII letters
+    in either case: what list_jobs' `text` keeps, decided in Python so that both stores
+    agree by construction."""
+    wanted = text.translate(_ASCII_LOWER)
+    return any(isinstance(v, str) and wanted in v.translate(_ASCII_LOWER) for v in values)
+
+
 # What a job becomes when its dependency (the argument) is dead: the manager decides the
 # words, the store applies them to every job that waits on it, however deep.
 DeadChanges = Callable[[str], dict[str, Any]]
@@ -120,6 +140,22 @@ class Store(Protocol):
         skipped. With `text`, only jobs whose id or command contains it, ASCII letters in
         either case (taken as plain text, never as a pattern); without it every read stays
         on an index."""
+
+    def search_job_ids(
+        self,
+        state: str | None,
+        text: str,
+        scan: int,
+        now: float | None = None,
+        queue: str | None = None,
+    ) -> tuple[list[str], bool]:
+        """The ids of the jobs, among the first `scan` of list_jobs' order (of one state
+        and queue when given), whose id or command contains `text` (text_matches), in that
+        order; and whether those were all the jobs there are (else more may match further
+        on). Reads only ids, commands and the order's columns."""
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs with those ids that exist, in the order asked (bounded batches)."""
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs in each state that has any (of one queue, when given)."""
@@ -303,6 +339,13 @@ class Store(Protocol):
     def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
         """How many jobs reached `state` (`completed`: by finished_at; `dead`: by updated_at)
         in each of `minutes` minutes from `start`: one read of an index range."""
+
+    def finished_after(
+        self, state: str, updated_at: float, seq: int, limit: int
+    ) -> list[FinishedRow]:
+        """At most `limit` jobs of `state` whose (updated_at, seq) comes after the given pair,
+        in that order: one range of the (state, updated_at, seq) index, reading only the
+        fields of FinishedRow."""
 
     # -- config -------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:

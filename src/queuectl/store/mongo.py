@@ -34,10 +34,12 @@ from .base import (
     CONTROL_KEY,
     MARKER_PREFIX,
     DeadChanges,
+    FinishedRow,
     Poll,
     batches,
     check_purgeable,
     quantile_rank,
+    text_matches,
     warn_foreign,
 )
 
@@ -497,12 +499,53 @@ class MongoStore:
         claim_queue), then those waiting for their run_at or a dependency, by run_at. Other
         states newest update first. `offset` documents of that order are skipped; `text`
         keeps the jobs whose id or command contains it (ASCII letters in any case)."""
+        return _jobs(self._list_docs(state, limit, now, queue, offset, text, None))
+
+    def search_job_ids(
+        self,
+        state: str | None,
+        text: str,
+        scan: int,
+        now: float | None = None,
+        queue: str | None = None,
+    ) -> tuple[list[str], bool]:
+        """The first `scan` documents of list_jobs' order with only their ids and commands
+        (a projection), matched in Python (text_matches, as the SQLite store does)."""
+        # One document past the scan tells whether any job lies beyond it.
+        docs = self._list_docs(state, scan + 1, now, queue, 0, None, {"_id": 1, "command": 1})
+        ids = [
+            d["_id"]
+            for d in docs[:scan]
+            if isinstance(d["_id"], str) and text_matches(text, d["_id"], d.get("command"))
+        ]
+        return ids, len(docs) <= scan
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs with those ids that exist, in the order asked (bounded batches)."""
+        found: dict[Any, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(job_ids))
+        with self._errors():
+            for chunk in batches(unique):
+                found.update((d["_id"], d) for d in self.jobs_view.find({"_id": {"$in": chunk}}))
+        return _jobs(found[i] for i in unique if i in found)
+
+    def _list_docs(
+        self,
+        state: str | None,
+        limit: int,
+        now: float | None,
+        queue: str | None,
+        offset: int,
+        text: str | None,
+        fields: dict[str, Any] | None,
+    ) -> list[dict[str, Any]]:
+        """list_jobs' documents, with only `fields` when given."""
         of_queue = {**_of_queue(queue), **_text_match(text)}
         with self._errors():
             if state in ("pending", "failed"):
                 now = time.time() if now is None else now
                 ready = {"state": state, "waiting": NOT_BLOCKED, "run_at": {"$lte": now}}
-                found = self.jobs_view.find({**ready, **of_queue}).sort(CLAIM_SORT)
+                found = self.jobs_view.find({**ready, **of_queue}, fields).sort(CLAIM_SORT)
                 docs = list(found.skip(offset).limit(limit))
                 if len(docs) < limit:
                     # The page reaches past the ready jobs: skip what of the offset they
@@ -515,13 +558,13 @@ class MongoStore:
                     waiting = {"state": state, **of_queue, **later}
                     if "$or" in of_queue:
                         waiting = {"$and": [{"state": state, **of_queue}, later]}
-                    rest = self.jobs_view.find(waiting).sort(WAITING_SORT)
+                    rest = self.jobs_view.find(waiting, fields).sort(WAITING_SORT)
                     docs += rest.skip(skip).limit(limit - len(docs))
             else:
                 query = {"state": state, **of_queue} if state else dict(of_queue)
-                newest = self.jobs_view.find(query).sort([("updated_at", -1), ("seq", -1)])
+                newest = self.jobs_view.find(query, fields).sort([("updated_at", -1), ("seq", -1)])
                 docs = list(newest.skip(offset).limit(limit))
-        return _jobs(docs)
+        return docs
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs per state (of one queue, when given): one indexed count per state
@@ -891,8 +934,6 @@ class MongoStore:
         with self._errors():
             return int(self.jobs_view.count_documents(query))
 
-    # -- config ---------------------------------------------------------------------------
-
     def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
         """One aggregation: a match on the state_finished (completed) or state_updated
         (dead) index range, grouped by minute on the server."""
@@ -912,6 +953,33 @@ class MongoStore:
                     counts[int(row["_id"])] += int(row["n"])
         return counts
 
+    def finished_after(
+        self, state: str, updated_at: float, seq: int, limit: int
+    ) -> list[FinishedRow]:
+        """One range of the state_updated index in its own order, with a projection: the
+        command and the outputs never leave the server."""
+        after = {
+            "$or": [
+                {"updated_at": {"$gt": updated_at}},
+                {"updated_at": updated_at, "seq": {"$gt": seq}},
+            ]
+        }
+        fields = {"_id": 1, "updated_at": 1, "seq": 1, "duration": 1}
+        with self._errors():
+            found = self.jobs_view.find({"state": state, **after}, fields)
+            docs = list(found.sort([("updated_at", 1), ("seq", 1)]).limit(limit))
+        return [
+            FinishedRow(
+                d["_id"],
+                float(d["updated_at"]),
+                int(d.get("seq") or 0),
+                d["duration"] if isinstance(d.get("duration"), (int, float)) else None,
+            )
+            for d in docs
+            if isinstance(d["_id"], str) and isinstance(d.get("updated_at"), (int, float))
+        ]
+
+    # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """Stored values (markers left out)."""
         with self._errors():

@@ -25,7 +25,15 @@ from ..models import (
     WorkerInfo,
 )
 from . import sqlite_counters as counters
-from .base import CONTROL_KEY, MARKER_PREFIX, Poll, check_purgeable, warn_foreign
+from .base import (
+    CONTROL_KEY,
+    MARKER_PREFIX,
+    FinishedRow,
+    Poll,
+    check_purgeable,
+    text_matches,
+    warn_foreign,
+)
 from .sqlite_file import SqliteFile
 
 T = TypeVar("T")
@@ -182,6 +190,8 @@ CLAIM_ORDER = "priority DESC, run_at, seq"
 WAITING_ORDER = "run_at, priority DESC, seq"
 CLAIM_COLUMNS = "id, priority, run_at, seq"
 JSON_COLUMNS = ("after", "queues")
+# What a text search reads of each job: what it matches, and the columns of list_jobs' orders.
+SEARCH_COLUMNS = "id, command, priority, run_at, seq, updated_at"
 BATCH = 500  # ids per IN (...) list: far below SQLite's limit of bound parameters
 
 
@@ -329,28 +339,69 @@ class SqliteStore:
         run_at or a dependency) by run_at. Other states newest update first. `offset` rows
         of that order are skipped; `text` keeps the jobs whose id or command contains it
         (ASCII letters in any case)."""
-        match, mp = _text_match(text)
+        rows = self._list_rows(state, limit, now, queue, offset, _text_match(text), "*")
+        return self._jobs(rows)
+
+    def search_job_ids(
+        self,
+        state: str | None,
+        text: str,
+        scan: int,
+        now: float | None = None,
+        queue: str | None = None,
+    ) -> tuple[list[str], bool]:
+        """The first `scan` jobs of list_jobs' order read as ids, commands and the order's
+        columns only, matched in Python (text_matches, as the MongoDB store does)."""
+        # One row past the scan tells whether any job lies beyond it.
+        rows = self._list_rows(state, scan + 1, now, queue, 0, ("", ()), SEARCH_COLUMNS)
+        ids = [r["id"] for r in rows[:scan] if text_matches(text, r["id"], r["command"])]
+        return ids, len(rows) <= scan
+
+    def get_jobs(self, job_ids: Sequence[str]) -> list[Job]:
+        """The jobs with those ids that exist, in the order asked (bounded batches)."""
+        found: dict[str, sqlite3.Row] = {}
+        unique = list(dict.fromkeys(job_ids))
+        for start in range(0, len(unique), BATCH):
+            chunk = unique[start : start + BATCH]
+            marks = ", ".join("?" for _ in chunk)
+            for row in self._query(f"SELECT * FROM jobs WHERE id IN ({marks})", chunk):
+                found[row["id"]] = row
+        return self._jobs([found[i] for i in unique if i in found])
+
+    def _list_rows(
+        self,
+        state: str | None,
+        limit: int,
+        now: float | None,
+        queue: str | None,
+        offset: int,
+        text: tuple[str, tuple[str, ...]],
+        columns: str,
+    ) -> list[sqlite3.Row]:
+        """list_jobs' rows, each with `columns` (which hold the order's columns)."""
+        match, mp = text
         if state in ("pending", "failed"):
             now = time.time() if now is None else now
-            return self._list_ready(state, limit, now, queue, offset, (match, mp))
+            return self._list_ready(state, limit, now, queue, offset, (match, mp), columns)
         params: tuple[Any, ...]
         if state and queue is not None:
             sql = (
-                "SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
-                f"{match}ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
+                f"SELECT {columns} FROM jobs INDEXED BY jobs_queue_state "
+                f"WHERE queue = ? AND state = ? {match}"
+                "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             )
             params = (queue, state, *mp, limit, offset)
         elif state:
             sql = (
-                f"SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? {match}"
+                f"SELECT {columns} FROM jobs INDEXED BY jobs_state_updated WHERE state = ? {match}"
                 "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             )
             params = (state, *mp, limit, offset)
         elif queue is not None:
             # Newest of each state of the queue (one index range each), then the newest of those.
             parts = [
-                "SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? "
-                f"AND state = ? {match}ORDER BY updated_at DESC, seq DESC LIMIT ?)"
+                f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_queue_state "
+                f"WHERE queue = ? AND state = ? {match}ORDER BY updated_at DESC, seq DESC LIMIT ?)"
                 for _ in STATES
             ]
             sql = f"{' UNION ALL '.join(parts)} ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
@@ -358,9 +409,10 @@ class SqliteStore:
             params += (limit, offset)
         else:
             where = f"WHERE {match[4:]}" if match else ""
-            sql = f"SELECT * FROM jobs {where}ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
+            order = "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
+            sql = f"SELECT {columns} FROM jobs {where}{order}"
             params = (*mp, limit, offset)
-        return self._jobs(self._query(sql, params))
+        return self._query(sql, params)
 
     def _list_ready(
         self,
@@ -370,7 +422,8 @@ class SqliteStore:
         queue: str | None,
         offset: int,
         text: tuple[str, tuple[str, ...]],
-    ) -> list[Job]:
+        columns: str,
+    ) -> list[sqlite3.Row]:
         """Claimable jobs due by `now` in claim order; then, by run_at, claimable jobs due
         later merged with jobs blocked by a dependency (a failed job is never blocked)."""
         match, mp = text
@@ -384,26 +437,26 @@ class SqliteStore:
             f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at <= ?"
         )
         ready = self._query(
-            f"SELECT * {due} ORDER BY {CLAIM_ORDER} LIMIT ? OFFSET ?",
+            f"SELECT {columns} {due} ORDER BY {CLAIM_ORDER} LIMIT ? OFFSET ?",
             (*qp, state, now, limit, offset),
         )
         left = limit - len(ready)
         if left <= 0:
-            return self._jobs(ready)
+            return ready
         # The page reaches past the ready jobs: skip what of the offset they did not fill.
         skip = 0
         if offset and not ready:
             counted = self._query(f"SELECT COUNT(*) AS n {due}", (*qp, state, now))
             skip = max(offset - counted[0]["n"], 0)
         parts = [
-            f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_next{suffix} "
+            f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_next{suffix} "
             f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at > ? "
             f"ORDER BY {WAITING_ORDER} LIMIT ?)"
         ]
         params: tuple[Any, ...] = (*qp, state, now, left + skip)
         if state == "pending":
             parts.append(
-                f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{suffix} "
+                f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_blocked{suffix} "
                 f"WHERE {BLOCKED}{by_queue} ORDER BY {WAITING_ORDER} LIMIT ?)"
             )
             params += (*qp, left + skip)
@@ -411,7 +464,7 @@ class SqliteStore:
             f"{' UNION ALL '.join(parts)} ORDER BY {WAITING_ORDER} LIMIT ? OFFSET ?",
             (*params, left, skip),
         )
-        return self._jobs([*ready, *waiting])
+        return [*ready, *waiting]
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs per state (of one queue, when given), from the maintained counters."""
@@ -781,8 +834,6 @@ class SqliteStore:
         rows = self._query(sql, params)
         return int(rows[0]["c"])
 
-    # -- config ---------------------------------------------------------------------------
-
     def finished_by_minute(self, state: str, start: float, minutes: int) -> list[int]:
         """One statement of a range count per minute over the index (completed: the partial
         finished_at index; dead: the state, updated_at index). Counting ranges walks the
@@ -803,6 +854,23 @@ class SqliteStore:
         row = self._query(f"SELECT {', '.join([count] * minutes)}", params)[0]
         return [int(row[n]) for n in range(minutes)]
 
+    def finished_after(
+        self, state: str, updated_at: float, seq: int, limit: int
+    ) -> list[FinishedRow]:
+        """One range of jobs_state_updated in its own order, reading the index and, for the
+        id and duration, the row (never the command or the output's overflow pages)."""
+        rows = self._query(
+            "SELECT id, updated_at, seq, duration FROM jobs INDEXED BY jobs_state_updated "
+            "WHERE state = ? AND (updated_at, seq) > (?, ?) ORDER BY updated_at, seq LIMIT ?",
+            (state, updated_at, seq, limit),
+        )
+        return [
+            FinishedRow(r["id"], float(r["updated_at"]), int(r["seq"] or 0), r["duration"])
+            for r in rows
+            if isinstance(r["id"], str) and isinstance(r["updated_at"], (int, float))
+        ]
+
+    # -- config ---------------------------------------------------------------------------
     def get_config(self) -> dict[str, Any]:
         """Stored values, JSON-decoded (markers and the control version left out)."""
         rows = self._query("SELECT * FROM config WHERE key != ?", (CONTROL_KEY,))

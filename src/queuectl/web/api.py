@@ -35,14 +35,17 @@ def api_stats(request: Request) -> Response:
 
 def api_jobs(request: Request) -> Response:
     """GET /api/jobs?state=&queue=&q=&limit=&offset=: `list --json` (`--state`, `--queue`,
-    `--limit`), the page from `offset` on, only jobs whose id or command holds `q`; a Link
-    header names the next page when there is one."""
+    `--limit`), the page from `offset` on, only jobs whose id or command holds `q` (the job
+    whose id it is first; the rest from the first SEARCH_SCAN jobs, and an X-Search-Scanned
+    header when more may match); a Link header names the next page when there is one."""
     query = parse_query(request.query_params)
     found = find_jobs(web_of(request).jobs(), query)
     response = JSONResponse([job_json(j) for j in found.jobs])
     if found.has_more:
         following = urlencode(query.params(offset=query.offset + query.limit))
         response.headers["Link"] = f'</api/jobs?{following}>; rel="next"'
+    if not found.complete:  # the search read that many jobs of the order; more may match
+        response.headers["X-Search-Scanned"] = str(found.scanned)
     return response
 
 

@@ -12,7 +12,10 @@ from ..jobs import JobManager
 from ..schedules import ScheduleManager
 from ..store.base import Store
 from ..workers import WorkerManager
+from .counts import JobCounts
 from .finished import FinishedJobs
+from .purge import DeadPurge
+from .searches import RecentSearches
 from .security import Guard
 
 
@@ -24,9 +27,14 @@ class Web:
     guard: Guard
     templates: jinja2.Environment
     finished: FinishedJobs = field(init=False)
+    purge: DeadPurge = field(init=False)
+    counts: JobCounts = field(init=False)
+    searches: RecentSearches = field(default_factory=RecentSearches)
 
     def __post_init__(self) -> None:
         self.finished = FinishedJobs(self.queue.jobs, self.queue.clock)
+        self.purge = DeadPurge(self.queue.jobs)
+        self.counts = JobCounts(self.queue.jobs)
 
     @property
     def store(self) -> Store:

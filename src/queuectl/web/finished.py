@@ -4,8 +4,9 @@ and the counts and durations of the jobs this process saw finish (/metrics).
 The chart's minutes are counted by the store over its indexes (JobManager.finished_per_minute),
 at most once per `min_interval` however many pages ask. The totals and the duration histogram
 for /metrics count only jobs seen finishing after the process started, as a Prometheus counter
-does (it starts at zero and only grows): the web process follows finished jobs newest first,
-in growing pages.
+does (it starts at zero and only grows): the web process follows finished jobs in the order of
+their last update, a page at a time until it has caught up, reading only their ids, times and
+durations (JobManager.finished_after), never their commands or outputs.
 """
 
 from __future__ import annotations
@@ -14,10 +15,11 @@ import math
 import threading
 import time
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Sequence
+from typing import Callable, Dict, List
 
 from ..jobs import JobManager
-from ..models import COMPLETED, DEAD, Job
+from ..models import COMPLETED, DEAD
+from ..store.base import FinishedRow
 
 OUTCOMES = (COMPLETED, DEAD)
 # Upper bounds of the duration histogram, in seconds (Prometheus adds +Inf).
@@ -26,7 +28,8 @@ MINUTES = 60
 # A job's updated_at is stamped before its write commits, so a job may become visible a
 # little after a newer one: every read looks this far back and skips the ids it has counted.
 GRACE = 2.0
-FIRST_PAGE = 100
+PAGE = 1000  # finished jobs per read; a read goes on page by page until it has caught up
+LOWEST_SEQ = -(2**63)  # before every seq: a page from a time on starts at its first job
 
 
 @dataclass(frozen=True)
@@ -39,25 +42,25 @@ class Minute:
 
 
 class FinishedJobs:
-    """Follows jobs as they reach `completed` or `dead`, through JobManager.list only."""
+    """Follows jobs as they reach `completed` or `dead`, through JobManager.finished_after."""
 
     def __init__(
         self,
         jobs: JobManager,
         clock: Callable[[], float] = time.time,
-        backfill: int = 1000,
-        cap: int = 5000,
+        page: int = PAGE,
         min_interval: float = 1.0,
     ) -> None:
         self.jobs = jobs
         self.clock = clock
-        self.backfill = backfill
-        self.cap = cap
+        self.page = page
         self.min_interval = min_interval
         self._lock = threading.Lock()
         self._last_read = -math.inf  # time.monotonic() of the last read
         self._minutes: List[Minute] = []
         self._counted_at = -math.inf  # time.monotonic() of the last count of the minutes
+        # Per outcome: the newest update followed (never past the clock), and the ids of the
+        # jobs followed within GRACE of it, so that a read looking back counts none twice.
         self._high: Dict[str, float] = {}
         self._recent: Dict[str, Dict[str, float]] = {o: {} for o in OUTCOMES}
         self.totals: Dict[str, int] = dict.fromkeys(OUTCOMES, 0)
@@ -97,40 +100,47 @@ class FinishedJobs:
     # -- reading ------------------------------------------------------------------------
     def _fill(self, outcome: str, now: float) -> None:
         """The first read: what finished before the start is remembered, not counted."""
-        jobs = self.jobs.list(outcome, self.backfill)
         self._high[outcome] = now
-        self._remember(outcome, jobs)
+        self._read(outcome, now, count=False)
 
     def _follow(self, outcome: str, now: float) -> None:
-        """Every job finished since the last read, newest first, in growing pages."""
-        floor = self._high[outcome] - GRACE
-        size = min(FIRST_PAGE, self.cap)
-        while True:
-            jobs = self.jobs.list(outcome, size)
-            if len(jobs) < size or jobs[-1].updated_at < floor or size >= self.cap:
-                break
-            size = min(size * 4, self.cap)
-        recent = self._recent[outcome]
-        for job in jobs:
-            if job.updated_at >= floor and job.id not in recent:
-                self._count(job, outcome)
-        newest = max((j.updated_at for j in jobs), default=floor)
-        self._high[outcome] = min(max(self._high[outcome], newest), now)
-        self._remember(outcome, jobs)
+        """Every job finished since the last read (and within GRACE before it)."""
+        self._read(outcome, now, count=True)
 
-    def _remember(self, outcome: str, jobs: Sequence[Job]) -> None:
-        floor = self._high[outcome] - GRACE
+    def _read(self, outcome: str, now: float, count: bool) -> None:
+        """Pages of jobs updated from GRACE before the newest followed on, oldest first,
+        until a page is not full: however many finished meanwhile, none is left out."""
+        high = self._high[outcome]
         recent = self._recent[outcome]
-        recent.update((j.id, j.updated_at) for j in jobs if j.updated_at >= floor)
+        updated_at, seq = high - GRACE, LOWEST_SEQ
+        while True:
+            rows = self.jobs.finished_after(outcome, updated_at, seq, self.page)
+            for row in rows:
+                if row.id not in recent:
+                    if count:
+                        self._count(row, outcome)
+                    recent[row.id] = row.updated_at
+            if rows:
+                updated_at, seq = rows[-1].updated_at, rows[-1].seq
+                high = max(high, min(updated_at, now))
+                self._forget(outcome, high - GRACE)
+            if len(rows) < self.page:
+                break
+        self._high[outcome] = high
+        self._forget(outcome, high - GRACE)
+
+    def _forget(self, outcome: str, floor: float) -> None:
+        """Drop the ids no later read can meet again (updated before `floor`)."""
+        recent = self._recent[outcome]
         for job_id in [i for i, t in recent.items() if t < floor]:
             del recent[job_id]
 
-    def _count(self, job: Job, outcome: str) -> None:
+    def _count(self, row: FinishedRow, outcome: str) -> None:
         self.totals[outcome] += 1
-        if outcome == COMPLETED and job.duration is not None:
-            self.duration_sum += job.duration
+        if outcome == COMPLETED and row.duration is not None:
+            self.duration_sum += row.duration
             index = next(
-                (i for i, bound in enumerate(DURATION_BUCKETS) if job.duration <= bound),
+                (i for i, bound in enumerate(DURATION_BUCKETS) if row.duration <= bound),
                 len(DURATION_BUCKETS),
             )
             self.duration_counts[index] += 1

@@ -23,8 +23,9 @@ from .finished import DURATION_BUCKETS
 
 
 class QueueCollector(Collector):
-    """Reads the store at each scrape (through the managers): nothing is kept between
-    scrapes but what FinishedJobs follows."""
+    """Reads the store at each scrape (through the managers; the counts at most once per
+    JobCounts.min_interval, shared with the overview): nothing else is kept between scrapes
+    but what FinishedJobs follows."""
 
     def __init__(self, web: Web) -> None:
         self.web = web
@@ -37,7 +38,7 @@ class QueueCollector(Collector):
         )
         # Every state of every queue that has jobs, zeros included; `default` even when empty,
         # so that a sum over the family is 0, not missing, on an empty store.
-        queues = web.jobs().queue_counts() or {DEFAULT_QUEUE: dict.fromkeys(STATES, 0)}
+        queues = web.counts.read()[1] or {DEFAULT_QUEUE: dict.fromkeys(STATES, 0)}
         for queue, counts in queues.items():
             for state, count in counts.items():
                 jobs.add_metric([state, queue], count)

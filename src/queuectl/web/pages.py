@@ -18,12 +18,13 @@ from .context import web_of
 from .responses import login_page
 from .security import SESSION_COOKIE
 from .templating import page
-from .views import JobQuery, find_jobs, has_run, parse_query
+from .views import JobPage, JobQuery, find_jobs, has_run, parse_query
 
 RECENT = 10
 RETRYING = 10  # failed jobs shown on the DLQ page
 MAX_FORM = 64 * 1024
 FINAL_STATES = ("completed", DEAD)
+PURGE_BUSY = "purge_busy"  # the DLQ page's parameter: a click found a purge running
 
 
 def overview(request: Request) -> Response:
@@ -31,9 +32,10 @@ def overview(request: Request) -> Response:
     web = web_of(request)
     jobs = web.jobs()
     workers = web.workers().list()
+    counts, queues = web.counts.read()  # shared by every open page: once a second at most
     context = {
-        "counts": jobs.counts(),
-        "queues": jobs.queue_counts(),
+        "counts": counts,
+        "queues": queues,
         "active": sum(1 for w in workers if w.status in LIVE_WORKER_STATUSES),
         "workers": workers,
         "recent": jobs.list(None, RECENT),
@@ -45,8 +47,19 @@ def overview(request: Request) -> Response:
 def jobs_page(request: Request) -> Response:
     """Jobs filtered by state, queue and id or command text, a page at a time."""
     query = parse_query(request.query_params)
-    found = find_jobs(web_of(request).jobs(), query)
-    return page(request, "jobs.html", _listing(request, query, found.has_more, found.jobs))
+    found = _found(request, query)
+    context = _listing(request, query, found.has_more, found.jobs)
+    context.update(complete=found.complete, scanned=found.scanned)
+    return page(request, "jobs.html", context)
+
+
+def _found(request: Request, query: JobQuery) -> JobPage:
+    """The page's jobs; a live refresh of a text search shows the answer of a few seconds
+    ago when there is one (web/searches.py)."""
+    web = web_of(request)
+    if query.q and request.query_params.get("partial") == "1":
+        return web.searches.answer(query, lambda: find_jobs(web.jobs(), query))
+    return find_jobs(web.jobs(), query)
 
 
 def dlq_page(request: Request) -> Response:
@@ -55,11 +68,14 @@ def dlq_page(request: Request) -> Response:
     params["state"] = DEAD
     query = parse_query(params)
     jobs = web_of(request).jobs()
-    found = find_jobs(jobs, query)
+    found = _found(request, query)
     context = _listing(request, query, found.has_more, found.jobs)
+    context.update(complete=found.complete, scanned=found.scanned)
     # The jobs on their way here (failed, waiting for a retry), which cancel sends at once.
     retrying = jobs.list(FAILED, RETRYING + 1) if not query.offset else []
     context.update(retrying=retrying[:RETRYING], more_retrying=len(retrying) > RETRYING)
+    purge = web_of(request).purge.status()
+    context.update(purge=purge, purge_busy=purge.running and PURGE_BUSY in request.query_params)
     return page(request, "dlq.html", context)
 
 
@@ -167,10 +183,12 @@ async def cancel_form(request: Request) -> Response:
 
 
 async def purge_dead_form(request: Request) -> Response:
-    """The DLQ's purge button: `purge --state dead` (every dead job, for good)."""
+    """The DLQ's purge button: `purge --state dead` (every dead job, for good), started in
+    the background (web/purge.py); the DLQ page follows it. While one runs, another click
+    starts nothing and the page says so."""
     await checked_form(request)
-    await run_in_threadpool(web_of(request).jobs().purge, DEAD)
-    return RedirectResponse("/dlq", 303)
+    started = web_of(request).purge.start()
+    return RedirectResponse("/dlq" if started else f"/dlq?{PURGE_BUSY}=1", 303)
 
 
 async def retry_all_form(request: Request) -> Response:

@@ -51,11 +51,14 @@ class JobQuery:
 
 @dataclass(frozen=True)
 class JobPage:
-    """One page of jobs and whether more follow."""
+    """One page of jobs and whether more follow; `complete` is False when a text search
+    stopped before the end of the list (more may match further on)."""
 
     query: JobQuery
     jobs: List[Job]
     has_more: bool
+    complete: bool = True
+    scanned: int = 0  # jobs a text search read at most
 
 
 def parse_query(params: Mapping[str, str]) -> JobQuery:
@@ -92,9 +95,13 @@ def _integer(params: Mapping[str, str], name: str, default: int) -> int:
 
 def find_jobs(jobs: JobManager, query: JobQuery) -> JobPage:
     """One page of jobs in `list` order (pending and failed in claim order, others newest
-    first), of one state and queue when given, those whose id or command holds `q` (ASCII
-    letters in any case) when it is given; the store skips and filters."""
-    found = jobs.list(
-        query.state, query.limit + 1, query.queue, offset=query.offset, text=query.q or None
-    )
-    return JobPage(query, found[: query.limit], len(found) > query.limit)
+    first), of one state and queue when given; the store skips. With `q`: the job whose id it
+    is first, then those of the first SEARCH_SCAN jobs of that order whose id or command holds
+    it (ASCII letters in any case), as JobManager.search finds them."""
+    if query.q:
+        found = jobs.search(
+            query.q, query.state, query.queue, limit=query.limit, offset=query.offset
+        )
+        return JobPage(query, found.jobs, found.has_more, found.complete, found.scanned)
+    listed = jobs.list(query.state, query.limit + 1, query.queue, offset=query.offset)
+    return JobPage(query, listed[: query.limit], len(listed) > query.limit)
