@@ -142,6 +142,33 @@ class JobManager:
         self._wake()
         return jobs
 
+    def import_jobs(
+        self, jobs: Sequence[Job], *, dry_run: bool = False
+    ) -> tuple[List[Job], List[str]]:
+        """Insert jobs built elsewhere, as they are (an import: ids, states, attempts and
+        times kept), except those whose id this store holds; returns the jobs inserted and
+        the ids it held. All at once; one at a time only when another process takes one of
+        the ids meanwhile. A dry run reads the same and inserts nothing."""
+        held = self.states([job.id for job in jobs]) if jobs else {}
+        taken = [job.id for job in jobs if job.id in held]
+        fresh = [job for job in jobs if job.id not in held]
+        if not fresh or dry_run:
+            return fresh, taken
+        dead_dependency = self._dead_dependency(self.clock())
+        try:
+            self.store.insert_jobs(fresh, dead_dependency)
+        except DuplicateJob:
+            kept = []
+            for job in fresh:
+                try:
+                    self.store.insert_jobs([job], dead_dependency)
+                    kept.append(job)
+                except DuplicateJob:
+                    taken.append(job.id)
+            fresh = kept
+        self._wake()
+        return fresh, taken
+
     def get(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
         job = self.store.get_job(job_id) if _is_text(job_id) else None

@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .config import KEYS, ConfigManager, canonical_key, parse_value
-from .errors import DuplicateJob, InvalidInput
+from .errors import InvalidInput
 from .jobs import JobManager
 from .models import (
     COMPLETED,
@@ -160,29 +160,11 @@ def import_node(
 def _import_batch(
     batch: list[tuple[Job, bool]], jobs: JobManager, report: ImportReport, dry_run: bool
 ) -> None:
-    """Insert the jobs of one batch this store does not hold yet (all at once; one at a
-    time only when another process took an id meanwhile)."""
-    existing = jobs.store.job_states([job.id for job, _ in batch]) if batch else {}
+    """Insert the jobs of one batch this store does not hold yet."""
     running = {job.id for job, was_running in batch if was_running}
-    fresh = []
-    for job, _ in batch:
-        if job.id in existing:
-            report.skipped_jobs.add("already in this store", job.id)
-        else:
-            fresh.append(job)
-    if fresh and not dry_run:
-        try:
-            jobs.store.insert_jobs(fresh)
-        except DuplicateJob:
-            # Another process inserted one of them meanwhile: one at a time, skipping those.
-            kept = []
-            for job in fresh:
-                try:
-                    jobs.store.insert_jobs([job])
-                    kept.append(job)
-                except DuplicateJob:
-                    report.skipped_jobs.add("already in this store", job.id)
-            fresh = kept
+    fresh, taken = jobs.import_jobs([job for job, _ in batch], dry_run=dry_run)
+    for job_id in taken:
+        report.skipped_jobs.add("already in this store", job_id)
     for job in fresh:
         report.imported[job.state] += 1
         report.requeued += job.id in running
