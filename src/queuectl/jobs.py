@@ -569,10 +569,15 @@ class JobManager:
         return flagged
 
     # -- the DLQ ------------------------------------------------------------------------------
-    def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[List[str], List[str]]:
+    def retry_dead(
+        self,
+        job_ids: Sequence[str] | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[List[str], List[str]]:
         """Put DLQ jobs (those ids, or all when None) back to pending with no attempts spent;
         each move is conditioned on the job still being dead, and made in batches of
-        `batch_size` ids, one store write each. Returns (retried, not in the DLQ)."""
+        `batch_size` ids, one store write each; `progress(retried so far)` is called after
+        each. Returns (retried, not in the DLQ)."""
         now = self.clock()
         changes = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now, **UNLOCK}
         dead_dependency = self._dead_dependency(now)
@@ -587,12 +592,16 @@ class JobManager:
                     break
                 seen.update(fresh)
                 retried += self._requeue_dead(fresh, changes, dead_dependency)
+                if progress is not None:
+                    progress(len(retried))
             missing: List[str] = []
         else:
             wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)]
             for start in range(0, len(wanted), self.batch_size):
                 batch = wanted[start : start + self.batch_size]
                 retried += self._requeue_dead(batch, changes, dead_dependency)
+                if progress is not None:
+                    progress(len(retried))
             done = set(retried)
             missing = [i for i in dict.fromkeys(job_ids) if i not in done]
         if retried:

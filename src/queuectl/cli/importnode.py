@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .. import render
 from .context import JSON_OPT, command_context
+from .progress import Progress
 
 if TYPE_CHECKING:
     from ..nodeimport import ImportReport, Skips
@@ -40,10 +40,14 @@ def import_node(
     from ..nodeimport import import_node_url
 
     app = command_context(ctx)
-    try:
-        report = import_node_url(source, app.jobs, app.configs, dry_run=dry_run, progress=_progress)
-    finally:
-        _clear_progress()
+    with Progress() as line:
+
+        def shown(read: int, total: int | None) -> None:
+            line.show(f"Reading the Node database: {read}{f'/{total}' if total else ''} job(s)")
+
+        report = import_node_url(
+            source, app.jobs, app.configs, dry_run=dry_run, progress=shown if line.on else None
+        )
     if as_json:
         render.emit_json(_as_json(report))
     else:
@@ -101,20 +105,6 @@ def _as_json(report: ImportReport) -> dict[str, Any]:
         },
         "config": {"imported": report.config, "skipped": skips(report.skipped_config)},
     }
-
-
-def _progress(read: int, total: int | None) -> None:
-    """`Reading the Node database: 1500/20000 job(s)` on stderr, only on a terminal."""
-    if sys.stderr.isatty():
-        of = f"/{total}" if total else ""
-        sys.stderr.write(f"\rReading the Node database: {read}{of} job(s)")
-        sys.stderr.flush()
-
-
-def _clear_progress() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
 
 
 def register(app: typer.Typer) -> None:
