@@ -157,10 +157,16 @@ class Notifier:
                 error = _describe(exc)
             if attempt < tries:
                 self.sleep(self.delays[attempt - 1])
-        where = urlsplit(url).hostname  # never the path or query: they may hold a token
         self.log(
-            f"notification {event} for job {job_id} to {where} failed after {tries} tries: {error}"
+            f"notification {event} for job {job_id} to {url_host(url)} "
+            f"failed after {tries} tries: {error}"
         )
+
+
+def url_host(url: str) -> str:
+    """Where a notify_url sends, as it may be logged or printed: the host only, never the
+    path or query (webhook services put a token there) nor a user and password."""
+    return urlsplit(url).hostname or ""
 
 
 def _describe(exc: Exception) -> str:

@@ -71,11 +71,23 @@ def summary_lines(report: ImportReport) -> list[str]:
         back = "would come" if report.dry_run else "come"
         lines.append(f"  {report.requeued} running job(s) {back} back as pending, attempts counted")
     if report.config:
-        values = ", ".join(f"{key}={value}" for key, value in report.config.items())
+        values = ", ".join(f"{key}={value}" for key, value in shown_config(report.config).items())
         lines.append(f"  config: {values}")
     lines += _reasons("job(s)", report.skipped_jobs)
     lines += _reasons("config value(s)", report.skipped_config)
     return lines
+
+
+def shown_config(values: dict[str, Any]) -> dict[str, Any]:
+    """The imported config values as they may be printed: a notify_url by its host only, as
+    a worker logs it, since its path or query may hold a token (`config get notify_url`
+    shows it whole)."""
+    url = values.get("notify_url")
+    if not url:
+        return values
+    from ..notify import url_host
+
+    return {**values, "notify_url": f"{url_host(url)} (path and query hidden)"}
 
 
 def _reasons(what: str, skips: Skips) -> list[str]:
@@ -103,7 +115,10 @@ def _as_json(report: ImportReport) -> dict[str, Any]:
             "requeued": report.requeued,
             "skipped": skips(report.skipped_jobs),
         },
-        "config": {"imported": report.config, "skipped": skips(report.skipped_config)},
+        "config": {
+            "imported": shown_config(report.config),
+            "skipped": skips(report.skipped_config),
+        },
     }
 
 
