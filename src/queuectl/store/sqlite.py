@@ -185,14 +185,20 @@ BATCH = 500  # ids per IN (...) list: far below SQLite's limit of bound paramete
 
 
 def _text_match(text: str | None) -> tuple[str, tuple[str, ...]]:
-    """The `AND (…) ` clause (and its parameters) keeping jobs whose id or command contains
-    `text`: LIKE with its wildcards escaped, so the text is only ever text. LIKE ignores the
-    case of ASCII letters only, as the MongoDB store's pattern does."""
+    """The condition (and its parameters) keeping jobs whose id or command contains `text`
+    ("" when there is no text): LIKE with its wildcards escaped, so the text is only ever
+    text. LIKE ignores the case of ASCII letters only, as the MongoDB store's pattern does."""
     if not text:
         return "", ()
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     like = f"%{escaped}%"
-    return "AND (id LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\') ", (like, like)
+    return "(id LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\')", (like, like)
+
+
+def _where(*conditions: str) -> str:
+    """`WHERE a AND b ` of the conditions given, empty ones left out ("" when all are)."""
+    kept = [c for c in conditions if c]
+    return f"WHERE {' AND '.join(kept)} " if kept else ""
 
 
 def busy_timeout_ms() -> int:
@@ -335,29 +341,33 @@ class SqliteStore:
         params: tuple[Any, ...]
         if state and queue is not None:
             sql = (
-                "SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? AND state = ? "
-                f"{match}ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
+                "SELECT * FROM jobs INDEXED BY jobs_queue_state "
+                f"{_where('queue = ?', 'state = ?', match)}"
+                "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             )
             params = (queue, state, *mp, limit, offset)
         elif state:
             sql = (
-                f"SELECT * FROM jobs INDEXED BY jobs_state_updated WHERE state = ? {match}"
+                f"SELECT * FROM jobs INDEXED BY jobs_state_updated {_where('state = ?', match)}"
                 "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             )
             params = (state, *mp, limit, offset)
         elif queue is not None:
             # Newest of each state of the queue (one index range each), then the newest of those.
             parts = [
-                "SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_queue_state WHERE queue = ? "
-                f"AND state = ? {match}ORDER BY updated_at DESC, seq DESC LIMIT ?)"
+                "SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_queue_state "
+                f"{_where('queue = ?', 'state = ?', match)}"
+                "ORDER BY updated_at DESC, seq DESC LIMIT ?)"
                 for _ in STATES
             ]
             sql = f"{' UNION ALL '.join(parts)} ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             params = tuple(v for s in STATES for v in (queue, s, *mp, limit + offset))
             params += (limit, offset)
         else:
-            where = f"WHERE {match[4:]}" if match else ""
-            sql = f"SELECT * FROM jobs {where}ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
+            sql = (
+                f"SELECT * FROM jobs {_where(match)}"
+                "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
+            )
             params = (*mp, limit, offset)
         return self._jobs(self._query(sql, params))
 
@@ -373,14 +383,12 @@ class SqliteStore:
         """Claimable jobs due by `now` in claim order; then, by run_at, claimable jobs due
         later merged with jobs blocked by a dependency (a failed job is never blocked)."""
         match, mp = text
-        by_queue = ("" if queue is None else " AND queue = ?") + (
-            f" {match.strip()}" if match else ""
-        )
+        by_queue = "" if queue is None else "queue = ?"
         qp: tuple[Any, ...] = (() if queue is None else (queue,)) + mp
         suffix = "" if queue is None else "_queue"
         due = (
             f"FROM jobs INDEXED BY jobs_claim{suffix} "
-            f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at <= ?"
+            f"{_where(CLAIMABLE, by_queue, match, 'state = ?', 'run_at <= ?')}"
         )
         ready = self._query(
             f"SELECT * {due} ORDER BY {CLAIM_ORDER} LIMIT ? OFFSET ?",
@@ -396,14 +404,14 @@ class SqliteStore:
             skip = max(offset - counted[0]["n"], 0)
         parts = [
             f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_next{suffix} "
-            f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at > ? "
+            f"{_where(CLAIMABLE, by_queue, match, 'state = ?', 'run_at > ?')}"
             f"ORDER BY {WAITING_ORDER} LIMIT ?)"
         ]
         params: tuple[Any, ...] = (*qp, state, now, left + skip)
         if state == "pending":
             parts.append(
                 f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{suffix} "
-                f"WHERE {BLOCKED}{by_queue} ORDER BY {WAITING_ORDER} LIMIT ?)"
+                f"{_where(BLOCKED, by_queue, match)}ORDER BY {WAITING_ORDER} LIMIT ?)"
             )
             params += (*qp, left + skip)
         waiting = self._query(
