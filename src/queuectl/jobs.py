@@ -339,6 +339,7 @@ class JobManager:
         """The change a job waiting on a dead dependency gets (SPEC §7.3)."""
 
         def changes(dep: str) -> dict[str, Any]:
+            """What a job waiting on `dep` becomes: dead, saying which dependency died."""
             return {"state": DEAD, "last_error": f"dependency {dep} is dead", "updated_at": now}
 
         return changes

@@ -41,6 +41,7 @@ def post_json(url: str, body: bytes, timeout: float) -> int:
         """A redirect would turn the POST into a GET without its body: a failure."""
 
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            """No request to follow the redirect with: urllib raises the 3xx as an error."""
             return None
 
     if urlsplit(url).scheme not in ("http", "https"):

@@ -43,6 +43,7 @@ def import_node(
     with Progress() as line:
 
         def shown(read: int, total: int | None) -> None:
+            """`Reading the Node database: 1500/20000 job(s)` on the progress line."""
             line.show(f"Reading the Node database: {read}{f'/{total}' if total else ''} job(s)")
 
         report = import_node_url(
@@ -101,6 +102,7 @@ def _reasons(what: str, skips: Skips) -> list[str]:
 
 def _as_json(report: ImportReport) -> dict[str, Any]:
     def skips(found: Skips) -> list[dict[str, Any]]:
+        """Each reason with its count and first few names, most common first."""
         return [
             {"reason": reason, "count": count, "examples": found.examples.get(reason, [])}
             for reason, count in found.counts.most_common()

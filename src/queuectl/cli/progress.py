@@ -34,6 +34,7 @@ class Progress:
             self._written = False
 
     def __enter__(self) -> Progress:
+        """The line, to show progress on."""
         return self
 
     def __exit__(
@@ -42,6 +43,7 @@ class Progress:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
+        """Erase the line, whether the block ended or raised (the error is not swallowed)."""
         self.clear()
 
 
