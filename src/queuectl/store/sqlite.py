@@ -12,7 +12,7 @@ import operator
 import os
 import sqlite3
 import time
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, NamedTuple, Sequence
 
 from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, ForeignRecord
 from ..models import (
@@ -201,6 +201,21 @@ def _where(*conditions: str) -> str:
     return f"WHERE {' AND '.join(kept)} " if kept else ""
 
 
+class _Scope(NamedTuple):
+    """Which jobs a list in claim order reads: its conditions besides the state (a queue, a
+    text), their parameters, and the suffix of the indexes that serve them."""
+
+    conditions: tuple[str, ...]
+    params: tuple[Any, ...]
+    suffix: str
+
+
+def _scope(queue: str | None, match: str, mp: tuple[str, ...]) -> _Scope:
+    if queue is None:
+        return _Scope((match,), mp, "")
+    return _Scope(("queue = ?", match), (queue, *mp), "_queue")
+
+
 def busy_timeout_ms() -> int:
     """How long a write waits for another writer's lock before the store counts as
     unavailable: $QUEUECTL_SQLITE_BUSY_TIMEOUT_MS when it is a whole number >= 0."""
@@ -337,7 +352,7 @@ class SqliteStore:
         match, mp = _text_match(text)
         if state in ("pending", "failed"):
             now = time.time() if now is None else now
-            return self._list_ready(state, limit, now, queue, offset, (match, mp))
+            return self._list_ready(state, limit, now, offset, _scope(queue, match, mp))
         params: tuple[Any, ...]
         if state and queue is not None:
             sql = (
@@ -372,27 +387,17 @@ class SqliteStore:
         return self._jobs(self._query(sql, params))
 
     def _list_ready(
-        self,
-        state: str,
-        limit: int,
-        now: float,
-        queue: str | None,
-        offset: int,
-        text: tuple[str, tuple[str, ...]],
+        self, state: str, limit: int, now: float, offset: int, scope: _Scope
     ) -> list[Job]:
         """Claimable jobs due by `now` in claim order; then, by run_at, claimable jobs due
         later merged with jobs blocked by a dependency (a failed job is never blocked)."""
-        match, mp = text
-        by_queue = "" if queue is None else "queue = ?"
-        qp: tuple[Any, ...] = (() if queue is None else (queue,)) + mp
-        suffix = "" if queue is None else "_queue"
         due = (
-            f"FROM jobs INDEXED BY jobs_claim{suffix} "
-            f"{_where(CLAIMABLE, by_queue, match, 'state = ?', 'run_at <= ?')}"
+            f"FROM jobs INDEXED BY jobs_claim{scope.suffix} "
+            f"{_where(CLAIMABLE, *scope.conditions, 'state = ?', 'run_at <= ?')}"
         )
+        params = (*scope.params, state, now)
         ready = self._query(
-            f"SELECT * {due} ORDER BY {CLAIM_ORDER} LIMIT ? OFFSET ?",
-            (*qp, state, now, limit, offset),
+            f"SELECT * {due} ORDER BY {CLAIM_ORDER} LIMIT ? OFFSET ?", (*params, limit, offset)
         )
         left = limit - len(ready)
         if left <= 0:
@@ -400,25 +405,32 @@ class SqliteStore:
         # The page reaches past the ready jobs: skip what of the offset they did not fill.
         skip = 0
         if offset and not ready:
-            counted = self._query(f"SELECT COUNT(*) AS n {due}", (*qp, state, now))
+            counted = self._query(f"SELECT COUNT(*) AS n {due}", params)
             skip = max(offset - counted[0]["n"], 0)
+        return self._jobs([*ready, *self._list_waiting(state, now, scope, left, skip)])
+
+    def _list_waiting(
+        self, state: str, now: float, scope: _Scope, limit: int, offset: int
+    ) -> list[sqlite3.Row]:
+        """Claimable jobs due after `now`, merged (when `state` is pending) with the jobs
+        blocked by a dependency, by run_at: `limit` of them after the first `offset`."""
+        # Each part reads no more rows than the page can take from it.
         parts = [
-            f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_next{suffix} "
-            f"{_where(CLAIMABLE, by_queue, match, 'state = ?', 'run_at > ?')}"
+            f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_next{scope.suffix} "
+            f"{_where(CLAIMABLE, *scope.conditions, 'state = ?', 'run_at > ?')}"
             f"ORDER BY {WAITING_ORDER} LIMIT ?)"
         ]
-        params: tuple[Any, ...] = (*qp, state, now, left + skip)
+        params: tuple[Any, ...] = (*scope.params, state, now, limit + offset)
         if state == "pending":
             parts.append(
-                f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{suffix} "
-                f"{_where(BLOCKED, by_queue, match)}ORDER BY {WAITING_ORDER} LIMIT ?)"
+                f"SELECT * FROM (SELECT * FROM jobs INDEXED BY jobs_blocked{scope.suffix} "
+                f"{_where(BLOCKED, *scope.conditions)}ORDER BY {WAITING_ORDER} LIMIT ?)"
             )
-            params += (*qp, left + skip)
-        waiting = self._query(
+            params += (*scope.params, limit + offset)
+        return self._query(
             f"{' UNION ALL '.join(parts)} ORDER BY {WAITING_ORDER} LIMIT ? OFFSET ?",
-            (*params, left, skip),
+            (*params, limit, offset),
         )
-        return self._jobs([*ready, *waiting])
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs per state (of one queue, when given), from the maintained counters."""
