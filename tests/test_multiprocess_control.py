@@ -147,14 +147,16 @@ def test_log_follow_shows_output_while_another_process_runs_the_job(q):
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert follower.stdout is not None and follower.stderr is not None
+    # The workers start once the follower is waiting, so it is sure to see the job pending.
+    waiting = first_line(follower.stderr, 30)
+    assert waiting == f"Job {job_id} has not started yet (pending); waiting for it\n"
     supervisor = q.start_workers()
-    assert follower.stdout is not None
     assert first_line(follower.stdout, 30) == "one\n"
     assert q.job(job_id)["state"] == "processing", "the first line came while it ran"
     go.touch()
     rest, err = follower.communicate(timeout=30)
     assert follower.returncode == 0
-    assert rest == f"two\nJob {job_id}: completed, exit status 0, attempt 1/4\n"
-    assert err == f"Job {job_id} has not started yet (pending); waiting for it\n"
+    assert (rest, err) == (f"two\nJob {job_id}: completed, exit status 0, attempt 1/4\n", "")
     q.cli("worker", "stop", "--wait", "--timeout", "20")
     assert supervisor.wait(10) == 0
