@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from queuectl.app import App
@@ -9,7 +11,7 @@ from queuectl.config import ConfigManager
 from queuectl.errors import DuplicateJob, InvalidInput, JobNotFound
 from queuectl.executor import Result
 from queuectl.jobs import JobManager
-from queuectl.models import STATES
+from queuectl.models import STATES, Job
 
 STATS_KEYS = {"jobs", "duration", "success_rate", "retries", "throughput", "queues"}
 
@@ -133,6 +135,50 @@ def test_a_batch_runs_in_the_order_it_was_given(jobs, store, clock):
 def test_generated_ids_are_unique_in_a_batch(jobs):
     made = jobs.enqueue(lines(*({"command": "true"} for _ in range(50))))
     assert len({j.id for j in made}) == 50
+
+
+# -- import (a Node-version database taken over) ------------------------------------------------
+
+
+def imported(job_id: str, state: str, clock, attempts: int = 0) -> Job:
+    """A job as an import builds it: its own state and attempts, not a fresh pending one."""
+    job = Job(id=job_id, command=f"echo {job_id}", state=state, attempts=attempts)
+    job.seq = time.time_ns()
+    job.run_at = job.created_at = job.updated_at = clock() - 60
+    return job
+
+
+def test_import_inserts_jobs_as_they_are_and_skips_ids_held(jobs, store, clock):
+    jobs.enqueue(one({"command": "true", "id": "held"}))
+    batch = [imported("a", "dead", clock, 4), imported("held", "completed", clock)]
+    fresh, taken = jobs.import_jobs(batch)
+    assert ([j.id for j in fresh], taken) == (["a"], ["held"])
+    stored = store.get_job("a")
+    assert (stored.state, stored.attempts) == ("dead", 4)
+    assert store.get_job("held").state == "pending"
+
+
+def test_an_import_dry_run_reads_the_same_and_inserts_nothing(jobs, store, clock):
+    jobs.enqueue(one({"command": "true", "id": "held"}))
+    batch = [imported("a", "failed", clock, 1), imported("held", "pending", clock)]
+    fresh, taken = jobs.import_jobs(batch, dry_run=True)
+    assert ([j.id for j in fresh], taken) == (["a"], ["held"])
+    assert store.get_job("a") is None
+
+
+def test_an_id_taken_meanwhile_is_skipped_and_the_rest_imported(jobs, store, clock, monkeypatch):
+    read = jobs.states
+
+    def then_another_process_inserts(ids):
+        found = read(ids)
+        store.insert_jobs([imported("b", "pending", clock)])  # between the read and the write
+        return found
+
+    monkeypatch.setattr(jobs, "states", then_another_process_inserts)
+    batch = [imported(i, "completed", clock, 1) for i in ("a", "b", "c")]
+    fresh, taken = jobs.import_jobs(batch)
+    assert ([j.id for j in fresh], taken) == (["a", "c"], ["b"])
+    assert [store.get_job(i).state for i in "abc"] == ["completed", "pending", "completed"]
 
 
 # -- inspect -----------------------------------------------------------------------------------

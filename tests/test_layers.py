@@ -101,3 +101,51 @@ def test_the_runtime_never_imports_the_cli_or_presentation_code(name):
 def test_only_the_app_builds_a_config_manager():
     builders = [module_name(p) for p in SRC.rglob("*.py") if "ConfigManager(" in p.read_text()]
     assert builders == ["app"]
+
+
+# The Store primitives that write a job: only JobManager (and the stores) may call them, so
+# every transition is decided in one place (DESIGN.md).
+JOB_WRITES = {
+    "insert_jobs",
+    "claim",
+    "finish",
+    "count_job_end",
+    "renew_lease",
+    "update_if",
+    "update_many_if",
+    "settle",
+    "requeue",
+    "resolve_open_dependents",
+    "progress",
+    "purge_batch",
+}
+
+
+def store_calls(path: Path) -> set[str]:
+    """The methods a file calls on something named `store` (`store.x(...)`,
+    `self.store.x(...)`, `jobs.store.x(...)`)."""
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute):
+            owner = node.func.value
+            name = owner.attr if isinstance(owner, ast.Attribute) else getattr(owner, "id", "")
+            if name in ("store", "_store"):
+                found.add(node.func.attr)
+    return found
+
+
+def test_the_reader_sees_store_calls():
+    assert {"insert_jobs", "settle", "job_states"} <= store_calls(SRC / "jobs.py")
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        p
+        for p in sorted(SRC.rglob("*.py"))
+        if module_name(p) != "jobs" and top(module_name(p)) != "store"
+    ],
+    ids=lambda p: module_name(p),
+)
+def test_only_the_job_manager_writes_jobs_to_the_store(path):
+    assert not store_calls(path) & JOB_WRITES

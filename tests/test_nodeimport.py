@@ -280,6 +280,24 @@ def test_the_config_of_this_store_is_kept(lane, capsys):
     assert lane.target().get_config() == {"max_retries": 7, "backoff_base": 3}
 
 
+def test_an_imported_notify_url_is_shown_by_its_host_only(lane, capsys):
+    # A webhook URL often carries its token in the path or query: a worker logs only the
+    # host, and so does the import's summary (the store keeps the URL whole).
+    url = "https://hooks.example.com/services/T0KEN-PATH?token=T0KEN-QUERY"
+    lane.source_db["configs"].insert_one({"key": "notify-url", "value": url})
+    for args in ([], ["--json"]):
+        code, out, err = lane.run(
+            capsys, "import-node", "--from", lane.source_url, "--dry-run", *args
+        )
+        assert (code, err) == (0, ""), err
+        assert "T0KEN" not in out, out
+        assert "hooks.example.com (path and query hidden)" in out, out
+    code, out, _ = lane.run(capsys, "import-node", "--from", lane.source_url)
+    assert code == 0 and "T0KEN" not in out
+    assert "  config: notify_url=hooks.example.com (path and query hidden)" in out.splitlines()
+    assert lane.target().get_config() == {"notify_url": url}
+
+
 def test_a_database_that_is_not_a_node_one_is_refused(lane, capsys):
     code, out, err = lane.run(capsys, "import-node", "--from", lane.source_url)
     assert (code, out) == (1, "")

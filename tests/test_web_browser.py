@@ -337,11 +337,10 @@ def test_the_cancel_buttons_cancel_a_waiting_and_a_running_job(browser, site):
     wait_for(lambda: env.job("long")["state"] == "processing", 30, "the long job running")
     browser.get(site.url + "/jobs/long")
     wait_for(lambda: text_of(browser, ".summary .state") == "processing", 10, "processing")
-    started = time.monotonic()
     wait_for(click(browser, "button.cancel"), 10, "a click on cancel")
     assert "Its command is killed" in accept_confirm(browser)
+    # Dead within 20 s of a `sleep 60`: its command was killed, not waited for.
     wait_for(lambda: text_of(browser, ".summary .state") == "dead", 20, "the job dead")
-    assert time.monotonic() - started < 20
     assert env.job("long")["last_error"] == "canceled while running"
     assert "canceled while running" in text_of(browser, "#live")
 

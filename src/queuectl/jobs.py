@@ -159,6 +159,33 @@ class JobManager:
         self._wake()
         return jobs
 
+    def import_jobs(
+        self, jobs: Sequence[Job], *, dry_run: bool = False
+    ) -> tuple[List[Job], List[str]]:
+        """Insert jobs built elsewhere, as they are (an import: ids, states, attempts and
+        times kept), except those whose id this store holds; returns the jobs inserted and
+        the ids it held. All at once; one at a time only when another process takes one of
+        the ids meanwhile. A dry run reads the same and inserts nothing."""
+        held = self.states([job.id for job in jobs]) if jobs else {}
+        taken = [job.id for job in jobs if job.id in held]
+        fresh = [job for job in jobs if job.id not in held]
+        if not fresh or dry_run:
+            return fresh, taken
+        dead_dependency = self._dead_dependency(self.clock())
+        try:
+            self.store.insert_jobs(fresh, dead_dependency)
+        except DuplicateJob:
+            kept = []
+            for job in fresh:
+                try:
+                    self.store.insert_jobs([job], dead_dependency)
+                    kept.append(job)
+                except DuplicateJob:
+                    taken.append(job.id)
+            fresh = kept
+        self._wake()
+        return fresh, taken
+
     def get(self, job_id: str) -> Job:
         """The job, or JobNotFound."""
         job = self.store.get_job(job_id) if _is_text(job_id) else None
@@ -428,6 +455,7 @@ class JobManager:
         """The change a job waiting on a dead dependency gets (SPEC §7.3)."""
 
         def changes(dep: str) -> dict[str, Any]:
+            """What a job waiting on `dep` becomes: dead, saying which dependency died."""
             return {"state": DEAD, "last_error": f"dependency {dep} is dead", "updated_at": now}
 
         return changes
@@ -658,10 +686,15 @@ class JobManager:
         return flagged
 
     # -- the DLQ ------------------------------------------------------------------------------
-    def retry_dead(self, job_ids: Sequence[str] | None) -> tuple[List[str], List[str]]:
+    def retry_dead(
+        self,
+        job_ids: Sequence[str] | None,
+        progress: Callable[[int], None] | None = None,
+    ) -> tuple[List[str], List[str]]:
         """Put DLQ jobs (those ids, or all when None) back to pending with no attempts spent;
         each move is conditioned on the job still being dead, and made in batches of
-        `batch_size` ids, one store write each. Returns (retried, not in the DLQ)."""
+        `batch_size` ids, one store write each; `progress(retried so far)` is called after
+        each. Returns (retried, not in the DLQ)."""
         now = self.clock()
         changes = {"state": PENDING, "attempts": 0, "run_at": now, "updated_at": now, **UNLOCK}
         dead_dependency = self._dead_dependency(now)
@@ -676,12 +709,16 @@ class JobManager:
                     break
                 seen.update(fresh)
                 retried += self._requeue_dead(fresh, changes, dead_dependency)
+                if progress is not None:
+                    progress(len(retried))
             missing: List[str] = []
         else:
             wanted = [i for i in dict.fromkeys(job_ids) if _is_text(i)]
             for start in range(0, len(wanted), self.batch_size):
                 batch = wanted[start : start + self.batch_size]
                 retried += self._requeue_dead(batch, changes, dead_dependency)
+                if progress is not None:
+                    progress(len(retried))
             done = set(retried)
             missing = [i for i in dict.fromkeys(job_ids) if i not in done]
         if retried:

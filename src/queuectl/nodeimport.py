@@ -22,7 +22,7 @@ from datetime import datetime, timezone
 from typing import Any, Callable
 
 from .config import KEYS, ConfigManager, canonical_key, parse_value
-from .errors import DuplicateJob, InvalidInput
+from .errors import InvalidInput
 from .jobs import JobManager
 from .models import (
     COMPLETED,
@@ -160,29 +160,11 @@ def import_node(
 def _import_batch(
     batch: list[tuple[Job, bool]], jobs: JobManager, report: ImportReport, dry_run: bool
 ) -> None:
-    """Insert the jobs of one batch this store does not hold yet (all at once; one at a
-    time only when another process took an id meanwhile)."""
-    existing = jobs.store.job_states([job.id for job, _ in batch]) if batch else {}
+    """Insert the jobs of one batch this store does not hold yet."""
     running = {job.id for job, was_running in batch if was_running}
-    fresh = []
-    for job, _ in batch:
-        if job.id in existing:
-            report.skipped_jobs.add("already in this store", job.id)
-        else:
-            fresh.append(job)
-    if fresh and not dry_run:
-        try:
-            jobs.store.insert_jobs(fresh)
-        except DuplicateJob:
-            # Another process inserted one of them meanwhile: one at a time, skipping those.
-            kept = []
-            for job in fresh:
-                try:
-                    jobs.store.insert_jobs([job])
-                    kept.append(job)
-                except DuplicateJob:
-                    report.skipped_jobs.add("already in this store", job.id)
-            fresh = kept
+    fresh, taken = jobs.import_jobs([job for job, _ in batch], dry_run=dry_run)
+    for job_id in taken:
+        report.skipped_jobs.add("already in this store", job_id)
     for job in fresh:
         report.imported[job.state] += 1
         report.requeued += job.id in running
@@ -190,31 +172,12 @@ def _import_batch(
 
 # -- jobs -------------------------------------------------------------------------------------
 def node_job(doc: dict[str, Any], *, default_max_retries: int, now: float) -> Job:
-    """The queuectl job a Node job document describes; Unusable says why there is none."""
-    job_id = doc.get("id")
-    if job_id is None:
-        if isinstance(doc.get("_id"), str) and isinstance(doc.get("seq"), int):
-            raise Unusable("a queuectl job, not a Node one (the database is shared)")
-        raise Unusable("no `id` field")
-    if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
-        raise Unusable("`id` is not a job id (1-128 characters of A-Z a-z 0-9 . _ : -)")
-    try:
-        command = validate_command(doc.get("command"))
-    except InvalidInput:
-        raise Unusable("`command` is missing, blank, not text, or over 64 KiB") from None
-    state = doc.get("state")
-    if state not in STATES:
-        raise Unusable(f"unknown state {shown(state, 30)}")
+    """The queuectl job a Node job document describes; Unusable says why there is none
+    (the first field found wrong, in the order they are checked here)."""
+    job_id, command, state = _identity(doc)
     attempts = _count(doc, "attempts", 0)
     max_retries = _count(doc, "max_retries", default_max_retries)
-    created = _time(doc, "created_at")
-    if created is None:
-        created = _object_id_time(doc.get("_id"), now)
-    updated = _time(doc, "updated_at")
-    updated = created if updated is None else updated
-    due = _time(doc, "next_retry_at")
-    due = _time(doc, "next_run_at") if due is None else due
-    holder = _text(doc, "locked_by") or _text(doc, "processing_by")
+    created, updated, due = _times(doc, now)
     job = Job(
         id=job_id,
         command=command,
@@ -230,16 +193,55 @@ def node_job(doc: dict[str, Any], *, default_max_retries: int, now: float) -> Jo
         stdout=_tail(_text(doc, "stdout") or _text(doc, "output")),
         stderr=_tail(_text(doc, "stderr")),
     )
-    if state == PROCESSING:
-        # Nothing runs it here: it is pending again, its attempts as counted.
+    _take_over(job, doc, due, now)
+    return job
+
+
+def _identity(doc: dict[str, Any]) -> tuple[str, str, str]:
+    """A job document's id, command and state, each checked."""
+    job_id = doc.get("id")
+    if job_id is None:
+        if isinstance(doc.get("_id"), str) and isinstance(doc.get("seq"), int):
+            raise Unusable("a queuectl job, not a Node one (the database is shared)")
+        raise Unusable("no `id` field")
+    if not isinstance(job_id, str) or not ID_PATTERN.fullmatch(job_id):
+        raise Unusable("`id` is not a job id (1-128 characters of A-Z a-z 0-9 . _ : -)")
+    try:
+        command = validate_command(doc.get("command"))
+    except InvalidInput:
+        raise Unusable("`command` is missing, blank, not text, or over 64 KiB") from None
+    state = doc.get("state")
+    if state not in STATES:
+        raise Unusable(f"unknown state {shown(state, 30)}")
+    return job_id, command, state
+
+
+def _times(doc: dict[str, Any], now: float) -> tuple[float, float, float | None]:
+    """When the job was created (else its ObjectId's time), last updated (else created),
+    and when it is due (None: the Node version did not say)."""
+    created = _time(doc, "created_at")
+    if created is None:
+        created = _object_id_time(doc.get("_id"), now)
+    updated = _time(doc, "updated_at")
+    updated = created if updated is None else updated
+    due = _time(doc, "next_retry_at")
+    due = _time(doc, "next_run_at") if due is None else due
+    return created, updated, due
+
+
+def _take_over(job: Job, doc: dict[str, Any], due: float | None, now: float) -> None:
+    """What the Node state means here: a running job is pending again (nothing runs it
+    here), its attempts as counted; a finished one ended at its last update; a failed one
+    with no retry time is due at its last update."""
+    if job.state == PROCESSING:
+        holder = _text(doc, "locked_by") or _text(doc, "processing_by")
         job.state = PENDING
         job.run_at = min(job.run_at, now)
         job.last_error = REQUEUED + (f" (it was held by {shown(holder, 60)})" if holder else "")
-    elif state in (COMPLETED, DEAD):
-        job.finished_at = updated
-    elif state == FAILED and due is None:
-        job.run_at = updated  # its retry is due: the Node version did not say when
-    return job
+    elif job.state in (COMPLETED, DEAD):
+        job.finished_at = job.updated_at
+    elif job.state == FAILED and due is None:
+        job.run_at = job.updated_at  # its retry is due: the Node version did not say when
 
 
 def _name(doc: dict[str, Any]) -> str:
@@ -329,22 +331,32 @@ def _import_config(
     value as it is afterwards (in a dry run: as it would be)."""
     stored = configs.store.get_config()
     values = configs.all()
+    wanted = _wanted_config(docs, stored, values, report)
+    after = _keep_the_pair_valid(wanted, values, report)
+    if not dry_run:
+        # Of the pair, the one that keeps stale_after > heartbeat_interval at every step first.
+        first = "stale_after" if after["stale_after"] >= values["stale_after"] else PAIR[0]
+        for key in sorted(wanted, key=lambda k: k != first):
+            configs.set(key, wanted[key])
+    report.config = wanted
+    return after
+
+
+def _wanted_config(
+    docs: list[dict[str, Any]],
+    stored: dict[str, Any],
+    values: dict[str, Any],
+    report: ImportReport,
+) -> dict[str, Any]:
+    """The keys and values to set: valid ones this store has not set, the first of a key
+    repeated; every other document counted in the report with its reason."""
     wanted: dict[str, Any] = {}
     for doc in docs:
-        raw_key, raw = doc.get("key"), doc.get("value")
-        name = shown(raw_key, 40).strip("'")
-        if not isinstance(raw_key, str):
-            report.skipped_config.add("no `key` text", str(doc.get("_id")))
-            continue
+        name = _config_name(doc)
         try:
-            key = canonical_key(raw_key)
-        except InvalidInput:
-            report.skipped_config.add("not a queuectl config key", name)
-            continue
-        try:
-            value = parse_value(key, raw)
-        except InvalidInput:
-            report.skipped_config.add(f"value is not {KEYS[key].rule}", name)
+            key, value = _config_entry(doc)
+        except Unusable as exc:
+            report.skipped_config.add(exc.reason, name)
             continue
         if key in wanted:
             report.skipped_config.add("key repeated in the Node database (first kept)", name)
@@ -354,6 +366,34 @@ def _import_config(
             report.skipped_config.add(why, key)
         else:
             wanted[key] = value
+    return wanted
+
+
+def _config_name(doc: dict[str, Any]) -> str:
+    key = doc.get("key")
+    return shown(key, 40).strip("'") if isinstance(key, str) else str(doc.get("_id"))
+
+
+def _config_entry(doc: dict[str, Any]) -> tuple[str, Any]:
+    """A config document's queuectl key and value, checked by `config set`'s rules."""
+    raw_key = doc.get("key")
+    if not isinstance(raw_key, str):
+        raise Unusable("no `key` text")
+    try:
+        key = canonical_key(raw_key)
+    except InvalidInput:
+        raise Unusable("not a queuectl config key") from None
+    try:
+        return key, parse_value(key, doc.get("value"))
+    except InvalidInput:
+        raise Unusable(f"value is not {KEYS[key].rule}") from None
+
+
+def _keep_the_pair_valid(
+    wanted: dict[str, Any], values: dict[str, Any], report: ImportReport
+) -> dict[str, Any]:
+    """Every key's value once `wanted` is set. If that would leave stale_after not greater
+    than heartbeat_interval, neither of the two is taken from the Node database."""
     after = {**values, **wanted}
     if after["stale_after"] <= after["heartbeat_interval"]:
         for key in PAIR:
@@ -363,10 +403,4 @@ def _import_config(
                 )
                 del wanted[key]
                 after[key] = values[key]
-    if not dry_run:
-        # Of the pair, the one that keeps stale_after > heartbeat_interval at every step first.
-        first = "stale_after" if after["stale_after"] >= values["stale_after"] else PAIR[0]
-        for key in sorted(wanted, key=lambda k: k != first):
-            configs.set(key, wanted[key])
-    report.config = wanted
     return after

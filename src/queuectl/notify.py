@@ -41,6 +41,7 @@ def post_json(url: str, body: bytes, timeout: float) -> int:
         """A redirect would turn the POST into a GET without its body: a failure."""
 
         def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+            """No request to follow the redirect with: urllib raises the 3xx as an error."""
             return None
 
     if urlsplit(url).scheme not in ("http", "https"):
@@ -157,10 +158,16 @@ class Notifier:
                 error = _describe(exc)
             if attempt < tries:
                 self.sleep(self.delays[attempt - 1])
-        where = urlsplit(url).hostname  # never the path or query: they may hold a token
         self.log(
-            f"notification {event} for job {job_id} to {where} failed after {tries} tries: {error}"
+            f"notification {event} for job {job_id} to {url_host(url)} "
+            f"failed after {tries} tries: {error}"
         )
+
+
+def url_host(url: str) -> str:
+    """Where a notify_url sends, as it may be logged or printed: the host only, never the
+    path or query (webhook services put a token there) nor a user and password."""
+    return urlsplit(url).hostname or ""
 
 
 def _describe(exc: Exception) -> str:

@@ -44,6 +44,8 @@ class RetentionSweeper:
         deadline = time.monotonic() + float(config.heartbeat_interval) / 2
 
         def keep_going() -> bool:
+            """Whether the sweep may delete one more batch: the worker is not stopping and
+            half a heartbeat_interval has not passed."""
             return not self._stop.is_set() and time.monotonic() < deadline
 
         try:

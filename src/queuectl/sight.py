@@ -56,12 +56,14 @@ class SightedStore:
         self.url = store.url
 
     def __getattr__(self, name: str) -> Any:
+        """The store's attribute; a method comes wrapped, so each call is sighted."""
         attr = getattr(self._store, name)
         if not callable(attr):
             return attr
         sight = self._sight
 
         def call(*args: Any, **kwargs: Any) -> Any:
+            """The store's method, noting whether the store answered."""
             try:
                 result = attr(*args, **kwargs)
             except StoreUnavailable:

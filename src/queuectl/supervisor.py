@@ -63,12 +63,13 @@ def run(url: str, count: int, burst: bool, queues: Sequence[str] = ()) -> int:
         os.close(report)  # only the workers hold it now: its end of file means all reported
 
     def forward(signum: int, _frame: Any) -> None:
+        """Pass a stop signal on to every worker still running."""
         for child in children:
             if child.poll() is None:
                 child.send_signal(signum)
 
-    # SIGHUP (the terminal closed) is a stop request like SIGTERM.
     def hang_up(_signum: int, frame: Any) -> None:
+        """SIGHUP (the terminal closed) is a stop request like SIGTERM."""
         forward(signal.SIGTERM, frame)
 
     previous = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}

@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
         worker = App(os.environ["QUEUECTL_DB"]).worker(args.index, burst=args.burst, queues=queues)
 
         def on_stop(signum: int, _frame: object) -> None:
+            """A stop signal: the first finishes the job, a second kills it; says which."""
             if worker.stopping:
                 worker.log("stopping now: killing the running command")
             else:

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import sys
 import time
-from typing import List, Optional
+from typing import TYPE_CHECKING, List, Optional
 
 import typer
 
 from ..errors import InvalidInput, JobNotFound, NotCancelable, QueuectlError
 from ..models import COMPLETED, DEAD
 from .context import command_context
+from .progress import Progress
+
+if TYPE_CHECKING:
+    from ..jobs import JobManager
 
 # wait polls often at first (a short job is seen at once), then backs off to this.
 WAIT_POLL_FIRST, WAIT_POLL_MAX = 0.1, 1.0
@@ -57,6 +60,18 @@ def wait(
         raise InvalidInput(f"--timeout must be > 0 and at most {MAX_WAIT} seconds, got {timeout}")
     manager = command_context(ctx).jobs
     wanted = list(dict.fromkeys(job_ids))
+    with Progress() as line:
+        dead = _wait_for(manager, wanted, timeout, line)
+    if dead:
+        subject = "job {} is" if len(dead) == 1 else "jobs {} are"
+        raise QueuectlError(f"{subject.format(_names(dead))} dead (see: queuectl dlq list)")
+
+
+def _wait_for(
+    manager: JobManager, wanted: List[str], timeout: Optional[float], line: Progress
+) -> List[str]:
+    """Poll until every job ended (returns the dead ones) or `timeout` passed (raises);
+    `12/40 done` on the progress line when there is more than one job."""
     deadline = None if timeout is None else time.monotonic() + timeout
     open_ids, dead = wanted, []
     poll = WAIT_POLL_FIRST
@@ -70,11 +85,11 @@ def wait(
             first = False
         dead += [i for i in open_ids if states.get(i) == DEAD]
         open_ids = [i for i in open_ids if states.get(i) not in (COMPLETED, DEAD)]
-        _progress(len(wanted) - len(open_ids), len(wanted))
+        if len(wanted) > 1:
+            line.show(f"{len(wanted) - len(open_ids)}/{len(wanted)} done")
         if not open_ids:
-            break
+            return dead
         if deadline is not None and time.monotonic() >= deadline:
-            _progress_done()
             raise QueuectlError(
                 f"timed out after {timeout:g}s; not finished: {_names(open_ids)}"
                 + (f"; dead: {_names(dead)}" if dead else "")
@@ -82,25 +97,8 @@ def wait(
         pause = poll if deadline is None else min(poll, max(deadline - time.monotonic(), 0))
         time.sleep(pause)
         poll = min(poll * 1.5, WAIT_POLL_MAX)
-    _progress_done()
-    if dead:
-        subject = "job {} is" if len(dead) == 1 else "jobs {} are"
-        raise QueuectlError(f"{subject.format(_names(dead))} dead (see: queuectl dlq list)")
 
 
 def _names(job_ids: List[str], shown: int = 20) -> str:
     listed = ", ".join(repr(i) for i in job_ids[:shown])
     return listed + (f" and {len(job_ids) - shown} more" if len(job_ids) > shown else "")
-
-
-def _progress(done: int, total: int) -> None:
-    """`12/40 done` on stderr, only when it is a terminal and there is more than one job."""
-    if total > 1 and sys.stderr.isatty():
-        sys.stderr.write(f"\r{done}/{total} done")
-        sys.stderr.flush()
-
-
-def _progress_done() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()

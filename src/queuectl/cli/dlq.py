@@ -9,6 +9,7 @@ import typer
 from .. import render, text
 from ..errors import InvalidInput, NotInDlq
 from .context import JSON_OPT, ArgsKeepingGroup, command_context, limit_probe
+from .progress import Progress
 
 dlq_app = typer.Typer(
     help="The dead letter queue: jobs that used up their retries.",
@@ -68,7 +69,9 @@ def dlq_retry(
     if bool(job_ids) == all_jobs:
         raise InvalidInput("give one or more job ids, or --all (not both)")
     manager = command_context(ctx).jobs
-    retried, missing = manager.retry_dead(None if all_jobs else job_ids)
+    with Progress() as line:
+        shown = (lambda total: line.show(f"retried {total:,} job(s)…")) if line.on else None
+        retried, missing = manager.retry_dead(None if all_jobs else job_ids, progress=shown)
     if as_json:
         render.emit_json({"retried": retried, "not_in_dlq": missing})
     else:

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import TYPE_CHECKING, Any
 
 import typer
 
 from .. import render
 from .context import JSON_OPT, command_context
+from .progress import Progress
 
 if TYPE_CHECKING:
     from ..nodeimport import ImportReport, Skips
@@ -40,10 +40,15 @@ def import_node(
     from ..nodeimport import import_node_url
 
     app = command_context(ctx)
-    try:
-        report = import_node_url(source, app.jobs, app.configs, dry_run=dry_run, progress=_progress)
-    finally:
-        _clear_progress()
+    with Progress() as line:
+
+        def shown(read: int, total: int | None) -> None:
+            """`Reading the Node database: 1500/20000 job(s)` on the progress line."""
+            line.show(f"Reading the Node database: {read}{f'/{total}' if total else ''} job(s)")
+
+        report = import_node_url(
+            source, app.jobs, app.configs, dry_run=dry_run, progress=shown if line.on else None
+        )
     if as_json:
         render.emit_json(_as_json(report))
     else:
@@ -67,11 +72,23 @@ def summary_lines(report: ImportReport) -> list[str]:
         back = "would come" if report.dry_run else "come"
         lines.append(f"  {report.requeued} running job(s) {back} back as pending, attempts counted")
     if report.config:
-        values = ", ".join(f"{key}={value}" for key, value in report.config.items())
+        values = ", ".join(f"{key}={value}" for key, value in shown_config(report.config).items())
         lines.append(f"  config: {values}")
     lines += _reasons("job(s)", report.skipped_jobs)
     lines += _reasons("config value(s)", report.skipped_config)
     return lines
+
+
+def shown_config(values: dict[str, Any]) -> dict[str, Any]:
+    """The imported config values as they may be printed: a notify_url by its host only, as
+    a worker logs it, since its path or query may hold a token (`config get notify_url`
+    shows it whole)."""
+    url = values.get("notify_url")
+    if not url:
+        return values
+    from ..notify import url_host
+
+    return {**values, "notify_url": f"{url_host(url)} (path and query hidden)"}
 
 
 def _reasons(what: str, skips: Skips) -> list[str]:
@@ -85,6 +102,7 @@ def _reasons(what: str, skips: Skips) -> list[str]:
 
 def _as_json(report: ImportReport) -> dict[str, Any]:
     def skips(found: Skips) -> list[dict[str, Any]]:
+        """Each reason with its count and first few names, most common first."""
         return [
             {"reason": reason, "count": count, "examples": found.examples.get(reason, [])}
             for reason, count in found.counts.most_common()
@@ -99,22 +117,11 @@ def _as_json(report: ImportReport) -> dict[str, Any]:
             "requeued": report.requeued,
             "skipped": skips(report.skipped_jobs),
         },
-        "config": {"imported": report.config, "skipped": skips(report.skipped_config)},
+        "config": {
+            "imported": shown_config(report.config),
+            "skipped": skips(report.skipped_config),
+        },
     }
-
-
-def _progress(read: int, total: int | None) -> None:
-    """`Reading the Node database: 1500/20000 job(s)` on stderr, only on a terminal."""
-    if sys.stderr.isatty():
-        of = f"/{total}" if total else ""
-        sys.stderr.write(f"\rReading the Node database: {read}{of} job(s)")
-        sys.stderr.flush()
-
-
-def _clear_progress() -> None:
-    if sys.stderr.isatty():
-        sys.stderr.write("\r\x1b[K")
-        sys.stderr.flush()
 
 
 def register(app: typer.Typer) -> None:

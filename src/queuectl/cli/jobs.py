@@ -16,6 +16,10 @@ from .context import (
     display_zone,
     limit_probe,
 )
+from .progress import Progress
+
+# A --file batch shows its progress every this many jobs (so only long ones show any).
+LINES_PER_UPDATE = 10_000
 
 
 def register(app: typer.Typer) -> None:
@@ -76,7 +80,7 @@ def enqueue(
              queuectl enqueue echo hi
              queuectl enqueue --priority 5 -- ls -la
     """
-    from .enqueue_input import merge_options, read_batch, read_words, split_at_dashes
+    from .enqueue_input import merge_options, read_words, split_at_dashes
 
     if quiet and as_json:
         raise InvalidInput("--quiet and --json: give one, not both")
@@ -92,20 +96,37 @@ def enqueue(
         "after": None if after is None else _id_list(after, "--after"),
     }
     before, after_dashes = split_at_dashes(words or [], command_args(ctx))
-    specs: list[tuple[str | None, dict[str, Any]]]
     if file is not None:
         if before or after_dashes is not None or command is not None or job_id is not None:
             raise InvalidInput("--file takes no SPEC, command words, --command or --id")
-        specs = [(label, merge_options(s, options)) for label, s in read_batch(file)]
+        with Progress() as line:
+            jobs = command_context(ctx).jobs.enqueue(_read_file(file, options, line))
     else:
         spec = read_words(before, after_dashes, command)
         if spec is None and command is None:
             raise InvalidInput(
                 'no command given; e.g. queuectl enqueue "echo hi" or --command "echo hi"'
             )
-        specs = [(None, merge_options(spec or {}, options))]
-    jobs = command_context(ctx).jobs.enqueue(specs)
+        jobs = command_context(ctx).jobs.enqueue([(None, merge_options(spec or {}, options))])
     _print_enqueued(jobs, batch=file is not None, quiet=quiet, as_json=as_json)
+
+
+def _read_file(
+    path: str, options: dict[str, Any], line: Progress
+) -> list[tuple[str | None, dict[str, Any]]]:
+    """The specs of a --file batch. A long one shows `read 20,000 job(s)…` every
+    LINES_PER_UPDATE jobs, then `enqueuing 100,000 job(s)…` while they are checked and
+    written (one atomic write)."""
+    from .enqueue_input import merge_options, read_batch
+
+    specs: list[tuple[str | None, dict[str, Any]]] = []
+    for label, spec in read_batch(path):
+        specs.append((label, merge_options(spec, options)))
+        if len(specs) % LINES_PER_UPDATE == 0:
+            line.show(f"read {len(specs):,} job(s)…")
+    if len(specs) >= LINES_PER_UPDATE:
+        line.show(f"enqueuing {len(specs):,} job(s)…")
+    return specs
 
 
 def _id_list(text: str, option: str) -> list[str]:

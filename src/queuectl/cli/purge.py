@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import sys
 from typing import Optional
 
 import typer
 
 from ..models import parse_duration
 from .context import command_context
+from .progress import Progress
 
 
 def purge(
@@ -36,29 +36,10 @@ def purge(
     """
     seconds = parse_duration(older_than)
     manager = command_context(ctx).jobs
-    shown = _Progress() if sys.stderr.isatty() else None
-    try:
+    with Progress() as line:
+        shown = (lambda total: line.show(f"purged {total:,} job(s)…")) if line.on else None
         purged = manager.purge(state, seconds, queue, progress=shown)
-    finally:
-        if shown is not None:
-            shown.clear()
     typer.echo(f"Purged {purged} job(s)")
-
-
-class _Progress:
-    """`purged 12,000 job(s)…` on stderr (a terminal), rewritten after each batch."""
-
-    written = False
-
-    def __call__(self, total: int) -> None:
-        sys.stderr.write(f"\rpurged {total:,} job(s)…")
-        sys.stderr.flush()
-        self.written = True
-
-    def clear(self) -> None:
-        if self.written:
-            sys.stderr.write("\r\x1b[K")
-            sys.stderr.flush()
 
 
 def register(app: typer.Typer) -> None:

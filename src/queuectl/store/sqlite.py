@@ -12,7 +12,7 @@ import operator
 import os
 import sqlite3
 import time
-from typing import Any, Callable, Sequence, TypeVar
+from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
 from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, ForeignRecord
 from ..models import (
@@ -196,14 +196,35 @@ BATCH = 500  # ids per IN (...) list: far below SQLite's limit of bound paramete
 
 
 def _text_match(text: str | None) -> tuple[str, tuple[str, ...]]:
-    """The `AND (…) ` clause (and its parameters) keeping jobs whose id or command contains
-    `text`: LIKE with its wildcards escaped, so the text is only ever text. LIKE ignores the
-    case of ASCII letters only, as the MongoDB store's pattern does."""
+    """The condition (and its parameters) keeping jobs whose id or command contains `text`
+    ("" when there is no text): LIKE with its wildcards escaped, so the text is only ever
+    text. LIKE ignores the case of ASCII letters only, as the MongoDB store's pattern does."""
     if not text:
         return "", ()
     escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     like = f"%{escaped}%"
-    return "AND (id LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\') ", (like, like)
+    return "(id LIKE ? ESCAPE '\\' OR command LIKE ? ESCAPE '\\')", (like, like)
+
+
+def _where(*conditions: str) -> str:
+    """`WHERE a AND b ` of the conditions given, empty ones left out ("" when all are)."""
+    kept = [c for c in conditions if c]
+    return f"WHERE {' AND '.join(kept)} " if kept else ""
+
+
+class _Scope(NamedTuple):
+    """Which jobs a list in claim order reads: its conditions besides the state (a queue, a
+    text), their parameters, and the suffix of the indexes that serve them."""
+
+    conditions: tuple[str, ...]
+    params: tuple[Any, ...]
+    suffix: str
+
+
+def _scope(queue: str | None, match: str, mp: tuple[str, ...]) -> _Scope:
+    if queue is None:
+        return _Scope((match,), mp, "")
+    return _Scope(("queue = ?", match), (queue, *mp), "_queue")
 
 
 def busy_timeout_ms() -> int:
@@ -382,18 +403,19 @@ class SqliteStore:
         match, mp = text
         if state in ("pending", "failed"):
             now = time.time() if now is None else now
-            return self._list_ready(state, limit, now, queue, offset, (match, mp), columns)
+            return self._list_ready(state, limit, now, offset, _scope(queue, match, mp), columns)
         params: tuple[Any, ...]
         if state and queue is not None:
             sql = (
                 f"SELECT {columns} FROM jobs INDEXED BY jobs_queue_state "
-                f"WHERE queue = ? AND state = ? {match}"
+                f"{_where('queue = ?', 'state = ?', match)}"
                 "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             )
             params = (queue, state, *mp, limit, offset)
         elif state:
             sql = (
-                f"SELECT {columns} FROM jobs INDEXED BY jobs_state_updated WHERE state = ? {match}"
+                f"SELECT {columns} FROM jobs INDEXED BY jobs_state_updated "
+                f"{_where('state = ?', match)}"
                 "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             )
             params = (state, *mp, limit, offset)
@@ -401,44 +423,34 @@ class SqliteStore:
             # Newest of each state of the queue (one index range each), then the newest of those.
             parts = [
                 f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_queue_state "
-                f"WHERE queue = ? AND state = ? {match}ORDER BY updated_at DESC, seq DESC LIMIT ?)"
+                f"{_where('queue = ?', 'state = ?', match)}"
+                "ORDER BY updated_at DESC, seq DESC LIMIT ?)"
                 for _ in STATES
             ]
             sql = f"{' UNION ALL '.join(parts)} ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
             params = tuple(v for s in STATES for v in (queue, s, *mp, limit + offset))
             params += (limit, offset)
         else:
-            where = f"WHERE {match[4:]}" if match else ""
-            order = "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
-            sql = f"SELECT {columns} FROM jobs {where}{order}"
+            sql = (
+                f"SELECT {columns} FROM jobs {_where(match)}"
+                "ORDER BY updated_at DESC, seq DESC LIMIT ? OFFSET ?"
+            )
             params = (*mp, limit, offset)
         return self._query(sql, params)
 
     def _list_ready(
-        self,
-        state: str,
-        limit: int,
-        now: float,
-        queue: str | None,
-        offset: int,
-        text: tuple[str, tuple[str, ...]],
-        columns: str,
+        self, state: str, limit: int, now: float, offset: int, scope: _Scope, columns: str
     ) -> list[sqlite3.Row]:
         """Claimable jobs due by `now` in claim order; then, by run_at, claimable jobs due
         later merged with jobs blocked by a dependency (a failed job is never blocked)."""
-        match, mp = text
-        by_queue = ("" if queue is None else " AND queue = ?") + (
-            f" {match.strip()}" if match else ""
-        )
-        qp: tuple[Any, ...] = (() if queue is None else (queue,)) + mp
-        suffix = "" if queue is None else "_queue"
         due = (
-            f"FROM jobs INDEXED BY jobs_claim{suffix} "
-            f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at <= ?"
+            f"FROM jobs INDEXED BY jobs_claim{scope.suffix} "
+            f"{_where(CLAIMABLE, *scope.conditions, 'state = ?', 'run_at <= ?')}"
         )
+        params = (*scope.params, state, now)
         ready = self._query(
             f"SELECT {columns} {due} ORDER BY {CLAIM_ORDER} LIMIT ? OFFSET ?",
-            (*qp, state, now, limit, offset),
+            (*params, limit, offset),
         )
         left = limit - len(ready)
         if left <= 0:
@@ -446,25 +458,32 @@ class SqliteStore:
         # The page reaches past the ready jobs: skip what of the offset they did not fill.
         skip = 0
         if offset and not ready:
-            counted = self._query(f"SELECT COUNT(*) AS n {due}", (*qp, state, now))
+            counted = self._query(f"SELECT COUNT(*) AS n {due}", params)
             skip = max(offset - counted[0]["n"], 0)
+        return [*ready, *self._list_waiting(state, now, scope, left, skip, columns)]
+
+    def _list_waiting(
+        self, state: str, now: float, scope: _Scope, limit: int, offset: int, columns: str
+    ) -> list[sqlite3.Row]:
+        """Claimable jobs due after `now`, merged (when `state` is pending) with the jobs
+        blocked by a dependency, by run_at: `limit` of them after the first `offset`."""
+        # Each part reads no more rows than the page can take from it.
         parts = [
-            f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_next{suffix} "
-            f"WHERE {CLAIMABLE}{by_queue} AND state = ? AND run_at > ? "
+            f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_next{scope.suffix} "
+            f"{_where(CLAIMABLE, *scope.conditions, 'state = ?', 'run_at > ?')}"
             f"ORDER BY {WAITING_ORDER} LIMIT ?)"
         ]
-        params: tuple[Any, ...] = (*qp, state, now, left + skip)
+        params: tuple[Any, ...] = (*scope.params, state, now, limit + offset)
         if state == "pending":
             parts.append(
-                f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_blocked{suffix} "
-                f"WHERE {BLOCKED}{by_queue} ORDER BY {WAITING_ORDER} LIMIT ?)"
+                f"SELECT * FROM (SELECT {columns} FROM jobs INDEXED BY jobs_blocked{scope.suffix} "
+                f"{_where(BLOCKED, *scope.conditions)}ORDER BY {WAITING_ORDER} LIMIT ?)"
             )
-            params += (*qp, left + skip)
-        waiting = self._query(
+            params += (*scope.params, limit + offset)
+        return self._query(
             f"{' UNION ALL '.join(parts)} ORDER BY {WAITING_ORDER} LIMIT ? OFFSET ?",
-            (*params, left, skip),
+            (*params, limit, offset),
         )
-        return [*ready, *waiting]
 
     def count_by_state(self, queue: str | None = None) -> dict[str, int]:
         """Number of jobs per state (of one queue, when given), from the maintained counters."""
