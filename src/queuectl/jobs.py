@@ -92,6 +92,17 @@ class NextClaim:
     lease_seconds: float
 
 
+def _check_page(state: str | None, queue: str | None, limit: int, offset: int) -> None:
+    """InvalidInput unless these select a page of jobs `list` and `search` can give."""
+    check_state(state)
+    if queue is not None:
+        validate_queue(queue)
+    if limit < 1:
+        raise InvalidInput(f"--limit must be at least 1, got {limit}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+
+
 class JobManager:
     """The operations of SPEC §5 on jobs, and every change of a job's state, over any Store.
 
@@ -208,13 +219,7 @@ class JobManager:
         still waiting, by run_at; other states most recently updated first. `offset` skips
         the first jobs of that order; `text` keeps those whose id or command contains it
         (ASCII letters in either case)."""
-        check_state(state)
-        if queue is not None:
-            validate_queue(queue)
-        if limit < 1:
-            raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        if not 0 <= offset <= MAX_OFFSET:
-            raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+        _check_page(state, queue, limit, offset)
         if text is not None and ("\x00" in text or not _is_text(text)):
             return []  # no id or command holds a NUL or a lone surrogate
         when = self.clock() if now is None else now
@@ -248,13 +253,7 @@ class JobManager:
         SEARCH_SCAN) jobs of `list` order only (no index holds the text inside commands),
         and `Found.complete` says whether that was every job there is. Reads ids and
         commands, then the page's jobs."""
-        check_state(state)
-        if queue is not None:
-            validate_queue(queue)
-        if limit < 1:
-            raise InvalidInput(f"--limit must be at least 1, got {limit}")
-        if not 0 <= offset <= MAX_OFFSET:
-            raise InvalidInput(f"offset must be between 0 and {MAX_OFFSET}, got {offset}")
+        _check_page(state, queue, limit, offset)
         if not text or "\x00" in text or not _is_text(text):
             return Found([], False, True, 0)  # no id or command holds a NUL or a lone surrogate
         exact: Job | None = None
