@@ -565,3 +565,28 @@ def test_a_worker_sleeps_on_a_pipe_numbered_past_1024():
     finally:
         for fd in (read_end, write_end, high):
             os.close(fd)
+
+
+def test_a_signal_after_a_stop_seen_through_the_store_lets_the_job_finish(
+    store, clock, make_worker, lines
+):
+    """`worker stop` asks through the store, then signals: a busy worker whose heartbeat saw
+    the request first must take that signal as the first one (finish the job), not as a
+    second one (kill it)."""
+    [job_id] = add(store, clock, {"command": "true"})
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "started (attempt" in line:
+            store.request_stop([worker.info.id])
+            store.bump_control()
+            worker.heartbeat()  # a busy worker's heartbeat reads the control version
+            assert worker.stopping
+            worker.request_stop()  # the SIGTERM `worker stop` sends after its write
+
+    worker = make_worker(log=log)
+    assert worker.step() is True
+    assert store.get_job(job_id).state == "completed", lines
+    assert not worker.abort
+    worker.request_stop()  # a second signal does stop at once
+    assert worker.abort

@@ -82,6 +82,9 @@ class Worker:
         self.config: Config = Config.defaults()
         self.stopping = False
         self.abort = False
+        # request_stop was called (a signal): another call stops at once. A stop the worker
+        # noticed itself (through the store, or its supervisor gone) is not a first signal.
+        self._stop_asked = False
         self._log = log or _print_line
         # Re-entrant: the signal handler (request_stop) runs on the main thread and may
         # interrupt it while it holds this lock.
@@ -207,12 +210,22 @@ class Worker:
     def request_stop(self, immediate: bool = False) -> None:
         """Graceful: take no new job, finish the current one. Immediate: kill it too and
         hand its job back without spending the attempt."""
-        if immediate or self.stopping:
+        if immediate or self._stop_asked:
             self.abort = True
             with self._lock:
                 current = self._current
             if current:
                 current[1].kill(INTERRUPTED)
+        self._stop_asked = True
+        self._stop_gracefully()
+
+    @property
+    def stop_asked(self) -> bool:
+        """Whether a stop was already asked with request_stop (the next one is immediate)."""
+        return self._stop_asked
+
+    def _stop_gracefully(self) -> None:
+        """Take no new job, finish the current one; never escalates to an immediate stop."""
         self.stopping = True
         # Show `stopping` in the store now, not at the next heartbeat: `worker stop` signals
         # only workers not yet stopping, and a second signal would mean "stop at once".
@@ -541,7 +554,7 @@ class Worker:
         self._next_refresh = now + float(self.config.poll_interval)
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
-            self.request_stop()
+            self._stop_gracefully()
         if poll.next_schedule_at is not None and poll.next_schedule_at <= self.clock():
             self._tick()
 
@@ -565,7 +578,7 @@ class Worker:
             stop = self.manager.stop_requested(self.info.id)
         if stop and not self.stopping:
             self.log("stop requested through the store")
-            self.request_stop()
+            self._stop_gracefully()
 
     def _fresh_config(self, busy: bool) -> Config:
         """The config as stored now, give or take one poll_interval: the idle loop keeps it
