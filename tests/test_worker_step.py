@@ -590,3 +590,18 @@ def test_a_signal_after_a_stop_seen_through_the_store_lets_the_job_finish(
     assert not worker.abort
     worker.request_stop()  # a second signal does stop at once
     assert worker.abort
+
+
+def test_a_held_job_whose_lease_was_lost_is_not_run(store, clock, make_worker, lines, tmp_path):
+    marker = tmp_path / "ran"
+    first, second = add(store, clock, {"command": "true"}, {"command": f"touch {marker}"})
+    worker = make_worker()
+    assert worker.step(chain=True) is True
+    held = store.get_job(second)
+    # Another worker holds it now (its lease was released while this one was frozen).
+    assert store.update_if(second, {"lease_token": held.lease_token}, {"lease_token": "other"})
+    worker.heartbeat()
+    assert not worker.busy
+    assert worker.step(chain=True) is False
+    assert not marker.exists()
+    assert any(f"job {second}: lease lost before it started" in line for line in lines), lines

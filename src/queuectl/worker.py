@@ -663,9 +663,18 @@ class Worker:
     def _lease_lost(self, held: Job, seen: tuple[Job, Execution] | None) -> None:
         """A renewal found the lease gone: kill the command if it is still the one that
         was running when the heartbeat began (a job that ended meanwhile, and was settled,
-        refuses renewals because it is done, not because it was taken)."""
+        refuses renewals because it is done, not because it was taken). A job claimed with
+        the last result and not yet started is dropped: it is someone else's to run now."""
         with self._lock:
             current = self._current
+            dropped = held is self._next
+            if dropped:
+                self._next = None
+                if self._held is held:
+                    self._held = None
+        if dropped:
+            self.log(f"job {held.id}: lease lost before it started; not running it")
+            return
         if current is None or current is not seen or current[0] is not held:
             return
         if not current[1].kill_reason:  # an immediate stop hands the job back: nothing lost
