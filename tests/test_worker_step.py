@@ -15,7 +15,7 @@ from conftest import watch
 
 from queuectl.app import App
 from queuectl.config import ConfigManager
-from queuectl.errors import ClaimUnanswered
+from queuectl.errors import ClaimUnanswered, StoreUnavailable
 from queuectl.localproc import hostname, machine_key, pid_alive
 from queuectl.models import WorkerInfo, format_time
 from queuectl.worker import Worker
@@ -605,3 +605,34 @@ def test_a_held_job_whose_lease_was_lost_is_not_run(store, clock, make_worker, l
     assert worker.step(chain=True) is False
     assert not marker.exists()
     assert any(f"job {second}: lease lost before it started" in line for line in lines), lines
+
+
+class FinishOutage:
+    """A store whose next `finish` calls cannot reach the server."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.failures = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def finish(self, *args, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("cannot reach the server")
+        return self.inner.finish(*args, **kwargs)
+
+
+def test_a_held_job_is_handed_back_at_a_stop_through_a_store_outage(store, clock, lines):
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+    flaky = FinishOutage(store)
+    worker = App(store=flaky, clock=clock).worker(log=lines.append)
+    worker.start()
+    assert worker.step(chain=True) is True
+    assert store.get_job(second).state == "processing"
+    flaky.failures = 2  # longer than both hand-backs of the stop (the held job, then orphans)
+    worker.request_stop()
+    assert worker.run() == 0
+    job = store.get_job(second)
+    assert (job.state, job.attempts, job.locked_by) == ("pending", 0, None), lines

@@ -503,7 +503,11 @@ class Worker:
             job, self._next = self._next, None
             if job is not None and self._held is job:
                 self._held = None
-        if job is not None and self.jobs.hand_back(job, keep_place=True):
+        if job is None:
+            return
+        # Through a store outage, as a result is written: left processing, the job would be
+        # charged an attempt by a reaper without having run (SPEC §8).
+        if self._write(job, lambda _claim: (self.jobs.hand_back(job, keep_place=True), None)):
             self.log(f"job {job.id}: claimed but not started before the stop; handed back")
 
     # -- idle, refresh, heartbeat ---------------------------------------------------------
