@@ -636,3 +636,18 @@ def test_a_held_job_is_handed_back_at_a_stop_through_a_store_outage(store, clock
     assert worker.run() == 0
     job = store.get_job(second)
     assert (job.state, job.attempts, job.locked_by) == ("pending", 0, None), lines
+
+
+def test_run_starts_with_a_job_held_from_a_chained_step(store, clock, make_worker, lines):
+    """The loop claims only when its poll saw a job due; a job already held is not one the
+    poll sees (it is processing), so the loop must run it without being told."""
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+    worker = make_worker()
+    assert worker.step(chain=True) is True
+    runner = in_background(worker.run)
+    try:
+        wait_until(lambda: store.get_job(second).state == "completed", "the held job to run")
+    finally:
+        worker.request_stop()
+        runner.join(DEADLINE)
+    assert not runner.is_alive()

@@ -513,8 +513,9 @@ class Worker:
     # -- idle, refresh, heartbeat ---------------------------------------------------------
     def _may_claim(self) -> bool:
         """Whether a claim is worth its store call: always for a burst worker; otherwise
-        after a job ran, after a wake, or when the last poll saw a job due by now."""
-        if self.burst or self._claim_hint:
+        after a job ran, after a wake, or when the last poll saw a job due by now. A job
+        held from the last result is run whatever the poll saw (to it, that job is taken)."""
+        if self.burst or self._claim_hint or self._next is not None:
             return True
         return self._due is not None and self._due <= self.clock()
 
