@@ -651,3 +651,50 @@ def test_run_starts_with_a_job_held_from_a_chained_step(store, clock, make_worke
         worker.request_stop()
         runner.join(DEADLINE)
     assert not runner.is_alive()
+
+
+class LostClaimReply:
+    """A store whose first claim is applied and whose reply is then lost; `on_finish`, when
+    set, runs once just before the next `finish` (what a heartbeat's hand-back writes)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.lost = 0
+        self.on_finish = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def claim(self, *args, **kwargs):
+        taken = self.inner.claim(*args, **kwargs)
+        if not self.lost:
+            self.lost += 1
+            raise StoreUnavailable("connection closed")
+        return taken
+
+    def finish(self, *args, **kwargs):
+        hook, self.on_finish = self.on_finish, None
+        if hook is not None:
+            hook()
+        return self.inner.finish(*args, **kwargs)
+
+
+def test_the_heartbeat_leaves_a_lost_claims_job_to_the_claim_that_looks_for_it(store, clock, lines):
+    """A claim whose reply was lost is looked for by the next claim; the heartbeat's
+    hand-back of orphans must not hand that job back once a claim of ours has taken it."""
+    [job_id] = add(store, clock, {"command": "true"})
+    flaky = LostClaimReply(store)
+    worker = App(store=flaky, clock=clock).worker(log=lines.append)
+    worker.start()
+    with pytest.raises(StoreUnavailable):
+        worker.step()
+    assert store.get_job(job_id).state == "processing"  # the claim was applied
+    taken: list = []
+    # The next claim runs just after the heartbeat decided what to hand back.
+    flaky.on_finish = lambda: taken.append(worker._claim_held(worker.info.id))
+    worker.heartbeat()
+    if taken:
+        assert taken[0] is not None and taken[0].id == job_id
+    else:
+        assert worker._claim_held(worker.info.id).id == job_id
+    assert store.get_job(job_id).state == "processing", lines

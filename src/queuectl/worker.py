@@ -514,8 +514,11 @@ class Worker:
     def _may_claim(self) -> bool:
         """Whether a claim is worth its store call: always for a burst worker; otherwise
         after a job ran, after a wake, or when the last poll saw a job due by now. A job
-        held from the last result is run whatever the poll saw (to it, that job is taken)."""
-        if self.burst or self._claim_hint or self._next is not None:
+        held from the last result is run whatever the poll saw (to it, that job is taken),
+        and the job a claim whose reply was lost may have taken is looked for at once."""
+        if self.burst or self._claim_hint:
+            return True
+        if self._next is not None or self._lost_claim is not None:
             return True
         return self._due is not None and self._due <= self.clock()
 
@@ -699,8 +702,13 @@ class Worker:
             if self._claiming or self._claims != claims:
                 return  # a claim of ours ran meanwhile: what we read may be its job
             held = self._held
+            # The next claim looks for this one's job first (and may be doing so by the
+            # time we would write): it is that claim's to run, not ours to hand back.
+            lost = self._lost_claim
         for job in found:
             if held is not None and job.lease_token == held.lease_token:
+                continue
+            if lost is not None and job.lease_token == lost:
                 continue
             if self.jobs.hand_back(job, keep_place=True):
                 self.log(f"job {job.id}: claimed by a request whose reply was lost; handed back")
@@ -724,6 +732,7 @@ class Worker:
         try:
             # Whatever is processing in our name now is not ours to run (a claim whose
             # reply was lost): back to pending with its attempt unspent.
+            self._lost_claim = None  # no claim will look for its job any more
             self._hand_back_orphans()
         except StoreUnavailable as exc:
             self.log(f"could not look for jobs claimed by lost requests: {exc}")
