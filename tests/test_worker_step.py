@@ -15,7 +15,7 @@ from conftest import watch
 
 from queuectl.app import App
 from queuectl.config import ConfigManager
-from queuectl.errors import ClaimUnanswered
+from queuectl.errors import ClaimUnanswered, StoreUnavailable
 from queuectl.localproc import hostname, machine_key, pid_alive
 from queuectl.models import WorkerInfo, format_time
 from queuectl.worker import Worker
@@ -565,3 +565,136 @@ def test_a_worker_sleeps_on_a_pipe_numbered_past_1024():
     finally:
         for fd in (read_end, write_end, high):
             os.close(fd)
+
+
+def test_a_signal_after_a_stop_seen_through_the_store_lets_the_job_finish(
+    store, clock, make_worker, lines
+):
+    """`worker stop` asks through the store, then signals: a busy worker whose heartbeat saw
+    the request first must take that signal as the first one (finish the job), not as a
+    second one (kill it)."""
+    [job_id] = add(store, clock, {"command": "true"})
+
+    def log(line: str) -> None:
+        lines.append(line)
+        if "started (attempt" in line:
+            store.request_stop([worker.info.id])
+            store.bump_control()
+            worker.heartbeat()  # a busy worker's heartbeat reads the control version
+            assert worker.stopping
+            worker.request_stop()  # the SIGTERM `worker stop` sends after its write
+
+    worker = make_worker(log=log)
+    assert worker.step() is True
+    assert store.get_job(job_id).state == "completed", lines
+    assert not worker.abort
+    worker.request_stop()  # a second signal does stop at once
+    assert worker.abort
+
+
+def test_a_held_job_whose_lease_was_lost_is_not_run(store, clock, make_worker, lines, tmp_path):
+    marker = tmp_path / "ran"
+    first, second = add(store, clock, {"command": "true"}, {"command": f"touch {marker}"})
+    worker = make_worker()
+    assert worker.step(chain=True) is True
+    held = store.get_job(second)
+    # Another worker holds it now (its lease was released while this one was frozen).
+    assert store.update_if(second, {"lease_token": held.lease_token}, {"lease_token": "other"})
+    worker.heartbeat()
+    assert not worker.busy
+    assert worker.step(chain=True) is False
+    assert not marker.exists()
+    assert any(f"job {second}: lease lost before it started" in line for line in lines), lines
+
+
+class FinishOutage:
+    """A store whose next `finish` calls cannot reach the server."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.failures = 0
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def finish(self, *args, **kwargs):
+        if self.failures:
+            self.failures -= 1
+            raise StoreUnavailable("cannot reach the server")
+        return self.inner.finish(*args, **kwargs)
+
+
+def test_a_held_job_is_handed_back_at_a_stop_through_a_store_outage(store, clock, lines):
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+    flaky = FinishOutage(store)
+    worker = App(store=flaky, clock=clock).worker(log=lines.append)
+    worker.start()
+    assert worker.step(chain=True) is True
+    assert store.get_job(second).state == "processing"
+    flaky.failures = 2  # longer than both hand-backs of the stop (the held job, then orphans)
+    worker.request_stop()
+    assert worker.run() == 0
+    job = store.get_job(second)
+    assert (job.state, job.attempts, job.locked_by) == ("pending", 0, None), lines
+
+
+def test_run_starts_with_a_job_held_from_a_chained_step(store, clock, make_worker, lines):
+    """The loop claims only when its poll saw a job due; a job already held is not one the
+    poll sees (it is processing), so the loop must run it without being told."""
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+    worker = make_worker()
+    assert worker.step(chain=True) is True
+    runner = in_background(worker.run)
+    try:
+        wait_until(lambda: store.get_job(second).state == "completed", "the held job to run")
+    finally:
+        worker.request_stop()
+        runner.join(DEADLINE)
+    assert not runner.is_alive()
+
+
+class LostClaimReply:
+    """A store whose first claim is applied and whose reply is then lost; `on_finish`, when
+    set, runs once just before the next `finish` (what a heartbeat's hand-back writes)."""
+
+    def __init__(self, inner) -> None:
+        self.inner = inner
+        self.lost = 0
+        self.on_finish = None
+
+    def __getattr__(self, name: str):
+        return getattr(self.inner, name)
+
+    def claim(self, *args, **kwargs):
+        taken = self.inner.claim(*args, **kwargs)
+        if not self.lost:
+            self.lost += 1
+            raise StoreUnavailable("connection closed")
+        return taken
+
+    def finish(self, *args, **kwargs):
+        hook, self.on_finish = self.on_finish, None
+        if hook is not None:
+            hook()
+        return self.inner.finish(*args, **kwargs)
+
+
+def test_the_heartbeat_leaves_a_lost_claims_job_to_the_claim_that_looks_for_it(store, clock, lines):
+    """A claim whose reply was lost is looked for by the next claim; the heartbeat's
+    hand-back of orphans must not hand that job back once a claim of ours has taken it."""
+    [job_id] = add(store, clock, {"command": "true"})
+    flaky = LostClaimReply(store)
+    worker = App(store=flaky, clock=clock).worker(log=lines.append)
+    worker.start()
+    with pytest.raises(StoreUnavailable):
+        worker.step()
+    assert store.get_job(job_id).state == "processing"  # the claim was applied
+    taken: list = []
+    # The next claim runs just after the heartbeat decided what to hand back.
+    flaky.on_finish = lambda: taken.append(worker._claim_held(worker.info.id))
+    worker.heartbeat()
+    if taken:
+        assert taken[0] is not None and taken[0].id == job_id
+    else:
+        assert worker._claim_held(worker.info.id).id == job_id
+    assert store.get_job(job_id).state == "processing", lines

@@ -82,6 +82,9 @@ class Worker:
         self.config: Config = Config.defaults()
         self.stopping = False
         self.abort = False
+        # request_stop was called (a signal): another call stops at once. A stop the worker
+        # noticed itself (through the store, or its supervisor gone) is not a first signal.
+        self._stop_asked = False
         self._log = log or _print_line
         # Re-entrant: the signal handler (request_stop) runs on the main thread and may
         # interrupt it while it holds this lock.
@@ -207,12 +210,22 @@ class Worker:
     def request_stop(self, immediate: bool = False) -> None:
         """Graceful: take no new job, finish the current one. Immediate: kill it too and
         hand its job back without spending the attempt."""
-        if immediate or self.stopping:
+        if immediate or self._stop_asked:
             self.abort = True
             with self._lock:
                 current = self._current
             if current:
                 current[1].kill(INTERRUPTED)
+        self._stop_asked = True
+        self._stop_gracefully()
+
+    @property
+    def stop_asked(self) -> bool:
+        """Whether a stop was already asked with request_stop (the next one is immediate)."""
+        return self._stop_asked
+
+    def _stop_gracefully(self) -> None:
+        """Take no new job, finish the current one; never escalates to an immediate stop."""
         self.stopping = True
         # Show `stopping` in the store now, not at the next heartbeat: `worker stop` signals
         # only workers not yet stopping, and a second signal would mean "stop at once".
@@ -490,14 +503,22 @@ class Worker:
             job, self._next = self._next, None
             if job is not None and self._held is job:
                 self._held = None
-        if job is not None and self.jobs.hand_back(job, keep_place=True):
+        if job is None:
+            return
+        # Through a store outage, as a result is written: left processing, the job would be
+        # charged an attempt by a reaper without having run (SPEC §8).
+        if self._write(job, lambda _claim: (self.jobs.hand_back(job, keep_place=True), None)):
             self.log(f"job {job.id}: claimed but not started before the stop; handed back")
 
     # -- idle, refresh, heartbeat ---------------------------------------------------------
     def _may_claim(self) -> bool:
         """Whether a claim is worth its store call: always for a burst worker; otherwise
-        after a job ran, after a wake, or when the last poll saw a job due by now."""
+        after a job ran, after a wake, or when the last poll saw a job due by now. A job
+        held from the last result is run whatever the poll saw (to it, that job is taken),
+        and the job a claim whose reply was lost may have taken is looked for at once."""
         if self.burst or self._claim_hint:
+            return True
+        if self._next is not None or self._lost_claim is not None:
             return True
         return self._due is not None and self._due <= self.clock()
 
@@ -541,7 +562,7 @@ class Worker:
         self._next_refresh = now + float(self.config.poll_interval)
         if parent_pid is not None and os.getppid() != parent_pid and not self.stopping:
             self.log("supervisor exited; stopping")
-            self.request_stop()
+            self._stop_gracefully()
         if poll.next_schedule_at is not None and poll.next_schedule_at <= self.clock():
             self._tick()
 
@@ -565,7 +586,7 @@ class Worker:
             stop = self.manager.stop_requested(self.info.id)
         if stop and not self.stopping:
             self.log("stop requested through the store")
-            self.request_stop()
+            self._stop_gracefully()
 
     def _fresh_config(self, busy: bool) -> Config:
         """The config as stored now, give or take one poll_interval: the idle loop keeps it
@@ -650,9 +671,18 @@ class Worker:
     def _lease_lost(self, held: Job, seen: tuple[Job, Execution] | None) -> None:
         """A renewal found the lease gone: kill the command if it is still the one that
         was running when the heartbeat began (a job that ended meanwhile, and was settled,
-        refuses renewals because it is done, not because it was taken)."""
+        refuses renewals because it is done, not because it was taken). A job claimed with
+        the last result and not yet started is dropped: it is someone else's to run now."""
         with self._lock:
             current = self._current
+            dropped = held is self._next
+            if dropped:
+                self._next = None
+                if self._held is held:
+                    self._held = None
+        if dropped:
+            self.log(f"job {held.id}: lease lost before it started; not running it")
+            return
         if current is None or current is not seen or current[0] is not held:
             return
         if not current[1].kill_reason:  # an immediate stop hands the job back: nothing lost
@@ -672,8 +702,13 @@ class Worker:
             if self._claiming or self._claims != claims:
                 return  # a claim of ours ran meanwhile: what we read may be its job
             held = self._held
+            # The next claim looks for this one's job first (and may be doing so by the
+            # time we would write): it is that claim's to run, not ours to hand back.
+            lost = self._lost_claim
         for job in found:
             if held is not None and job.lease_token == held.lease_token:
+                continue
+            if lost is not None and job.lease_token == lost:
                 continue
             if self.jobs.hand_back(job, keep_place=True):
                 self.log(f"job {job.id}: claimed by a request whose reply was lost; handed back")
@@ -697,6 +732,7 @@ class Worker:
         try:
             # Whatever is processing in our name now is not ours to run (a claim whose
             # reply was lost): back to pending with its attempt unspent.
+            self._lost_claim = None  # no claim will look for its job any more
             self._hand_back_orphans()
         except StoreUnavailable as exc:
             self.log(f"could not look for jobs claimed by lost requests: {exc}")

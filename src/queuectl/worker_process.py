@@ -31,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
 
         def on_stop(signum: int, _frame: object) -> None:
             """A stop signal: the first finishes the job, a second kills it; says which."""
-            if worker.stopping:
+            if worker.stop_asked:
                 worker.log("stopping now: killing the running command")
             else:
                 task = "finishing the current job" if worker.busy else "no job is running"
