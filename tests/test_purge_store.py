@@ -5,6 +5,7 @@ fleet-wide compare-and-set behind retention sweeps."""
 from __future__ import annotations
 
 import itertools
+import json
 import threading
 
 import mongomock
@@ -197,6 +198,22 @@ def test_one_turn_per_interval_and_markers_stay_out_of_the_config(store):
     store.set_config("max_retries", 5)
     assert store.get_config() == {"max_retries": 5}
     assert not any(key.startswith(MARKER_PREFIX) for key in store.get_config())
+
+
+@pytest.mark.parametrize("written", ["soon", None, True])
+def test_a_marker_that_is_no_time_counts_as_long_ago(store, written):
+    """A marker written by hand (or by another program) that holds no number must not stop
+    the fleet's turns: every store takes it as long past, once."""
+    if isinstance(store, SqliteStore):
+        with store._tx() as conn:
+            conn.execute(
+                "INSERT INTO config (key, value) VALUES (?, ?)",
+                (MARKER_PREFIX + "sweep", json.dumps(written)),
+            )
+    else:
+        store.config.insert_one({"_id": MARKER_PREFIX + "sweep", "value": written})
+    assert store.take_turn("sweep", T, 30)
+    assert not store.take_turn("sweep", T + 1, 30)
 
 
 @pytest.mark.parametrize("fresh", [True, False])

@@ -1007,10 +1007,16 @@ class MongoStore:
             found = self.config.find_one({"_id": key})
             if found is not None:
                 value = found.get("value")
-                if isinstance(value, (int, float)) and value > now - every:
-                    return False
+                seen: Any = {"$lte": now - every}
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    if value > now - every:
+                        return False
+                else:
+                    # No time at all (written by hand or by another program): long past, as
+                    # on SQLite; the update is conditioned on the value read, so one wins.
+                    seen = value
                 result = self.config.update_one(
-                    {"_id": key, "value": {"$lte": now - every}}, {"$set": {"value": now}}
+                    {"_id": key, "value": seen}, {"$set": {"value": now}}
                 )
                 return bool(result.matched_count == 1)
             try:
