@@ -493,6 +493,22 @@ def test_a_job_claimed_with_the_last_result_is_handed_back_at_a_stop(
     assert any(line.startswith(handed) for line in lines), lines
 
 
+def test_a_job_held_from_the_last_result_is_not_started_once_a_stop_came(
+    store, clock, make_worker, lines
+):
+    """A stop that lands between the loop's check and the next step: the job claimed with
+    the last result stays unstarted and goes back at the stop, attempt unspent."""
+    first, second = add(store, clock, {"command": "true"}, {"command": "true"})
+    worker = make_worker()
+    assert worker.step(chain=True) is True
+    worker.request_stop()
+    assert worker.step() is False
+    assert not any(f"job {second} started" in line for line in lines), lines
+    assert worker.run() == 0
+    job = store.get_job(second)
+    assert (job.state, job.attempts) == ("pending", 0)
+
+
 def test_a_stopping_worker_claims_nothing_with_its_result(store, clock, make_worker):
     first, second = add(store, clock, {"command": "true"}, {"command": "true"})
 

@@ -263,6 +263,11 @@ class Worker:
         assert self.info is not None, "call start() first"
         with self._lock:
             job, self._next = self._next, None
+            if job is not None and self.stopping:
+                # A stop came since the loop last looked: the job stays unstarted, for the
+                # stop's hand-back (attempt unspent).
+                self._next = job
+                return False
         if job is None:
             job = self._claim_held(self.info.id)
             if job is None:
