@@ -509,6 +509,21 @@ def test_a_job_held_from_the_last_result_is_not_started_once_a_stop_came(
     assert (job.state, job.attempts) == ("pending", 0)
 
 
+def test_a_job_that_ran_while_the_loop_did_not_poll_ends_under_the_current_config(
+    store, clock, make_worker
+):
+    """SPEC §5: running workers apply a config change within poll_interval. A long job keeps
+    the loop from polling, so its end (whose notification follows notify_url and notify_on)
+    reads the config first when the loop has not polled for longer than that."""
+    (job_id,) = add(store, clock, {"command": "true"})
+    worker = make_worker()
+    App(store=store, clock=clock).configs.set("notify_on", "all")  # while the job would run
+    assert worker.config.notify_on == "dead"
+    assert worker.step() is True
+    assert store.get_job(job_id).state == "completed"
+    assert worker.config.notify_on == "all"
+
+
 def test_a_stopping_worker_claims_nothing_with_its_result(store, clock, make_worker):
     first, second = add(store, clock, {"command": "true"}, {"command": "true"})
 

@@ -383,6 +383,13 @@ class Worker:
             if self._write(job, lambda _claim: (self.jobs.hand_back(job), None)):
                 self.log(f"job {job.id} interrupted; returned to pending")
             return
+        # The loop does not poll while a job runs: after a long one, read the control version
+        # (one read, only when no poll came for two poll_intervals) so the notification follows
+        # a config changed meanwhile (SPEC §5: changes apply within poll_interval).
+        try:
+            self._fresh_config(busy=False)
+        except StoreUnavailable:
+            pass  # the result comes first; the loop's next poll reads the config
         if execution.kill_reason == CANCELED_RUNNING:
 
             def cancel(claim: NextClaim | None) -> tuple[bool, Job | None]:
