@@ -114,6 +114,11 @@ def connect(path: str, busy_ms: int, reason: str | None) -> Connection:
     # Checks each page's cells as it is read, so damage is reported at once instead of
     # being read as data (or spread by a write).
     conn.execute("PRAGMA cell_size_check = ON")
+    # Temporary storage (statement journals among it) in memory: with the counters' triggers
+    # on `jobs`, an INSERT of a batch needs a statement journal, and with them on disk a
+    # bulk enqueue of 100,000 jobs took 4.0 s instead of 3.2 s (measured in-process). The
+    # hot queries are index walks, so no large sort lands in memory.
+    conn.execute("PRAGMA temp_store = MEMORY")
     return conn
 
 
