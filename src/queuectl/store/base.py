@@ -104,6 +104,17 @@ def text_matches(text: str, *values: Any) -> bool:
     return any(isinstance(v, str) and wanted in v.translate(_ASCII_LOWER) for v in values)
 
 
+def renew_lease(
+    store: Store, job_id: str, lease_token: str, now: float, lease_expires_at: float | None = None
+) -> bool:
+    """Store.renew_lease for every store: one update_if fenced by the lease token and the
+    `processing` state, setting lease_renewed_at (and the new deadline when given)."""
+    changes: dict[str, Any] = {"lease_renewed_at": now}
+    if lease_expires_at is not None:
+        changes["lease_expires_at"] = lease_expires_at
+    return store.update_if(job_id, {"state": "processing", "lease_token": lease_token}, changes)
+
+
 # What a job becomes when its dependency (the argument) is dead: the manager decides the
 # words, the store applies them to every job that waits on it, however deep.
 DeadChanges = Callable[[str], dict[str, Any]]

@@ -39,6 +39,7 @@ from .base import (
     batches,
     check_purgeable,
     quantile_rank,
+    renew_lease,
     text_matches,
     warn_foreign,
 )
@@ -679,14 +680,8 @@ class MongoStore:
                 {"$inc": {counter: 1}, "$set": {"counted_lease": lease_token}},
             )
 
-    def renew_lease(
-        self, job_id: str, lease_token: str, now: float, lease_expires_at: float | None = None
-    ) -> bool:
-        """Extend the lease if it is still ours."""
-        changes: dict[str, Any] = {"lease_renewed_at": now}
-        if lease_expires_at is not None:
-            changes["lease_expires_at"] = lease_expires_at
-        return self.update_if(job_id, {"state": "processing", "lease_token": lease_token}, changes)
+    # The same fenced update on every store (base.renew_lease, over update_if).
+    renew_lease = renew_lease
 
     def stale_jobs(self, cutoff: float, now: float) -> list[Job]:
         """Processing jobs whose lease was not renewed since `cutoff` and whose deadline,
