@@ -13,6 +13,7 @@ import sys
 import threading
 from typing import Any, Callable, Iterable, NamedTuple, Protocol, Sequence, TypeVar
 
+from ..errors import ForeignRecord
 from ..models import Job, Schedule, WorkerInfo
 
 # Ids handed to one statement or command at most: a MongoDB command is limited to 16 MiB and
@@ -43,6 +44,22 @@ def warn_foreign(where: str, skipped: Iterable[tuple[Any, str]]) -> None:
         )
     except (OSError, ValueError):
         pass
+
+
+def parse_records(
+    records: Iterable[dict[str, Any]], parse: Callable[[dict[str, Any]], T], where: str
+) -> list[T]:
+    """`parse` of each record; records of another shape (ForeignRecord) are skipped, with
+    one warning naming them (warn_foreign)."""
+    parsed, skipped = [], []
+    for record in records:
+        try:
+            parsed.append(parse(record))
+        except ForeignRecord as exc:
+            skipped.append((exc.record_id, exc.problem))
+    if skipped:
+        warn_foreign(where, skipped)
+    return parsed
 
 
 def batches(items: Sequence[Any], size: int = ID_BATCH) -> Iterable[list[Any]]:

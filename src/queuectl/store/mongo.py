@@ -38,6 +38,7 @@ from .base import (
     Poll,
     batches,
     check_purgeable,
+    parse_records,
     quantile_rank,
     renew_lease,
     text_matches,
@@ -113,27 +114,12 @@ def _job(doc: dict[str, Any] | None) -> Job | None:
 
 def _jobs(docs: Iterable[dict[str, Any]]) -> list[Job]:
     """The jobs among `docs`; documents of another shape are skipped, with a warning."""
-    jobs, skipped = [], []
-    for doc in docs:
-        try:
-            jobs.append(Job.from_record(_record(doc)))
-        except ForeignRecord as exc:
-            skipped.append((exc.record_id, exc.problem))
-    if skipped:
-        warn_foreign("jobs", skipped)
-    return jobs
+    return parse_records((_record(d) for d in docs), Job.from_record, "jobs")
 
 
 def _workers(docs: Iterable[dict[str, Any]]) -> list[WorkerInfo]:
-    workers, skipped = [], []
-    for doc in docs:
-        try:
-            workers.append(WorkerInfo.from_record(_record(doc)))
-        except ForeignRecord as exc:
-            skipped.append((exc.record_id, exc.problem))
-    if skipped:
-        warn_foreign("workers", skipped)
-    return workers
+    """The workers among `docs`; documents of another shape are skipped, with a warning."""
+    return parse_records((_record(d) for d in docs), WorkerInfo.from_record, "workers")
 
 
 def _null_or_below(bounds: dict[str, float]) -> dict[str, Any]:

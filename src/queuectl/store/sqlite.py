@@ -14,7 +14,7 @@ import sqlite3
 import time
 from typing import Any, Callable, NamedTuple, Sequence, TypeVar
 
-from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule, ForeignRecord
+from ..errors import DependencyNotFound, DuplicateJob, DuplicateSchedule
 from ..models import (
     JOB_COLUMNS,
     SCHEDULE_COLUMNS,
@@ -31,9 +31,9 @@ from .base import (
     FinishedRow,
     Poll,
     check_purgeable,
+    parse_records,
     renew_lease,
     text_matches,
-    warn_foreign,
 )
 from .sqlite_file import SqliteFile
 
@@ -338,15 +338,7 @@ class SqliteStore:
 
     def _jobs(self, rows: Sequence[sqlite3.Row]) -> list[Job]:
         """The jobs among `rows`; rows of another shape are skipped, with a warning."""
-        jobs, skipped = [], []
-        for row in rows:
-            try:
-                jobs.append(Job.from_record(dict(row)))
-            except ForeignRecord as exc:
-                skipped.append((exc.record_id, exc.problem))
-        if skipped:
-            warn_foreign(f"{self.path}: jobs", skipped)
-        return jobs
+        return parse_records((dict(r) for r in rows), Job.from_record, f"{self.path}: jobs")
 
     def list_jobs(
         self,
@@ -965,15 +957,9 @@ class SqliteStore:
         return self._workers(rows)
 
     def _workers(self, rows: Sequence[sqlite3.Row]) -> list[WorkerInfo]:
-        workers, skipped = [], []
-        for row in rows:
-            try:
-                workers.append(WorkerInfo.from_record(dict(row)))
-            except ForeignRecord as exc:
-                skipped.append((exc.record_id, exc.problem))
-        if skipped:
-            warn_foreign(f"{self.path}: workers", skipped)
-        return workers
+        """The workers among `rows`; rows of another shape are skipped, with a warning."""
+        where = f"{self.path}: workers"
+        return parse_records((dict(r) for r in rows), WorkerInfo.from_record, where)
 
     def request_stop(self, worker_ids: Sequence[str]) -> None:
         """Set the stop flag."""
