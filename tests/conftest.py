@@ -7,6 +7,7 @@ import uuid
 from typing import Iterator
 
 import pytest
+from idlesim import FakeClock
 from wirelane import (
     MONGO_SERVERS,
     REAL_MONGODB,
@@ -102,19 +103,6 @@ def mongodb_url() -> Iterator[str]:
     url = f"{base.rstrip('/')}/{name}" + (f"?{query}" if query else "")
     yield url
     drop_database(REAL_MONGODB, name)
-
-
-class FakeClock:
-    """A clock tests move by hand, so retry timing is checked without sleeping."""
-
-    def __init__(self, start: float = 1_800_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-    def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 @pytest.fixture

@@ -12,8 +12,9 @@ from queuectl.store.base import Store
 from queuectl.worker import Worker
 
 
-class SimClock:
-    """A clock moved by hand (the wall clock and the loop's interval clock at once)."""
+class FakeClock:
+    """A clock tests move by hand, so timing is checked without sleeping (here: the wall
+    clock and the idle loop's interval clock at once). conftest's `clock` fixture is one."""
 
     def __init__(self, start: float = 1_800_000_000.0) -> None:
         self.now = start
@@ -91,7 +92,7 @@ def idle_calls(
 ) -> collections.Counter[str]:
     """The store calls of one idle worker over `seconds` of simulated time after its start,
     with those config values set first (the defaults otherwise)."""
-    clock = SimClock()
+    clock = FakeClock()
     counting = CountingStore(store, clock)
     app = App(store=counting, clock=clock)  # type: ignore[arg-type]
     for key, value in (config or {}).items():
