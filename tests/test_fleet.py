@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 import pytest
+from conftest import watch
 
 from queuectl.app import App
 from queuectl.config import ConfigManager
@@ -100,18 +101,6 @@ def in_background(action: Callable[[], Any]) -> threading.Thread:
     thread = threading.Thread(target=action, daemon=True)
     thread.start()
     return thread
-
-
-def watch(apps: list[App], clock: Any, seconds: float, step: float = 10.0) -> None:
-    """Let time pass while each app keeps talking to its store, as a live process does every
-    poll: a reaper counts staleness only over time it could see the store."""
-    for _ in range(int(seconds / step)):
-        clock.advance(step)
-        for app in apps:
-            try:
-                app.configs.load()
-            except StoreUnavailable:
-                pass
 
 
 def run_gated(worker: Worker, store: Any, job_id: str) -> threading.Thread:
